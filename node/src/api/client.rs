@@ -1,0 +1,159 @@
+//! The client API: the contract in DESIGN.md's table.
+
+use super::wire::{AccountList, AccountView, BankAccounts, ConsortiumAccounts, NewAccount, NewUser, PackageView, StatusView, UserView};
+use super::Body;
+use crate::domain::{Cpf, User};
+use crate::error::Error;
+use crate::node::{Node, PeerError};
+use crate::package::{Package, Record};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hyper::Method;
+use std::sync::Arc;
+use std::time::Duration;
+
+type S = State<Arc<Node>>;
+
+pub fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/users", post(register_user))
+        .route("/users/{cpf}", get(get_user))
+        .route("/users/{cpf}/accounts", get(user_accounts))
+        .route("/accounts", post(open_account))
+        .route("/accounts/{key}", get(get_account))
+        .route("/consortium/users/{cpf}/accounts", get(consortium_accounts))
+        .route("/packages", post(submit_package))
+        .route("/packages/{id}", get(get_package))
+        .route("/status", get(status))
+}
+
+fn cpf(s: &str) -> Result<Cpf, Error> {
+    Cpf::parse(s).map_err(|e| Error::bad_request("invalid_cpf", format!("invalid CPF {s:?}: {e}")))
+}
+
+async fn register_user(State(node): S, Body(req): Body<NewUser>) -> Result<(StatusCode, Json<UserView>), Error> {
+    let user = User::new(cpf(&req.cpf)?, &req.name)?;
+    let u = user.clone();
+    node.db(move |s| s.register_user(&u)).await?;
+    node.emit("user_registered", user.cpf.to_string());
+    Ok((StatusCode::CREATED, Json(UserView { cpf: user.cpf, name: user.name })))
+}
+
+async fn get_user(State(node): S, Path(c): Path<String>) -> Result<Json<UserView>, Error> {
+    let c = cpf(&c)?;
+    let shown = c.clone();
+    match node.db(move |s| s.user(&c)).await? {
+        Some(u) => Ok(Json(UserView { cpf: u.cpf, name: u.name })),
+        None => Err(Error::not_found("user_not_found", format!("CPF {shown} is not a user of this bank"))),
+    }
+}
+
+async fn open_account(State(node): S, Body(req): Body<NewAccount>) -> Result<(StatusCode, Json<AccountView>), Error> {
+    let holders = req.holders.iter().map(|h| cpf(h)).collect::<Result<Vec<_>, _>>()?;
+    let me = node.me.clone();
+    let a = node.db(move |s| s.open_account(&me, req.kind, &holders)).await?;
+    node.emit("account_opened", format!("{} {}", a.key, a.kind));
+    Ok((StatusCode::CREATED, Json(a.into())))
+}
+
+async fn get_account(State(node): S, Path(key): Path<String>) -> Result<Json<AccountView>, Error> {
+    let k = key.clone();
+    match node.db(move |s| s.account(&k)).await? {
+        Some(a) => Ok(Json(a.into())),
+        None => Err(Error::not_found("account_not_found", format!("no account {key} at this bank"))),
+    }
+}
+
+async fn user_accounts(State(node): S, Path(c): Path<String>) -> Result<Json<AccountList>, Error> {
+    let c = cpf(&c)?;
+    let accounts = node.db(move |s| s.accounts_of(&c)).await?;
+    Ok(Json(AccountList { accounts: accounts.into_iter().map(Into::into).collect() }))
+}
+
+/// Asks every bank at once. A bank that does not answer in time is listed as unreachable;
+/// it never makes the whole answer fail.
+async fn consortium_accounts(State(node): S, Path(c): Path<String>) -> Result<Json<ConsortiumAccounts>, Error> {
+    let c = cpf(&c)?;
+    let mut tasks = Vec::new();
+    for bank in node.members() {
+        let node = node.clone();
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            if bank == node.me {
+                let r = node.db(move |s| s.accounts_of(&c)).await;
+                return match r {
+                    Ok(a) => BankAccounts { bank, reachable: true, accounts: a.into_iter().map(Into::into).collect(), error: None },
+                    Err(e) => BankAccounts { bank, reachable: false, accounts: vec![], error: Some(e.message) },
+                };
+            }
+            if !node.peers.is_online(&bank) {
+                return BankAccounts { bank, reachable: false, accounts: vec![], error: Some("offline".into()) };
+            }
+            let path = format!("/users/{c}/accounts");
+            match node.call::<(), AccountList>(&bank, Method::GET, &path, None).await {
+                Ok(list) => BankAccounts { bank, reachable: true, accounts: list.accounts, error: None },
+                Err(e @ PeerError::Unreachable(_)) => BankAccounts { bank, reachable: false, accounts: vec![], error: Some(e.to_string()) },
+                Err(e) => BankAccounts { bank, reachable: true, accounts: vec![], error: Some(e.to_string()) },
+            }
+        }));
+    }
+    let mut banks = Vec::new();
+    for t in tasks {
+        banks.push(t.await.map_err(|e| Error::internal(e.to_string()))?);
+    }
+    Ok(Json(ConsortiumAccounts { banks }))
+}
+
+fn view(r: &Record) -> PackageView {
+    PackageView { id: r.package.id.clone(), status: r.status, results: r.results.clone() }
+}
+
+/// Accepts a package (durably) and waits, bounded, for its outcome. A retry with the same id
+/// gets the same package, never a second execution.
+async fn submit_package(State(node): S, Body(p): Body<Package>) -> Result<(StatusCode, Json<PackageView>), Error> {
+    p.validate(|b| node.is_member(b))?;
+    let me = node.me.clone();
+    let id = p.id.clone();
+    let (record, new) = node.db(move |s| s.submit(&p, &me)).await?;
+    if new {
+        node.count(|c| c.submitted += 1);
+        node.emit("package_accepted", id.clone());
+        node.work_arrived.notify_one();
+    }
+    if record.outcome().is_some() {
+        return Ok((StatusCode::OK, Json(view(&record))));
+    }
+    let r = wait_decided(&node, &id, Duration::from_millis(node.timing.package_wait_ms)).await?;
+    let code = if r.outcome().is_some() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((code, Json(view(&r))))
+}
+
+/// Waits until the record at this origin is decided or `max` passes; returns it as it stands.
+pub async fn wait_decided(node: &Arc<Node>, id: &str, max: Duration) -> Result<Record, Error> {
+    let deadline = tokio::time::Instant::now() + max;
+    let mut changes = node.decided.subscribe();
+    loop {
+        let i = id.to_string();
+        let r = node.db(move |s| s.record(&i)).await?.ok_or_else(|| Error::internal("accepted package vanished"))?;
+        if r.outcome().is_some() {
+            return Ok(r);
+        }
+        if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+            return Ok(r);
+        }
+    }
+}
+
+async fn get_package(State(node): S, Path(id): Path<String>) -> Result<Json<PackageView>, Error> {
+    let i = id.clone();
+    match node.db(move |s| s.record(&i)).await? {
+        Some(r) => Ok(Json(view(&r))),
+        None => Err(Error::not_found("package_not_found", format!("no package {id} was submitted to this bank"))),
+    }
+}
+
+async fn status(State(node): S) -> Result<Json<StatusView>, Error> {
+    Ok(Json(node.status().await?))
+}

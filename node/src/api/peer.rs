@@ -1,0 +1,84 @@
+//! Routes between banks. Every message is idempotent: a repeat (a retry, or a duplicate the
+//! network made) answers what the first one did and changes nothing more.
+
+use super::wire::{Alert, Block, Decide, Finish, PackageView, PassAnswer, Ping, Prepare, Probe, TokenPass, Votes};
+use super::{Body, PEER_KEY_HEADER};
+use crate::error::Error;
+use crate::node::Node;
+use crate::package::executor;
+use crate::ring::driver;
+use axum::extract::{Path, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::sync::Arc;
+
+type S = State<Arc<Node>>;
+
+pub fn routes(node: Arc<Node>) -> Router<Arc<Node>> {
+    Router::new()
+        .route("/ping", get(ping))
+        .route("/token", post(token))
+        .route("/ring/probe", get(probe))
+        .route("/ring/alert", post(alert))
+        .route("/ring/block", post(block))
+        .route("/prepare", post(prepare))
+        .route("/finish", post(finish))
+        .route("/decide", post(decide))
+        .route("/outcome/{id}", get(outcome))
+        .layer(middleware::from_fn_with_state(node, require_key))
+}
+
+/// With a consortium key configured, only banks that know it may use these routes.
+async fn require_key(State(node): S, req: Request, next: Next) -> Response {
+    if let Some(secret) = &node.secret {
+        let given = req.headers().get(PEER_KEY_HEADER).and_then(|v| v.to_str().ok());
+        if given != Some(secret.as_str()) {
+            return Error::new(crate::error::Kind::Rule, "forbidden", "bank-to-bank route: missing or wrong consortium key")
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn ping(State(node): S) -> Json<Ping> {
+    Json(Ping { bank: node.me.clone() })
+}
+
+async fn token(State(node): S, Body(pass): Body<TokenPass>) -> Json<PassAnswer> {
+    Json(driver::receive(&node, pass))
+}
+
+async fn probe(State(node): S) -> Json<Probe> {
+    Json(driver::probe(&node))
+}
+
+async fn alert(State(node): S, Body(a): Body<Alert>) -> Json<bool> {
+    Json(driver::on_alert(&node, a))
+}
+
+async fn block(State(node): S, Body(b): Body<Block>) -> Json<bool> {
+    driver::on_block(&node, b.gen);
+    Json(true)
+}
+
+async fn prepare(State(node): S, Body(p): Body<Prepare>) -> Result<Json<Votes>, Error> {
+    Ok(Json(executor::prepare_here(&node, p).await?))
+}
+
+async fn finish(State(node): S, Body(f): Body<Finish>) -> Result<Json<usize>, Error> {
+    Ok(Json(executor::finish_here(&node, f.package, f.outcome).await?))
+}
+
+async fn decide(State(node): S, Body(d): Body<Decide>) -> Result<Json<PackageView>, Error> {
+    Ok(Json(executor::decide_here(&node, d).await?))
+}
+
+async fn outcome(State(node): S, Path(id): Path<String>) -> Result<Json<PackageView>, Error> {
+    let i = id.clone();
+    match node.db(move |s| s.record(&i)).await? {
+        Some(r) => Ok(Json(PackageView { id, status: r.status, results: r.results })),
+        None => Err(Error::not_found("package_not_found", format!("no package {id} at this origin"))),
+    }
+}

@@ -1,0 +1,188 @@
+//! JSON shapes of the client API and of the calls between banks. The client (`bank`) and
+//! the simulator use these same types, so the contract lives in one place.
+
+use crate::domain::{Account, AccountKind, Cpf};
+use crate::package::leg::LegVote;
+use crate::package::{Leg, OpResult, Outcome, Package, Status};
+use crate::ring::Token;
+use serde::{Deserialize, Serialize};
+
+// ---- client API ----
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub cpf: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    pub kind: AccountKind,
+    pub holders: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UserView {
+    pub cpf: Cpf,
+    pub name: String,
+}
+
+/// An account as a client sees it (`held` is the money in prepared debits).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountView {
+    pub bank: String,
+    pub key: String,
+    pub kind: AccountKind,
+    pub holders: Vec<Cpf>,
+    pub balance: u64,
+    pub blocked: u64,
+    pub held: u64,
+}
+
+impl From<Account> for AccountView {
+    fn from(a: Account) -> Self {
+        AccountView { bank: a.bank, key: a.key, kind: a.kind, holders: a.holders, balance: a.balance.0, blocked: a.blocked.0, held: a.held.0 }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccountList {
+    pub accounts: Vec<AccountView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BankAccounts {
+    pub bank: String,
+    pub reachable: bool,
+    pub accounts: Vec<AccountView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConsortiumAccounts {
+    pub banks: Vec<BankAccounts>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageView {
+    pub id: String,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub results: Vec<OpResult>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeerView {
+    pub bank: String,
+    pub online: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenView {
+    /// `gen@creator`, or null before this bank saw any token.
+    pub epoch: Option<String>,
+    pub held: bool,
+    pub hop: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Counters {
+    pub submitted: u64,
+    pub committed: u64,
+    pub aborted: u64,
+    pub executed: u64,
+    pub tokens_created: u64,
+    pub stale_dropped: u64,
+    pub duplicates_dropped: u64,
+    pub faults: u64,
+    pub presumed_aborts: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusView {
+    pub bank: String,
+    pub peers: Vec<PeerView>,
+    pub token: TokenView,
+    /// Packages accepted here and not yet decided.
+    pub queued: usize,
+    /// Legs prepared here whose outcome is not yet known.
+    pub in_doubt: usize,
+    pub counters: Counters,
+}
+
+// ---- between banks (/peer/...) ----
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Ping {
+    pub bank: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenPass {
+    pub from: String,
+    pub token: Token,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PassAnswer {
+    Accepted,
+    Repeat,
+    Stale,
+    Duplicate,
+    Blocked,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Probe {
+    pub holding: bool,
+    pub newest_gen: u64,
+    /// Milliseconds since this bank last accepted a token; null if never in this run.
+    pub seen_ms_ago: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Alert {
+    pub from: String,
+    pub reason: String,
+    /// The newest generation the alerting bank knew of.
+    pub gen: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Block {
+    pub from: String,
+    pub gen: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Prepare {
+    pub package: String,
+    pub origin: String,
+    pub legs: Vec<Leg>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Votes {
+    pub votes: Vec<LegVote>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Finish {
+    pub package: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Decide {
+    pub package: String,
+    pub outcome: Outcome,
+    /// Empty for a presumed abort.
+    pub results: Vec<OpResult>,
+}
+
+/// What a submitted package looks like on the wire: the same as `Package`.
+pub type SubmitPackage = Package;

@@ -1,0 +1,128 @@
+//! Node configuration: command line and TOML file share the same keys.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Protocol timing. Defaults suit a LAN; the simulator and tests shrink or stretch them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timing {
+    /// Timeout of every call to another bank.
+    pub peer_timeout_ms: u64,
+    /// How long `POST /packages` waits for the outcome before answering 202 pending.
+    pub package_wait_ms: u64,
+    /// How long a bank with nothing to do keeps the token before passing it.
+    pub idle_hold_ms: u64,
+    /// Per bank: a bank that has not seen the token for this times the number of banks
+    /// suspects it is lost.
+    pub token_loss_ms: u64,
+    /// When a bank first checks whether a token circulates after starting.
+    pub startup_check_ms: u64,
+    /// The blocked state of a recovery, in which tokens are discarded.
+    pub block_ms: u64,
+    /// A prepared leg older than this makes its bank ask the origin for the outcome.
+    pub resolve_after_ms: u64,
+    /// A leg still pending at the origin after this is aborted (presumed abort).
+    pub presume_abort_ms: u64,
+    /// Longest pause between pings of an offline bank.
+    pub ping_backoff_max_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            peer_timeout_ms: 2_000,
+            package_wait_ms: 10_000,
+            idle_hold_ms: 20,
+            token_loss_ms: 1_000,
+            startup_check_ms: 500,
+            block_ms: 500,
+            resolve_after_ms: 3_000,
+            presume_abort_ms: 10_000,
+            ping_backoff_max_ms: 2_000,
+        }
+    }
+}
+
+pub fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on, `host:port`.
+    pub listen: String,
+    /// Address the other banks know this one by (default: `listen`).
+    pub advertise: Option<String>,
+    /// Every bank of the consortium; may include this one.
+    pub peers: Vec<String>,
+    pub data_dir: PathBuf,
+    /// If set, calls between banks must carry it (header `x-consortium-key`).
+    pub peer_secret: Option<String>,
+    #[serde(flatten)]
+    pub timing: Timing,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:7001".into(),
+            advertise: None,
+            peers: Vec::new(),
+            data_dir: PathBuf::from("data"),
+            peer_secret: None,
+            timing: Timing::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn me(&self) -> String {
+        self.advertise.clone().unwrap_or_else(|| self.listen.clone())
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Refuses configurations that cannot work, with the reason.
+    pub fn check(&self) -> Result<(), String> {
+        for p in self.peers.iter().chain(std::iter::once(&self.me())) {
+            let (host, port) = p.rsplit_once(':').ok_or_else(|| format!("peer {p:?} is not host:port"))?;
+            if host.is_empty() || port.parse::<u16>().is_err() {
+                return Err(format!("peer {p:?} is not host:port"));
+            }
+        }
+        let t = &self.timing;
+        if t.presume_abort_ms <= t.resolve_after_ms {
+            return Err("presume_abort_ms must be larger than resolve_after_ms".into());
+        }
+        if t.peer_timeout_ms == 0 || t.token_loss_ms == 0 {
+            return Err("timeouts must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_keys_match_flags() {
+        let c = Config::from_toml(
+            "listen = \"127.0.0.1:7002\"\npeers = [\"127.0.0.1:7001\", \"127.0.0.1:7002\"]\ndata_dir = \"d\"\nidle_hold_ms = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.me(), "127.0.0.1:7002");
+        assert_eq!(c.timing.idle_hold_ms, 5);
+        assert_eq!(c.timing.block_ms, Timing::default().block_ms);
+        assert!(c.check().is_ok());
+        assert!(Config::from_toml("listen = 3").is_err());
+        assert!(Config::from_toml("colour = \"red\"").is_err(), "unknown keys are refused");
+        let bad = Config { peers: vec!["nohost".into()], ..Config::default() };
+        assert!(bad.check().is_err());
+    }
+}

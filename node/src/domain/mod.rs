@@ -1,0 +1,9 @@
+//! The bank's nouns: people (by CPF), accounts, money. Plain data and rules, no I/O.
+
+pub mod account;
+pub mod cpf;
+pub mod money;
+
+pub use account::{Account, AccountKind, User};
+pub use cpf::Cpf;
+pub use money::Cents;

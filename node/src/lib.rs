@@ -1,0 +1,18 @@
+//! A bank of the consortium. Protocol rules are plain synchronous code (`domain`, `ledger`,
+//! `ring::rules`, `package::{spec, record, leg}`); async code only moves messages, time and
+//! bytes (`ring::driver`, `package::{executor, resolver}`, `api`, `net`, `server`).
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod ledger;
+pub mod net;
+pub mod node;
+pub mod package;
+pub mod peers;
+pub mod ring;
+pub mod server;
+pub mod store;

@@ -1,0 +1,234 @@
+//! One bank's runtime state and the few primitives every async part shares: storage calls,
+//! calls to other banks (with reachability tracking), and counters.
+
+use crate::api::wire::{Counters, PeerView, StatusView, TokenView};
+use crate::config::{ms, Config, Timing};
+use crate::error::Error;
+use crate::events::Events;
+use crate::net::{Call, NetError, Transport};
+use crate::peers::Peers;
+use crate::ring::{Ring, Token};
+use crate::store::Store;
+use hyper::Method;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{de::DeserializeOwned, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+/// Bugs that can be planted on purpose, so tests can show the simulator catches them.
+/// Only settable through the library, never from the command line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PlantedBug {
+    #[default]
+    None,
+    /// Aborted debits are not refunded.
+    SkipRefund,
+    /// Tokens of older epochs are accepted.
+    AcceptStaleToken,
+}
+
+/// How the node reaches the world: the seams production and simulation fill differently.
+pub struct Env {
+    pub transport: Arc<dyn Transport>,
+    pub events: Arc<dyn Events>,
+    pub rng_seed: u64,
+    /// Call the store inline (simulation: no threads) or on tokio's blocking pool.
+    pub inline_storage: bool,
+    pub planted: PlantedBug,
+}
+
+/// Why a call to another bank did not give an answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerError {
+    /// Known offline, could not connect, or timed out. The request may have been applied.
+    Unreachable(String),
+    /// The bank answered with an error.
+    Refused(u16, String),
+}
+
+impl std::fmt::Display for PeerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerError::Unreachable(m) => write!(f, "unreachable ({m})"),
+            PeerError::Refused(s, m) => write!(f, "refused with {s}: {m}"),
+        }
+    }
+}
+
+pub struct Node {
+    pub me: String,
+    pub timing: Timing,
+    pub secret: Option<String>,
+    pub store: Store,
+    pub inline_storage: bool,
+    pub transport: Arc<dyn Transport>,
+    pub events: Arc<dyn Events>,
+    pub rng: Mutex<ChaCha8Rng>,
+    pub ring: Mutex<Ring>,
+    /// The token while this bank holds it.
+    pub token: Mutex<Option<Token>>,
+    pub token_arrived: Notify,
+    /// A package was accepted here (an idle token holder passes it on sooner).
+    pub work_arrived: Notify,
+    /// When this bank last accepted a token (never stored across restarts).
+    pub last_token_at: Mutex<Option<Instant>>,
+    /// Until when this bank discards tokens (recovery in progress).
+    pub blocked_until: Mutex<Option<Instant>>,
+    /// This bank is running a recovery as the lowest-address bank.
+    pub recovering: Mutex<bool>,
+    pub peers: Peers,
+    /// Bumped whenever a record at this origin is decided; waiting clients re-check.
+    pub decided: watch::Sender<u64>,
+    pub counters: Mutex<Counters>,
+}
+
+impl Node {
+    pub fn new(config: &Config, store: Store, env: Env) -> Result<Arc<Node>, Error> {
+        let me = config.me();
+        let floor = store.epoch_gen()?;
+        let mut ring = Ring::new(&me, &config.peers, floor);
+        ring.accept_stale = env.planted == PlantedBug::AcceptStaleToken;
+        let mut store = store;
+        store.skip_refund = env.planted == PlantedBug::SkipRefund;
+        let others: Vec<String> = ring.members.iter().filter(|m| **m != me).cloned().collect();
+        Ok(Arc::new(Node {
+            me,
+            timing: config.timing.clone(),
+            secret: config.peer_secret.clone(),
+            store,
+            inline_storage: env.inline_storage,
+            transport: env.transport,
+            events: env.events,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(env.rng_seed)),
+            ring: Mutex::new(ring),
+            token: Mutex::new(None),
+            token_arrived: Notify::new(),
+            work_arrived: Notify::new(),
+            last_token_at: Mutex::new(None),
+            blocked_until: Mutex::new(None),
+            recovering: Mutex::new(false),
+            peers: Peers::new(others),
+            decided: watch::channel(0).0,
+            counters: Mutex::new(Counters::default()),
+        }))
+    }
+
+    pub fn emit(&self, kind: &'static str, detail: String) {
+        self.events.emit(&self.me, kind, detail);
+    }
+
+    pub fn count(&self, f: impl FnOnce(&mut Counters)) {
+        f(&mut self.counters.lock().unwrap());
+    }
+
+    pub fn members(&self) -> Vec<String> {
+        self.ring.lock().unwrap().members.clone()
+    }
+
+    pub fn is_member(&self, bank: &str) -> bool {
+        self.ring.lock().unwrap().members.iter().any(|m| m == bank)
+    }
+
+    /// Whether a call to `bank` may be tried: this bank, or an online peer.
+    pub fn reachable(&self, bank: &str) -> bool {
+        bank == self.me || self.peers.is_online(bank)
+    }
+
+    /// Runs a store operation: inline in simulation, on a blocking thread in production.
+    pub async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        if self.inline_storage {
+            return f(&self.store);
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store)).await.map_err(|e| Error::internal(format!("storage task: {e}")))?
+    }
+
+    pub fn blocked(&self) -> bool {
+        self.blocked_until.lock().unwrap().is_some_and(|t| Instant::now() < t)
+    }
+
+    pub fn jitter(&self, max: Duration) -> Duration {
+        let m = max.as_millis() as u64;
+        if m == 0 {
+            return Duration::ZERO;
+        }
+        ms(self.rng.lock().unwrap().random_range(0..m))
+    }
+
+    /// A JSON call to another bank. Refuses at once if the bank is known offline; a failure
+    /// to connect or a timeout marks it offline and starts its ping loop.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        self: &Arc<Self>,
+        peer: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Req>,
+    ) -> Result<Resp, PeerError> {
+        debug_assert_ne!(peer, self.me, "local calls do not go through the network");
+        if !self.peers.is_online(peer) {
+            return Err(PeerError::Unreachable(format!("{peer} is offline")));
+        }
+        match self.raw_call(peer, method, path, body).await {
+            Ok(v) => Ok(v),
+            Err(PeerError::Unreachable(m)) => {
+                self.peer_failed(peer, &m);
+                Err(PeerError::Unreachable(m))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A call that ignores (and does not change) the peer's online mark: pings, and reads a
+    /// client asked for.
+    pub async fn raw_call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        peer: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Req>,
+    ) -> Result<Resp, PeerError> {
+        let mut call = Call::new(
+            method,
+            path,
+            body.map(|b| serde_json::to_vec(b).expect("wire types serialize")),
+            ms(self.timing.peer_timeout_ms),
+        );
+        if let Some(secret) = &self.secret {
+            call.headers.push((crate::api::PEER_KEY_HEADER.to_string(), secret.clone()));
+        }
+        match self.transport.call(peer, call).await {
+            Ok(reply) if reply.status.is_success() => serde_json::from_slice(&reply.body)
+                .map_err(|e| PeerError::Refused(reply.status.as_u16(), format!("unreadable answer: {e}"))),
+            Ok(reply) => Err(PeerError::Refused(reply.status.as_u16(), String::from_utf8_lossy(&reply.body).into_owned())),
+            Err(NetError::Timeout) => Err(PeerError::Unreachable(format!("{peer} timed out"))),
+            Err(NetError::Unreachable(m)) => Err(PeerError::Unreachable(format!("{peer}: {m}"))),
+        }
+    }
+
+    pub fn peer_failed(self: &Arc<Self>, peer: &str, why: &str) {
+        if self.peers.mark_offline(peer) {
+            self.emit("peer_offline", format!("{peer}: {why}"));
+            crate::server::spawn_ping_loop(self.clone(), peer.to_string());
+        }
+    }
+
+    pub async fn status(&self) -> Result<StatusView, Error> {
+        let queued = self.db(|s| Ok(s.outbox()?.len())).await?;
+        let in_doubt = self.db(|s| Ok(s.in_doubt()?.len())).await?;
+        let ring = self.ring.lock().unwrap().clone();
+        Ok(StatusView {
+            bank: self.me.clone(),
+            peers: self.peers.all().into_iter().map(|(bank, online)| PeerView { bank, online }).collect(),
+            token: TokenView { epoch: ring.newest.as_ref().map(|e| e.to_string()), held: ring.holding, hop: ring.last_hop },
+            queued,
+            in_doubt,
+            counters: self.counters.lock().unwrap().clone(),
+        })
+    }
+}

@@ -1,0 +1,179 @@
+//! The origin bank's record of a package: the one place where a package is decided.
+//!
+//! It starts `Pending` and moves once, compare-and-set, to `Committed` or `Aborted`. Whoever
+//! decides first (the executor, or a participant presuming abort after a timeout) wins; every
+//! later attempt learns that decision instead. That single rule is what makes execution
+//! exactly-once even when two tokens briefly exist or messages are duplicated.
+
+use super::spec::Package;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Committed,
+    Aborted,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Commit,
+    Abort,
+}
+
+impl Outcome {
+    pub fn status(self) -> Status {
+        match self {
+            Outcome::Commit => Status::Committed,
+            Outcome::Abort => Status::Aborted,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpResult {
+    pub index: u32,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub package: Package,
+    pub origin: String,
+    pub status: Status,
+    #[serde(default)]
+    pub results: Vec<OpResult>,
+    /// Order of acceptance at the origin; the outbox is replayed in this order.
+    pub seq: u64,
+}
+
+/// What a decide attempt did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decided {
+    /// This call moved the record out of pending.
+    Now,
+    /// It was already decided; the caller must follow the recorded outcome.
+    Already,
+}
+
+impl Record {
+    pub fn new(package: Package, origin: String, seq: u64) -> Record {
+        Record { package, origin, status: Status::Pending, results: Vec::new(), seq }
+    }
+
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self.status {
+            Status::Pending => None,
+            Status::Committed => Some(Outcome::Commit),
+            Status::Aborted => Some(Outcome::Abort),
+        }
+    }
+
+    /// Compare-and-set from pending. A commit must come with every operation ok; an abort
+    /// with at least one reason (or, for presumed abort, none: the reason is filled in).
+    pub fn decide(&mut self, outcome: Outcome, results: Vec<OpResult>) -> Decided {
+        if self.status != Status::Pending {
+            return Decided::Already;
+        }
+        let n = self.package.operations.len();
+        match outcome {
+            Outcome::Commit => {
+                assert!(results.len() == n && results.iter().all(|r| r.ok), "commit needs every operation ok");
+            }
+            Outcome::Abort => {
+                assert!(results.is_empty() || results.len() == n, "results cover every operation");
+                assert!(results.is_empty() || results.iter().any(|r| !r.ok), "an abort names a failed operation");
+            }
+        }
+        self.results = if results.is_empty() {
+            (0..n as u32)
+                .map(|index| OpResult { index, ok: false, reason: Some("not decided in time: presumed aborted".into()) })
+                .collect()
+        } else {
+            results
+        };
+        self.status = outcome.status();
+        Decided::Now
+    }
+}
+
+/// Per-operation results from each operation's leg outcomes: an operation is ok only if every
+/// one of its legs prepared; the first refusal is its reason. When some operation failed, the
+/// others are reported as rolled back so a person reading the result sees why nothing moved.
+pub fn results_from_legs(n: usize, failures: &[(u32, String)]) -> (Outcome, Vec<OpResult>) {
+    let mut results: Vec<OpResult> = (0..n as u32).map(|index| OpResult { index, ok: true, reason: None }).collect();
+    for (index, reason) in failures {
+        let r = &mut results[*index as usize];
+        if r.ok {
+            r.ok = false;
+            r.reason = Some(reason.clone());
+        }
+    }
+    if results.iter().all(|r| r.ok) {
+        return (Outcome::Commit, results);
+    }
+    for r in results.iter_mut().filter(|r| r.ok) {
+        r.ok = false;
+        r.reason = Some("rolled back: another operation of the package failed".into());
+    }
+    (Outcome::Abort, results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Cents;
+    use crate::package::spec::{AccountRef, OpKind, Operation};
+
+    fn record(n: usize) -> Record {
+        let op = Operation {
+            kind: OpKind::Deposit,
+            from: None,
+            to: Some(AccountRef { bank: "a".into(), account: "1".into() }),
+            amount: Cents(1),
+        };
+        Record::new(Package { id: "p".into(), operations: vec![op; n] }, "a".into(), 1)
+    }
+
+    #[test]
+    fn first_decision_wins() {
+        let mut r = record(2);
+        let (o, res) = results_from_legs(2, &[]);
+        assert_eq!(o, Outcome::Commit);
+        assert_eq!(r.decide(o, res.clone()), Decided::Now);
+        assert_eq!(r.status, Status::Committed);
+        assert_eq!(r.decide(Outcome::Abort, vec![]), Decided::Already);
+        assert_eq!(r.status, Status::Committed, "a later abort never overturns a commit");
+        assert_eq!(r.results, res);
+    }
+
+    #[test]
+    fn presumed_abort_fills_reasons() {
+        let mut r = record(2);
+        assert_eq!(r.decide(Outcome::Abort, vec![]), Decided::Now);
+        assert_eq!(r.status, Status::Aborted);
+        assert!(r.results.iter().all(|x| !x.ok && x.reason.is_some()));
+        assert_eq!(r.decide(Outcome::Commit, results_from_legs(2, &[]).1), Decided::Already);
+        assert_eq!(r.status, Status::Aborted);
+    }
+
+    #[test]
+    fn one_failed_leg_aborts_all() {
+        let (o, res) = results_from_legs(3, &[(1, "insufficient funds".into()), (1, "later".into())]);
+        assert_eq!(o, Outcome::Abort);
+        assert_eq!(res[1].reason.as_deref(), Some("insufficient funds"));
+        assert!(!res[0].ok && !res[2].ok);
+        assert!(res[0].reason.as_ref().unwrap().contains("rolled back"));
+    }
+
+    #[test]
+    #[should_panic(expected = "commit needs every operation ok")]
+    fn commit_with_failure_is_a_bug() {
+        let mut r = record(1);
+        r.decide(Outcome::Commit, vec![OpResult { index: 0, ok: false, reason: None }]);
+    }
+}

@@ -1,0 +1,295 @@
+//! The async shell of the ring: receives, holds, executes and passes the token, watches for
+//! its loss, and regenerates it. Every decision is delegated to `rules`.
+
+use super::rules::{Arrival, Ring};
+use super::token::{Queued, Token};
+use crate::api::wire::{Alert, Block, PassAnswer, Probe, TokenPass};
+use crate::config::ms;
+use crate::node::{Node, PeerError};
+use crate::package::{executor, Status};
+use hyper::Method;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A token arrived from `pass.from`. Called by the HTTP handler; never waits.
+pub fn receive(node: &Arc<Node>, pass: TokenPass) -> PassAnswer {
+    let blocked = node.blocked();
+    let t = pass.token;
+    let arrival = node.ring.lock().unwrap().on_token(&t.epoch, t.hop, blocked);
+    match arrival {
+        Arrival::Accept => {
+            *node.last_token_at.lock().unwrap() = Some(Instant::now());
+            let old = node.token.lock().unwrap().replace(t.clone());
+            if let Some(old) = old {
+                node.emit("token_replaced", format!("{} by {}", old.epoch, t.epoch));
+            }
+            let raised = {
+                let mut ring = node.ring.lock().unwrap();
+                let r = t.epoch.gen > ring.floor_gen;
+                ring.floor_gen = ring.floor_gen.max(t.epoch.gen);
+                r
+            };
+            if raised {
+                let gen = t.epoch.gen;
+                // Remembered so a restarted bank never regenerates below it; best effort.
+                let n = node.clone();
+                tokio::spawn(async move { let _ = n.db(move |s| s.raise_epoch_gen(gen)).await; });
+            }
+            node.token_arrived.notify_one();
+            PassAnswer::Accepted
+        }
+        Arrival::Repeat => {
+            node.count(|c| c.duplicates_dropped += 1);
+            PassAnswer::Repeat
+        }
+        Arrival::Stale => {
+            node.count(|c| c.stale_dropped += 1);
+            node.emit("token_stale", format!("{} hop {} from {}", t.epoch, t.hop, pass.from));
+            PassAnswer::Stale
+        }
+        Arrival::Blocked => {
+            node.emit("token_blocked", format!("{} hop {} from {}", t.epoch, t.hop, pass.from));
+            PassAnswer::Blocked
+        }
+        Arrival::Duplicate(why) => {
+            node.count(|c| {
+                c.duplicates_dropped += 1;
+                c.faults += 1;
+            });
+            node.emit("token_duplicate", why.clone());
+            let n = node.clone();
+            tokio::spawn(async move { raise_fault(&n, format!("duplicate token: {why}")).await });
+            PassAnswer::Duplicate
+        }
+    }
+}
+
+pub fn probe(node: &Node) -> Probe {
+    let ring = node.ring.lock().unwrap();
+    Probe {
+        holding: ring.holding,
+        newest_gen: ring.newest.as_ref().map_or(0, |e| e.gen).max(ring.floor_gen),
+        seen_ms_ago: node.last_token_at.lock().unwrap().map(|t| (Instant::now() - t).as_millis() as u64),
+    }
+}
+
+/// The driver: waits for the token or for the time to suspect its loss.
+pub async fn run(node: Arc<Node>) {
+    let banks = node.members().len();
+    let loss = Ring::loss_timeout(ms(node.timing.token_loss_ms), banks);
+    let mut next_check = Instant::now() + ms(node.timing.startup_check_ms) + node.jitter(ms(node.timing.startup_check_ms));
+    loop {
+        tokio::select! {
+            _ = node.token_arrived.notified() => {}
+            _ = tokio::time::sleep_until(next_check) => {}
+        }
+        let held = node.token.lock().unwrap().take();
+        if let Some(token) = held {
+            hold_and_pass(&node, token).await;
+            next_check = Instant::now() + loss;
+            continue;
+        }
+        if Instant::now() >= next_check {
+            let seen = *node.last_token_at.lock().unwrap();
+            if seen.is_none_or(|t| Instant::now() - t >= loss) {
+                check_for_loss(&node, loss).await;
+            }
+            let seen = node.last_token_at.lock().unwrap().unwrap_or_else(Instant::now);
+            next_check = (seen + loss).max(Instant::now() + loss / 2) + node.jitter(loss / 4);
+        }
+    }
+}
+
+fn still_current(node: &Node, token: &Token) -> bool {
+    let ring = node.ring.lock().unwrap();
+    ring.still_current(&token.epoch) && !node.blocked()
+}
+
+fn drop_token(node: &Node, token: &Token, why: &str) {
+    node.ring.lock().unwrap().holding = false;
+    node.emit("token_dropped", format!("{} hop {}: {why}", token.epoch, token.hop));
+}
+
+/// This bank holds the token: execute if its turn, add its own packages, pass it on.
+async fn hold_and_pass(node: &Arc<Node>, mut token: Token) {
+    loop {
+        if !still_current(node, &token) {
+            return drop_token(node, &token, "superseded while held");
+        }
+        let execute = node.ring.lock().unwrap().visit(&mut token);
+        if execute && !token.queue.is_empty() {
+            execute_queue(node, &mut token).await;
+        }
+        let added = add_outbox(node, &mut token).await;
+        if added == 0 && token.queue.is_empty() {
+            // Nothing to do: keep the token a moment (an idle ring must not spin), but hand
+            // it on as soon as a client brings work.
+            tokio::select! {
+                _ = tokio::time::sleep(ms(node.timing.idle_hold_ms)) => {}
+                _ = node.work_arrived.notified() => { add_outbox(node, &mut token).await; }
+            }
+        }
+        if !still_current(node, &token) {
+            return drop_token(node, &token, "superseded while held");
+        }
+        token.hop += 1;
+        loop {
+            let next = node.ring.lock().unwrap().successor(|b| node.peers.is_online(b));
+            let Some(next) = next else {
+                // Alone: keep it, and take the next visit after a pause.
+                tokio::time::sleep(ms(node.timing.idle_hold_ms)).await;
+                break;
+            };
+            match pass_to(node, &next, &token).await {
+                Some(PassAnswer::Accepted) | Some(PassAnswer::Repeat) => {
+                    node.ring.lock().unwrap().holding = false;
+                    return;
+                }
+                Some(answer) => return drop_token(node, &token, &format!("{next} answered {answer:?}")),
+                None => continue, // marked offline; try the one after
+            }
+        }
+        *node.last_token_at.lock().unwrap() = Some(Instant::now());
+    }
+}
+
+/// One pass; on a timeout, one retry to the same bank (a repeat is recognized there), so a
+/// slow answer does not turn into a second token.
+async fn pass_to(node: &Arc<Node>, next: &str, token: &Token) -> Option<PassAnswer> {
+    let pass = TokenPass { from: node.me.clone(), token: token.clone() };
+    for attempt in 0..2 {
+        match node.raw_call::<_, PassAnswer>(next, Method::POST, "/peer/token", Some(&pass)).await {
+            Ok(a) => return Some(a),
+            Err(e) if attempt == 0 => node.emit("pass_retry", format!("{next}: {e}")),
+            Err(e) => node.peer_failed(next, &e.to_string()),
+        }
+    }
+    None
+}
+
+async fn add_outbox(node: &Arc<Node>, token: &mut Token) -> usize {
+    let Ok(pending) = node.db(|s| s.outbox()).await else { return 0 };
+    let mut added = 0;
+    for r in pending {
+        if !token.contains(&r.package.id) {
+            token.queue.push(Queued { package: r.package, origin: r.origin });
+            added += 1;
+        }
+    }
+    added
+}
+
+/// Executes the queue one package at a time: packages never interleave. A package whose
+/// origin is offline waits: executing it would hold money until the origin returns.
+async fn execute_queue(node: &Arc<Node>, token: &mut Token) {
+    let queue = std::mem::take(&mut token.queue);
+    for q in queue {
+        if !node.reachable(&q.origin) {
+            continue; // dropped from the queue; its origin re-queues it when back
+        }
+        if !still_current(node, token) {
+            return;
+        }
+        let status = executor::execute(node, &q).await;
+        node.emit("package_executed", format!("{} {status:?}", q.package.id));
+        debug_assert!(status != Status::Pending || q.origin != node.me, "a local decide cannot fail");
+    }
+}
+
+/// Nobody has seen the token for a while: ask every bank; if none holds it or saw it
+/// recently, report the fault to the lowest-address bank.
+async fn check_for_loss(node: &Arc<Node>, loss: Duration) {
+    let mut max_gen = 0;
+    for peer in node.members() {
+        if peer == node.me || !node.peers.is_online(&peer) {
+            continue;
+        }
+        if let Ok(p) = node.call::<(), Probe>(&peer, Method::GET, "/peer/ring/probe", None).await {
+            max_gen = max_gen.max(p.newest_gen);
+            if p.holding || p.seen_ms_ago.is_some_and(|ago| ms(ago) < loss / 2) {
+                *node.last_token_at.lock().unwrap() = Some(Instant::now());
+                return;
+            }
+        }
+    }
+    node.count(|c| c.faults += 1);
+    raise_fault(node, format!("token lost: nobody saw it for {} ms (max gen seen {max_gen})", loss.as_millis())).await;
+}
+
+/// Reports a fault to the lowest-address online bank (maybe this one).
+pub async fn raise_fault(node: &Arc<Node>, reason: String) {
+    node.emit("fault", reason.clone());
+    let gen = probe(node).newest_gen;
+    loop {
+        let lowest = node.ring.lock().unwrap().lowest_online(|b| node.peers.is_online(b));
+        if lowest == node.me {
+            on_alert(node, Alert { from: node.me.clone(), reason, gen });
+            return;
+        }
+        let a = Alert { from: node.me.clone(), reason: reason.clone(), gen };
+        match node.call::<_, bool>(&lowest, Method::POST, "/peer/ring/alert", Some(&a)).await {
+            Err(PeerError::Unreachable(_)) => continue, // now marked offline: the next one
+            _ => return,
+        }
+    }
+}
+
+/// An alert reached this bank. Returns whether it starts a recovery.
+pub fn on_alert(node: &Arc<Node>, a: Alert) -> bool {
+    let newest = probe(node).newest_gen;
+    if a.gen < newest {
+        return false; // already regenerated past what the alerting bank knew
+    }
+    {
+        let mut r = node.recovering.lock().unwrap();
+        if *r {
+            return false;
+        }
+        *r = true;
+    }
+    node.emit("recovery_start", format!("alert from {}: {}", a.from, a.reason));
+    let n = node.clone();
+    tokio::spawn(async move { recover(n).await });
+    true
+}
+
+pub fn on_block(node: &Arc<Node>, gen: u64) {
+    node.ring.lock().unwrap().block(gen);
+    *node.blocked_until.lock().unwrap() = Some(Instant::now() + ms(node.timing.block_ms));
+    node.emit("blocked", format!("until gen {gen}"));
+}
+
+/// The lowest-address bank regenerates the token: everyone discards tokens for a moment,
+/// then a token of a newer epoch starts, empty; origins re-queue what was not executed.
+async fn recover(node: Arc<Node>) {
+    let mut seen = probe(&node).newest_gen;
+    for peer in node.members() {
+        if peer != node.me && node.peers.is_online(&peer) {
+            if let Ok(p) = node.call::<(), Probe>(&peer, Method::GET, "/peer/ring/probe", None).await {
+                seen = seen.max(p.newest_gen);
+            }
+        }
+    }
+    let gen = seen + 1;
+    on_block(&node, gen);
+    for peer in node.members() {
+        if peer != node.me && node.peers.is_online(&peer) {
+            let b = Block { from: node.me.clone(), gen };
+            let _ = node.call::<_, bool>(&peer, Method::POST, "/peer/ring/block", Some(&b)).await;
+        }
+    }
+    tokio::time::sleep(ms(node.timing.block_ms)).await;
+    *node.blocked_until.lock().unwrap() = None;
+    let epoch = node.ring.lock().unwrap().new_epoch(gen - 1);
+    let g = epoch.gen;
+    if let Err(e) = node.db(move |s| s.raise_epoch_gen(g)).await {
+        node.emit("epoch_persist_failed", e.message);
+    }
+    node.count(|c| c.tokens_created += 1);
+    node.emit("token_created", epoch.to_string());
+    *node.last_token_at.lock().unwrap() = Some(Instant::now());
+    *node.token.lock().unwrap() = Some(Token::new(epoch));
+    *node.recovering.lock().unwrap() = false;
+    node.token_arrived.notify_one();
+}

@@ -1,0 +1,219 @@
+//! Token rules as plain code. The driver feeds in what happened; these functions say what
+//! it means. Nothing here touches the network, the clock or the disk.
+
+use super::token::{Epoch, Token};
+use crate::net::ring_key;
+use std::time::Duration;
+
+/// What to do with a token that just arrived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// Take it: it is the token.
+    Accept,
+    /// An older epoch: a leftover of before a regeneration. Drop it quietly.
+    Stale,
+    /// The very pass already taken, delivered again (a duplicated message). Drop it quietly.
+    Repeat,
+    /// A second token of the current epoch. Drop it and report a fault: the ring must
+    /// regenerate so that one token remains.
+    Duplicate(String),
+    /// This bank is in the blocked state of a recovery: every token is discarded.
+    Blocked,
+}
+
+#[derive(Clone, Debug)]
+pub struct Ring {
+    pub me: String,
+    /// Every bank, in ring order, this one included.
+    pub members: Vec<String>,
+    pub newest: Option<Epoch>,
+    /// Tokens of a generation below this are stale (raised by a recovery's block message and
+    /// by what a restarted bank remembers).
+    pub floor_gen: u64,
+    /// Hop of the last token of `newest` this bank accepted.
+    pub last_hop: u64,
+    /// Whether this bank holds the token now.
+    pub holding: bool,
+    /// Planted bug (simulator tests only): accept tokens of older epochs.
+    pub accept_stale: bool,
+}
+
+impl Ring {
+    pub fn new(me: &str, peers: &[String], floor_gen: u64) -> Ring {
+        let mut members: Vec<String> = peers.to_vec();
+        if !members.iter().any(|m| m == me) {
+            members.push(me.to_string());
+        }
+        members.sort_by_key(|a| ring_key(a));
+        members.dedup();
+        Ring { me: me.to_string(), members, newest: None, floor_gen, last_hop: 0, holding: false, accept_stale: false }
+    }
+
+    pub fn on_token(&mut self, epoch: &Epoch, hop: u64, blocked: bool) -> Arrival {
+        if blocked {
+            return Arrival::Blocked;
+        }
+        let stale = epoch.gen < self.floor_gen || self.newest.as_ref().is_some_and(|n| epoch < n);
+        if stale && !self.accept_stale {
+            return Arrival::Stale;
+        }
+        if self.newest.as_ref() == Some(epoch) {
+            if hop == self.last_hop {
+                return Arrival::Repeat;
+            }
+            if hop < self.last_hop {
+                return Arrival::Duplicate(format!("epoch {epoch}: hop {hop} after hop {}", self.last_hop));
+            }
+            if self.holding {
+                return Arrival::Duplicate(format!("epoch {epoch}: hop {hop} arrived while holding the token"));
+            }
+        }
+        if !stale {
+            self.newest = Some(epoch.clone());
+        }
+        self.last_hop = hop;
+        self.holding = true;
+        Arrival::Accept
+    }
+
+    /// Whether a token this bank holds is still the newest one (a newer epoch may have been
+    /// announced while it was holding it).
+    pub fn still_current(&self, epoch: &Epoch) -> bool {
+        self.accept_stale || (epoch.gen >= self.floor_gen && self.newest.as_ref().is_none_or(|n| epoch >= n))
+    }
+
+    /// Counts this visit; true if this bank must now execute the queue: it is the first bank
+    /// the token visits twice in the cycle. Executing starts a new cycle.
+    pub fn visit(&self, token: &mut Token) -> bool {
+        let v = token.visits.entry(self.me.clone()).or_insert(0);
+        *v += 1;
+        if *v >= 2 {
+            token.visits.clear();
+            token.visits.insert(self.me.clone(), 1);
+            return true;
+        }
+        false
+    }
+
+    /// The next online bank after this one in ring order; None if this bank is alone.
+    pub fn successor(&self, online: impl Fn(&str) -> bool) -> Option<String> {
+        let me = self.members.iter().position(|m| *m == self.me).expect("a bank is a member of its ring");
+        let n = self.members.len();
+        (1..n).map(|i| &self.members[(me + i) % n]).find(|m| online(m)).cloned()
+    }
+
+    /// The lowest-address bank that is online (this one counts as online).
+    pub fn lowest_online(&self, online: impl Fn(&str) -> bool) -> String {
+        self.members.iter().find(|m| **m == self.me || online(m)).cloned().expect("this bank is a member")
+    }
+
+    /// A new epoch above every generation this bank knows of (`seen_gen` from asking others).
+    pub fn new_epoch(&mut self, seen_gen: u64) -> Epoch {
+        let gen = self.newest.as_ref().map_or(0, |e| e.gen).max(self.floor_gen).max(seen_gen) + 1;
+        let e = Epoch { gen, creator: self.me.clone() };
+        self.floor_gen = gen;
+        self.newest = Some(e.clone());
+        self.last_hop = 0;
+        self.holding = true;
+        e
+    }
+
+    /// Enter a recovery announced for generation `gen`: anything older is stale from now on.
+    pub fn block(&mut self, gen: u64) {
+        self.floor_gen = self.floor_gen.max(gen);
+        if self.newest.as_ref().is_some_and(|n| n.gen < gen) {
+            self.holding = false;
+        }
+    }
+
+    /// How long without seeing the token before a bank suspects it is lost: a full rotation
+    /// takes longer with more banks.
+    pub fn loss_timeout(base: Duration, banks: usize) -> Duration {
+        base * banks.max(1) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(gen: u64, creator: &str) -> Epoch {
+        Epoch { gen, creator: creator.into() }
+    }
+
+    fn ring(me: &str) -> Ring {
+        Ring::new(me, &["b:1".into(), "a:1".into(), "c:1".into()], 0)
+    }
+
+    #[test]
+    fn members_sorted_and_self_included() {
+        let r = Ring::new("d:1", &["b:1".into(), "a:1".into()], 0);
+        assert_eq!(r.members, vec!["a:1", "b:1", "d:1"]);
+    }
+
+    #[test]
+    fn accepts_then_detects_repeat_duplicate_and_stale() {
+        let mut r = ring("b:1");
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, false), Arrival::Accept);
+        r.holding = false;
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, false), Arrival::Repeat);
+        assert_eq!(r.on_token(&e(1, "a:1"), 4, false), Arrival::Accept);
+        assert!(matches!(r.on_token(&e(1, "a:1"), 7, false), Arrival::Duplicate(_)), "arrives while holding");
+        r.holding = false;
+        assert!(matches!(r.on_token(&e(1, "a:1"), 2, false), Arrival::Duplicate(_)), "hop went back");
+        assert_eq!(r.on_token(&e(2, "c:1"), 1, false), Arrival::Accept);
+        r.holding = false;
+        assert_eq!(r.on_token(&e(1, "a:1"), 99, false), Arrival::Stale);
+        assert_eq!(r.on_token(&e(2, "a:1"), 99, false), Arrival::Stale, "same gen, lower creator");
+        assert_eq!(r.on_token(&e(3, "a:1"), 1, true), Arrival::Blocked);
+    }
+
+    #[test]
+    fn planted_bug_accepts_stale() {
+        let mut r = ring("b:1");
+        r.accept_stale = true;
+        r.on_token(&e(5, "a:1"), 1, false);
+        r.holding = false;
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, false), Arrival::Accept);
+    }
+
+    #[test]
+    fn block_raises_floor() {
+        let mut r = ring("b:1");
+        r.on_token(&e(1, "a:1"), 1, false);
+        r.block(2);
+        assert!(!r.holding);
+        assert!(!r.still_current(&e(1, "a:1")));
+        assert_eq!(r.on_token(&e(1, "a:1"), 5, false), Arrival::Stale);
+        let n = r.new_epoch(0);
+        assert_eq!(n, e(3, "b:1"));
+        assert_eq!(r.new_epoch(10).gen, 11);
+    }
+
+    #[test]
+    fn successor_skips_offline_and_wraps() {
+        let r = ring("c:1");
+        assert_eq!(r.successor(|_| true).as_deref(), Some("a:1"));
+        assert_eq!(r.successor(|m| m != "a:1").as_deref(), Some("b:1"));
+        assert_eq!(r.successor(|_| false), None);
+        assert_eq!(r.lowest_online(|m| m != "a:1"), "b:1");
+        assert_eq!(ring("a:1").lowest_online(|_| false), "a:1");
+    }
+
+    #[test]
+    fn first_bank_visited_twice_executes() {
+        let a = ring("a:1");
+        let b = ring("b:1");
+        let mut t = Token::new(e(1, "a:1"));
+        assert!(!a.visit(&mut t));
+        assert!(!b.visit(&mut t));
+        assert!(a.visit(&mut t));
+        assert_eq!(t.visits.len(), 1);
+        assert!(!b.visit(&mut t), "a new cycle started");
+    }
+
+    #[test]
+    fn loss_timeout_grows_with_banks() {
+        assert!(Ring::loss_timeout(Duration::from_millis(500), 8) > Ring::loss_timeout(Duration::from_millis(500), 3));
+    }
+}

@@ -1,0 +1,81 @@
+//! Starting a bank: open the store, build the node, serve HTTP, start the background tasks.
+//! Production and the simulator both come through here; they differ only in the `Env` and
+//! the listener they hand in.
+
+use crate::api;
+use crate::api::wire::Ping;
+use crate::config::{ms, Config};
+use crate::error::Error;
+use crate::node::{Env, Node};
+use crate::store::Store;
+use hyper::Method;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Builds the node and starts its background tasks (ring driver, resolver, ping loops).
+/// The caller serves `api::router(node)` on its listener.
+pub fn start(config: &Config, store: Store, env: Env) -> Result<Arc<Node>, Error> {
+    config.check().map_err(|e| Error::bad_request("bad_config", e))?;
+    let node = Node::new(config, store, env)?;
+    node.emit("started", format!("members {:?}", node.members()));
+    for peer in node.peers.claim_unpinged() {
+        spawn_ping_loop(node.clone(), peer);
+    }
+    tokio::spawn(crate::ring::driver::run(node.clone()));
+    tokio::spawn(crate::package::resolver::run(node.clone()));
+    Ok(node)
+}
+
+/// Serves the API on any axum listener until `shutdown` resolves.
+pub async fn serve<L>(listener: L, node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, api::router(node)).with_graceful_shutdown(shutdown).await
+}
+
+/// Pings an offline bank with growing, jittered pauses until it answers.
+pub fn spawn_ping_loop(node: Arc<Node>, peer: String) {
+    tokio::spawn(async move {
+        let max = ms(node.timing.ping_backoff_max_ms);
+        let mut pause = ms(50).min(max);
+        loop {
+            match node.raw_call::<(), Ping>(&peer, Method::GET, "/peer/ping", None).await {
+                Ok(p) if p.bank == peer => {
+                    if node.peers.mark_online(&peer) {
+                        node.emit("peer_online", peer.clone());
+                    }
+                    return;
+                }
+                Ok(p) => node.emit("peer_misconfigured", format!("{peer} says it is {}", p.bank)),
+                Err(_) => {}
+            }
+            tokio::time::sleep(pause + node.jitter(pause / 2)).await;
+            pause = (pause * 2).min(max);
+        }
+    });
+}
+
+/// Production: the node on a real TCP port with its data in `config.data_dir`.
+pub async fn run_production(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
+    config.check()?;
+    let dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open_dir(&dir))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.message)?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let env = Env {
+        transport: Arc::new(crate::net::tcp_transport()),
+        events: Arc::new(crate::events::LogEvents),
+        rng_seed: rand::random(),
+        inline_storage: false,
+        planted: Default::default(),
+    };
+    let node = start(&config, store, env).map_err(|e| e.message)?;
+    tracing::info!(listen = %config.listen, bank = %node.me, data = %config.data_dir.display(), "bank is up");
+    serve(listener, node, shutdown).await.map_err(|e| e.to_string())
+}

@@ -1,0 +1,473 @@
+//! Durable state of one bank, in redb. Every method is one transaction: when it returns Ok
+//! the change is on disk (default durability: fsync at commit), so an acknowledged write
+//! survives kill -9. Synchronous on purpose: production calls it on a blocking thread, the
+//! simulator inline; no transaction is ever held across an `.await`.
+
+pub mod simdisk;
+
+use crate::domain::account::check_new_account;
+use crate::domain::{Account, AccountKind, Cents, Cpf, User};
+use crate::error::Error;
+use crate::package::leg::{self, LegRecord, LegState, LegVote};
+use crate::package::record::{Decided, OpResult, Outcome, Record};
+use crate::package::spec::{Leg, Package, Side};
+use redb::{Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition};
+use serde::{de::DeserializeOwned, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+/// "cpf/key" for every holder of every account: lists a user's accounts without a scan.
+const HOLDERS: TableDefinition<&str, ()> = TableDefinition::new("holders");
+/// Packages this bank is the origin of.
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+/// Origin records still pending, by acceptance order: what this bank must get executed.
+const OUTBOX: TableDefinition<u64, &str> = TableDefinition::new("outbox");
+/// "package/index/side" → leg record, for legs this bank holds as a participant.
+const LEGS: TableDefinition<&str, &[u8]> = TableDefinition::new("legs");
+/// Packages with at least one prepared leg here, and their origin: the in-doubt set.
+const IN_DOUBT: TableDefinition<&str, &str> = TableDefinition::new("in_doubt");
+/// Outcomes this bank learned as a participant (tombstones, so late prepares are refused).
+const OUTCOMES: TableDefinition<&str, &[u8]> = TableDefinition::new("outcomes");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const META_ACCOUNT_SEQ: &str = "account_seq";
+const META_RECORD_SEQ: &str = "record_seq";
+const META_EPOCH_GEN: &str = "epoch_gen";
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    /// Planted bug for simulator tests: aborted debits are not refunded.
+    pub skip_refund: bool,
+}
+
+/// Everything a checker needs to audit one bank.
+#[derive(Clone, Debug, Default)]
+pub struct Audit {
+    pub accounts: Vec<Account>,
+    pub records: Vec<Record>,
+    pub legs: Vec<LegRecord>,
+    pub in_doubt: Vec<String>,
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::internal(format!("storage: {e}"))
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("stored types serialize")
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(b).map_err(|e| internal(format!("corrupt row: {e}")))
+}
+
+fn leg_key(package: &str, leg: &Leg) -> String {
+    let side = match leg.side {
+        Side::Debit => "d",
+        Side::Credit => "c",
+    };
+    format!("{package}/{:05}/{side}", leg.index)
+}
+
+/// Keys of every leg of `package`: ids never contain '/', and '0' follows '/' in ASCII.
+fn leg_range(package: &str) -> (String, String) {
+    (format!("{package}/"), format!("{package}0"))
+}
+
+impl Store {
+    /// Opens (or creates) the database file `bank.redb` in `dir`.
+    pub fn open_dir(dir: &Path) -> Result<Store, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join("bank.redb");
+        let existed = path.exists();
+        let db = Database::create(&path).map_err(internal)?;
+        if !existed {
+            // redb syncs the file, not the directory entry that names it.
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(internal)?;
+        }
+        Store::init(db)
+    }
+
+    pub fn open_backend(backend: impl StorageBackend) -> Result<Store, Error> {
+        let db = Database::builder().create_with_backend(backend).map_err(internal)?;
+        Store::init(db)
+    }
+
+    fn init(db: Database) -> Result<Store, Error> {
+        let tx = db.begin_write().map_err(internal)?;
+        {
+            tx.open_table(USERS).map_err(internal)?;
+            tx.open_table(ACCOUNTS).map_err(internal)?;
+            tx.open_table(HOLDERS).map_err(internal)?;
+            tx.open_table(RECORDS).map_err(internal)?;
+            tx.open_table(OUTBOX).map_err(internal)?;
+            tx.open_table(LEGS).map_err(internal)?;
+            tx.open_table(IN_DOUBT).map_err(internal)?;
+            tx.open_table(OUTCOMES).map_err(internal)?;
+            tx.open_table(META).map_err(internal)?;
+        }
+        tx.commit().map_err(internal)?;
+        Ok(Store { db: Arc::new(db), skip_refund: false })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T, Error>) -> Result<T, Error> {
+        let tx = self.db.begin_read().map_err(internal)?;
+        f(&tx)
+    }
+
+    /// Runs `f` in a write transaction and commits only if it returned Ok.
+    fn write<T>(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<T, Error>) -> Result<T, Error> {
+        let tx = self.db.begin_write().map_err(internal)?;
+        match f(&tx) {
+            Ok(v) => {
+                tx.commit().map_err(internal)?;
+                Ok(v)
+            }
+            Err(e) => {
+                tx.abort().map_err(internal)?;
+                Err(e)
+            }
+        }
+    }
+
+    // ---- users and accounts ----
+
+    pub fn register_user(&self, user: &User) -> Result<(), Error> {
+        self.write(|tx| {
+            let mut t = tx.open_table(USERS).map_err(internal)?;
+            if t.get(user.cpf.as_str()).map_err(internal)?.is_some() {
+                return Err(Error::conflict("user_exists", format!("CPF {} is already registered at this bank", user.cpf)));
+            }
+            t.insert(user.cpf.as_str(), enc(user).as_slice()).map_err(internal)?;
+            Ok(())
+        })
+    }
+
+    pub fn user(&self, cpf: &Cpf) -> Result<Option<User>, Error> {
+        self.read(|tx| {
+            let t = tx.open_table(USERS).map_err(internal)?;
+            t.get(cpf.as_str()).map_err(internal)?.map(|v| dec(v.value())).transpose()
+        })
+    }
+
+    pub fn open_account(&self, bank: &str, kind: AccountKind, holders: &[Cpf]) -> Result<Account, Error> {
+        self.write(|tx| {
+            let users = tx.open_table(USERS).map_err(internal)?;
+            let mut accounts = tx.open_table(ACCOUNTS).map_err(internal)?;
+            let mut index = tx.open_table(HOLDERS).map_err(internal)?;
+            let mut meta = tx.open_table(META).map_err(internal)?;
+            let mut existing = Vec::new();
+            for h in holders {
+                let (lo, hi) = (format!("{h}/"), format!("{h}0"));
+                for row in index.range(lo.as_str()..hi.as_str()).map_err(internal)? {
+                    let (k, _) = row.map_err(internal)?;
+                    let key = k.value().split_once('/').map(|x| x.1.to_string()).unwrap_or_default();
+                    existing.push((h.clone(), key));
+                }
+            }
+            let mut personal = std::collections::BTreeSet::new();
+            for (h, key) in &existing {
+                if let Some(v) = accounts.get(key.as_str()).map_err(internal)? {
+                    let a: Account = dec(v.value())?;
+                    if a.kind == AccountKind::Personal {
+                        personal.insert(h.clone());
+                    }
+                }
+            }
+            let mut registered = std::collections::BTreeSet::new();
+            for h in holders {
+                if users.get(h.as_str()).map_err(internal)?.is_some() {
+                    registered.insert(h.clone());
+                }
+            }
+            check_new_account(kind, holders, |c| registered.contains(c), |c| personal.contains(c))?;
+            let seq = meta.get(META_ACCOUNT_SEQ).map_err(internal)?.map(|v| v.value()).unwrap_or(0) + 1;
+            meta.insert(META_ACCOUNT_SEQ, seq).map_err(internal)?;
+            let account = Account {
+                bank: bank.to_string(),
+                key: format!("{seq:06}"),
+                kind,
+                holders: holders.to_vec(),
+                balance: Cents::ZERO,
+                blocked: Cents::ZERO,
+                held: Cents::ZERO,
+            };
+            accounts.insert(account.key.as_str(), enc(&account).as_slice()).map_err(internal)?;
+            for h in holders {
+                index.insert(format!("{h}/{}", account.key).as_str(), ()).map_err(internal)?;
+            }
+            Ok(account)
+        })
+    }
+
+    pub fn account(&self, key: &str) -> Result<Option<Account>, Error> {
+        self.read(|tx| {
+            let t = tx.open_table(ACCOUNTS).map_err(internal)?;
+            t.get(key).map_err(internal)?.map(|v| dec(v.value())).transpose()
+        })
+    }
+
+    pub fn accounts_of(&self, cpf: &Cpf) -> Result<Vec<Account>, Error> {
+        self.read(|tx| {
+            let index = tx.open_table(HOLDERS).map_err(internal)?;
+            let accounts = tx.open_table(ACCOUNTS).map_err(internal)?;
+            let (lo, hi) = (format!("{cpf}/"), format!("{cpf}0"));
+            let mut out = Vec::new();
+            for row in index.range(lo.as_str()..hi.as_str()).map_err(internal)? {
+                let (k, _) = row.map_err(internal)?;
+                let key = k.value()[lo.len()..].to_string();
+                if let Some(v) = accounts.get(key.as_str()).map_err(internal)? {
+                    out.push(dec(v.value())?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    // ---- origin records ----
+
+    /// Accepts a package at its origin. Returns the record and whether it is new. The same id
+    /// with the same content is the same package (a retry); with other content, a conflict.
+    pub fn submit(&self, package: &Package, origin: &str) -> Result<(Record, bool), Error> {
+        self.write(|tx| {
+            let mut records = tx.open_table(RECORDS).map_err(internal)?;
+            if let Some(v) = records.get(package.id.as_str()).map_err(internal)? {
+                let r: Record = dec(v.value())?;
+                if &r.package != package {
+                    return Err(Error::conflict("id_reused", format!("package id {} was used for a different package", package.id)));
+                }
+                return Ok((r, false));
+            }
+            let mut meta = tx.open_table(META).map_err(internal)?;
+            let seq = meta.get(META_RECORD_SEQ).map_err(internal)?.map(|v| v.value()).unwrap_or(0) + 1;
+            meta.insert(META_RECORD_SEQ, seq).map_err(internal)?;
+            let r = Record::new(package.clone(), origin.to_string(), seq);
+            records.insert(package.id.as_str(), enc(&r).as_slice()).map_err(internal)?;
+            tx.open_table(OUTBOX).map_err(internal)?.insert(seq, package.id.as_str()).map_err(internal)?;
+            Ok((r, true))
+        })
+    }
+
+    pub fn record(&self, id: &str) -> Result<Option<Record>, Error> {
+        self.read(|tx| {
+            let t = tx.open_table(RECORDS).map_err(internal)?;
+            t.get(id).map_err(internal)?.map(|v| dec(v.value())).transpose()
+        })
+    }
+
+    /// Pending records of this origin, oldest first.
+    pub fn outbox(&self) -> Result<Vec<Record>, Error> {
+        self.read(|tx| {
+            let outbox = tx.open_table(OUTBOX).map_err(internal)?;
+            let records = tx.open_table(RECORDS).map_err(internal)?;
+            let mut out = Vec::new();
+            for row in outbox.iter().map_err(internal)? {
+                let (_, id) = row.map_err(internal)?;
+                if let Some(v) = records.get(id.value()).map_err(internal)? {
+                    out.push(dec(v.value())?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Compare-and-set the record from pending. Returns the record as it now stands and
+    /// whether this call decided it. Unknown ids are a NotFound: nobody can commit them.
+    pub fn decide(&self, id: &str, outcome: Outcome, results: Vec<OpResult>) -> Result<(Record, Decided), Error> {
+        self.write(|tx| {
+            let mut records = tx.open_table(RECORDS).map_err(internal)?;
+            let mut r: Record = match records.get(id).map_err(internal)? {
+                Some(v) => dec(v.value())?,
+                None => return Err(Error::not_found("package_not_found", format!("no package {id} at this origin"))),
+            };
+            let d = r.decide(outcome, results);
+            if d == Decided::Now {
+                records.insert(id, enc(&r).as_slice()).map_err(internal)?;
+                tx.open_table(OUTBOX).map_err(internal)?.remove(r.seq).map_err(internal)?;
+            }
+            Ok((r, d))
+        })
+    }
+
+    // ---- participant legs ----
+
+    /// Prepares this bank's legs of a package, all in one transaction. Idempotent.
+    pub fn prepare(&self, package: &str, origin: &str, legs: &[Leg]) -> Result<Vec<LegVote>, Error> {
+        self.write(|tx| {
+            let outcomes = tx.open_table(OUTCOMES).map_err(internal)?;
+            if let Some(v) = outcomes.get(package).map_err(internal)? {
+                let o: Outcome = dec(v.value())?;
+                // A late prepare for a finished package. After a commit every leg exists, so
+                // only legs that already have a record can be asked again.
+                let mut legs_t = tx.open_table(LEGS).map_err(internal)?;
+                let mut votes = Vec::with_capacity(legs.len());
+                for l in legs {
+                    let k = leg_key(package, l);
+                    let existing: Option<LegRecord> = legs_t.get(k.as_str()).map_err(internal)?.map(|v| dec(v.value())).transpose()?;
+                    let rec = match existing {
+                        Some(rec) => rec,
+                        None => {
+                            assert_eq!(o, Outcome::Abort, "committed package {package} is missing leg {l:?}");
+                            let rec = LegRecord { package: package.into(), origin: origin.into(), leg: l.clone(), state: LegState::Aborted };
+                            legs_t.insert(k.as_str(), enc(&rec).as_slice()).map_err(internal)?;
+                            rec
+                        }
+                    };
+                    votes.push(rec.vote());
+                }
+                return Ok(votes);
+            }
+            let mut legs_t = tx.open_table(LEGS).map_err(internal)?;
+            let mut accounts = tx.open_table(ACCOUNTS).map_err(internal)?;
+            let mut votes = Vec::with_capacity(legs.len());
+            let mut any_prepared = false;
+            for l in legs {
+                let k = leg_key(package, l);
+                if let Some(v) = legs_t.get(k.as_str()).map_err(internal)? {
+                    let rec: LegRecord = dec(v.value())?;
+                    assert_eq!(rec.leg, *l, "leg {k} prepared twice with different content");
+                    any_prepared |= rec.state == LegState::Prepared;
+                    votes.push(rec.vote());
+                    continue;
+                }
+                let mut account: Option<Account> = accounts.get(l.account.as_str()).map_err(internal)?.map(|v| dec(v.value())).transpose()?;
+                let rec = leg::prepare(package, origin, l, account.as_mut());
+                if rec.state == LegState::Prepared {
+                    let a = account.expect("prepared legs have an account");
+                    accounts.insert(a.key.as_str(), enc(&a).as_slice()).map_err(internal)?;
+                    any_prepared = true;
+                }
+                legs_t.insert(k.as_str(), enc(&rec).as_slice()).map_err(internal)?;
+                votes.push(rec.vote());
+            }
+            if any_prepared {
+                tx.open_table(IN_DOUBT).map_err(internal)?.insert(package, origin).map_err(internal)?;
+            }
+            Ok(votes)
+        })
+    }
+
+    /// Applies the package's outcome to this bank's legs. Idempotent; returns how many legs
+    /// moved money.
+    pub fn finish(&self, package: &str, outcome: Outcome) -> Result<usize, Error> {
+        let skip_refund = self.skip_refund;
+        self.write(|tx| {
+            let mut outcomes = tx.open_table(OUTCOMES).map_err(internal)?;
+            if let Some(v) = outcomes.get(package).map_err(internal)? {
+                let known: Outcome = dec(v.value())?;
+                assert_eq!(known, outcome, "package {package} finished both ways");
+                return Ok(0);
+            }
+            outcomes.insert(package, enc(&outcome).as_slice()).map_err(internal)?;
+            let mut legs_t = tx.open_table(LEGS).map_err(internal)?;
+            let mut accounts = tx.open_table(ACCOUNTS).map_err(internal)?;
+            let (lo, hi) = leg_range(package);
+            let mut recs: Vec<LegRecord> = Vec::new();
+            for row in legs_t.range(lo.as_str()..hi.as_str()).map_err(internal)? {
+                let (_, v) = row.map_err(internal)?;
+                recs.push(dec(v.value())?);
+            }
+            let mut moved = 0;
+            for mut rec in recs {
+                if rec.state != LegState::Prepared {
+                    continue;
+                }
+                let mut a: Account = match accounts.get(rec.leg.account.as_str()).map_err(internal)? {
+                    Some(v) => dec(v.value())?,
+                    None => panic!("prepared leg {:?} has no account", rec.leg),
+                };
+                if leg::finish(&mut rec, outcome, &mut a, skip_refund) {
+                    moved += 1;
+                }
+                accounts.insert(a.key.as_str(), enc(&a).as_slice()).map_err(internal)?;
+                legs_t.insert(leg_key(package, &rec.leg).as_str(), enc(&rec).as_slice()).map_err(internal)?;
+            }
+            tx.open_table(IN_DOUBT).map_err(internal)?.remove(package).map_err(internal)?;
+            Ok(moved)
+        })
+    }
+
+    /// Packages with legs prepared here whose outcome this bank has not learned: (id, origin).
+    pub fn in_doubt(&self) -> Result<Vec<(String, String)>, Error> {
+        self.read(|tx| {
+            let t = tx.open_table(IN_DOUBT).map_err(internal)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(internal)? {
+                let (k, v) = row.map_err(internal)?;
+                out.push((k.value().to_string(), v.value().to_string()));
+            }
+            Ok(out)
+        })
+    }
+
+    // ---- ring ----
+
+    pub fn epoch_gen(&self) -> Result<u64, Error> {
+        self.read(|tx| Ok(tx.open_table(META).map_err(internal)?.get(META_EPOCH_GEN).map_err(internal)?.map(|v| v.value()).unwrap_or(0)))
+    }
+
+    /// Remembers the newest token generation seen, so a restarted bank never creates or
+    /// accepts an older one.
+    pub fn raise_epoch_gen(&self, gen: u64) -> Result<(), Error> {
+        self.write(|tx| {
+            let mut meta = tx.open_table(META).map_err(internal)?;
+            let cur = meta.get(META_EPOCH_GEN).map_err(internal)?.map(|v| v.value()).unwrap_or(0);
+            if gen > cur {
+                meta.insert(META_EPOCH_GEN, gen).map_err(internal)?;
+            }
+            Ok(())
+        })
+    }
+
+    // ---- audit ----
+
+    pub fn audit(&self) -> Result<Audit, Error> {
+        self.read(|tx| {
+            let mut a = Audit::default();
+            for row in tx.open_table(ACCOUNTS).map_err(internal)?.iter().map_err(internal)? {
+                a.accounts.push(dec(row.map_err(internal)?.1.value())?);
+            }
+            for row in tx.open_table(RECORDS).map_err(internal)?.iter().map_err(internal)? {
+                a.records.push(dec(row.map_err(internal)?.1.value())?);
+            }
+            for row in tx.open_table(LEGS).map_err(internal)?.iter().map_err(internal)? {
+                a.legs.push(dec(row.map_err(internal)?.1.value())?);
+            }
+            for row in tx.open_table(IN_DOUBT).map_err(internal)?.iter().map_err(internal)? {
+                a.in_doubt.push(row.map_err(internal)?.0.value().to_string());
+            }
+            Ok(a)
+        })
+    }
+}
+
+impl Audit {
+    /// Checks this bank's books against its own leg records: what is held and blocked on each
+    /// account is exactly what its prepared legs say. Returns the broken rules.
+    pub fn self_check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut held = std::collections::BTreeMap::<&str, u64>::new();
+        let mut blocked = std::collections::BTreeMap::<&str, u64>::new();
+        for l in self.legs.iter().filter(|l| l.state == LegState::Prepared) {
+            let m = if l.leg.side == Side::Debit { &mut held } else { &mut blocked };
+            *m.entry(l.leg.account.as_str()).or_default() += l.leg.amount.0;
+        }
+        for a in &self.accounts {
+            let h = held.get(a.key.as_str()).copied().unwrap_or(0);
+            let b = blocked.get(a.key.as_str()).copied().unwrap_or(0);
+            if a.held.0 != h {
+                problems.push(format!("account {}/{}: held {} but prepared debits sum to {h}", a.bank, a.key, a.held.0));
+            }
+            if a.blocked.0 != b {
+                problems.push(format!("account {}/{}: blocked {} but prepared credits sum to {b}", a.bank, a.key, a.blocked.0));
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+use super::*;
+use crate::package::spec::{AccountRef, OpKind, Operation};
+use crate::store::simdisk::SimDisk;
+
+fn store() -> Store {
+    Store::open_backend(SimDisk::new(1).backend()).unwrap()
+}
+
+fn cpf(n: u32) -> Cpf {
+    Cpf::from_base(n)
+}
+
+fn user(s: &Store, n: u32) {
+    s.register_user(&User::new(cpf(n), "Someone").unwrap()).unwrap();
+}
+
+fn funded(s: &Store, n: u32, cents: u64) -> Account {
+    user(s, n);
+    let a = s.open_account("me", AccountKind::Business, &[cpf(n)]).unwrap();
+    s.prepare(&format!("fund{n}"), "me", &[Leg { index: 0, side: Side::Credit, account: a.key.clone(), amount: Cents(cents) }]).unwrap();
+    s.finish(&format!("fund{n}"), Outcome::Commit).unwrap();
+    s.account(&a.key).unwrap().unwrap()
+}
+
+#[test]
+fn users_unique_and_accounts_follow_rules() {
+    let s = store();
+    user(&s, 1);
+    assert_eq!(s.register_user(&User::new(cpf(1), "Again").unwrap()).unwrap_err().code, "user_exists");
+    let a = s.open_account("me", AccountKind::Personal, &[cpf(1)]).unwrap();
+    assert_eq!(a.key, "000001");
+    assert_eq!(s.open_account("me", AccountKind::Personal, &[cpf(1)]).unwrap_err().code, "personal_exists");
+    assert_eq!(s.open_account("me", AccountKind::Joint, &[cpf(1), cpf(2)]).unwrap_err().code, "user_not_found");
+    user(&s, 2);
+    let j = s.open_account("me", AccountKind::Joint, &[cpf(1), cpf(2)]).unwrap();
+    assert_eq!(s.accounts_of(&cpf(1)).unwrap().iter().map(|a| a.key.clone()).collect::<Vec<_>>(), vec![a.key, j.key.clone()]);
+    assert_eq!(s.accounts_of(&cpf(2)).unwrap().len(), 1);
+    assert!(s.accounts_of(&cpf(3)).unwrap().is_empty());
+}
+
+#[test]
+fn prepare_is_idempotent_and_finish_moves_money_once() {
+    let s = store();
+    let a = funded(&s, 1, 100);
+    let leg = Leg { index: 0, side: Side::Debit, account: a.key.clone(), amount: Cents(60) };
+    let v1 = s.prepare("p", "o", std::slice::from_ref(&leg)).unwrap();
+    let v2 = s.prepare("p", "o", std::slice::from_ref(&leg)).unwrap();
+    assert_eq!(v1, v2);
+    assert!(v1[0].ok);
+    let after = s.account(&a.key).unwrap().unwrap();
+    assert_eq!((after.balance, after.held), (Cents(40), Cents(60)), "the hold is taken once");
+    assert_eq!(s.in_doubt().unwrap(), vec![("p".to_string(), "o".to_string())]);
+    assert_eq!(s.finish("p", Outcome::Abort).unwrap(), 1);
+    assert_eq!(s.finish("p", Outcome::Abort).unwrap(), 0);
+    let after = s.account(&a.key).unwrap().unwrap();
+    assert_eq!((after.balance, after.held), (Cents(100), Cents(0)));
+    assert!(s.in_doubt().unwrap().is_empty());
+    assert!(s.audit().unwrap().self_check().is_empty());
+}
+
+#[test]
+fn late_prepare_after_abort_is_refused() {
+    let s = store();
+    let a = funded(&s, 1, 100);
+    s.finish("late", Outcome::Abort).unwrap();
+    let v = s.prepare("late", "o", &[Leg { index: 0, side: Side::Debit, account: a.key.clone(), amount: Cents(5) }]).unwrap();
+    assert!(!v[0].ok);
+    assert_eq!(s.account(&a.key).unwrap().unwrap().balance, Cents(100), "nothing held for a dead package");
+    assert!(s.in_doubt().unwrap().is_empty());
+}
+
+#[test]
+fn insufficient_funds_and_missing_account_are_votes_not_errors() {
+    let s = store();
+    let a = funded(&s, 1, 10);
+    let v = s
+        .prepare("p", "o", &[
+            Leg { index: 0, side: Side::Debit, account: a.key.clone(), amount: Cents(11) },
+            Leg { index: 1, side: Side::Credit, account: "999999".into(), amount: Cents(1) },
+        ])
+        .unwrap();
+    assert!(!v[0].ok && !v[1].ok);
+    assert!(s.in_doubt().unwrap().is_empty(), "nothing was prepared");
+}
+
+fn package(id: &str, amount: u64) -> Package {
+    Package {
+        id: id.into(),
+        operations: vec![Operation { kind: OpKind::Deposit, from: None, to: Some(AccountRef { bank: "me".into(), account: "000001".into() }), amount: Cents(amount) }],
+    }
+}
+
+#[test]
+fn submit_is_idempotent_and_decide_is_compare_and_set() {
+    let s = store();
+    let (r, new) = s.submit(&package("x", 5), "me").unwrap();
+    assert!(new);
+    let (r2, new2) = s.submit(&package("x", 5), "me").unwrap();
+    assert!(!new2);
+    assert_eq!(r, r2);
+    assert_eq!(s.submit(&package("x", 6), "me").unwrap_err().code, "id_reused");
+    assert_eq!(s.outbox().unwrap().len(), 1);
+    let ok = vec![OpResult { index: 0, ok: true, reason: None }];
+    let (r, d) = s.decide("x", Outcome::Commit, ok).unwrap();
+    assert_eq!((r.status, d), (crate::package::Status::Committed, Decided::Now));
+    let (r, d) = s.decide("x", Outcome::Abort, vec![]).unwrap();
+    assert_eq!((r.status, d), (crate::package::Status::Committed, Decided::Already));
+    assert!(s.outbox().unwrap().is_empty());
+    assert_eq!(s.decide("nope", Outcome::Abort, vec![]).unwrap_err().code, "package_not_found");
+}
+
+#[test]
+fn state_survives_reopen_on_the_same_disk() {
+    let disk = SimDisk::new(7);
+    {
+        let s = Store::open_backend(disk.backend()).unwrap();
+        user(&s, 1);
+        s.open_account("me", AccountKind::Personal, &[cpf(1)]).unwrap();
+        s.submit(&package("k", 3), "me").unwrap();
+        s.raise_epoch_gen(4).unwrap();
+    }
+    disk.crash();
+    let s = Store::open_backend(disk.backend()).unwrap();
+    assert!(s.user(&cpf(1)).unwrap().is_some());
+    assert_eq!(s.accounts_of(&cpf(1)).unwrap().len(), 1);
+    assert_eq!(s.outbox().unwrap().len(), 1);
+    assert_eq!(s.epoch_gen().unwrap(), 4);
+}
