@@ -1,0 +1,28 @@
+# One build profile (dev, dependencies optimized): see Cargo.toml.
+CARGO ?= cargo
+SEEDS ?= 2000
+
+.PHONY: run build test sim fuzz bench chaos clean
+
+## run: a local consortium of 4 banks on 127.0.0.1:7001-7004, data in ./data (Ctrl-C stops)
+run: build
+	./scripts/run-local.sh
+
+build:
+	$(CARGO) build --bins
+
+## test: every test of the workspace (unit, loopback end-to-end, simulator, snapshots, fuzz smoke)
+test:
+	$(CARGO) build --bins
+	$(CARGO) test --workspace --no-fail-fast
+
+## sim: one simulated scenario (SCENARIO=scenarios/bank_crash.toml)
+sim:
+	$(CARGO) run -p sim -- $(or $(SCENARIO),scenarios/bank_crash.toml)
+
+## fuzz: many random fault schedules (SEEDS=2000)
+fuzz:
+	$(CARGO) run -p sim -- fuzz --seeds $(SEEDS)
+
+clean:
+	rm -rf data

@@ -1,0 +1,139 @@
+//! The client API on real nodes over loopback: users, accounts, listing across the
+//! consortium, bad input, and persistence across kill -9.
+
+mod common;
+use common::{cpf, Cluster};
+use hyper::Method;
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_accounts_and_consortium_listing_with_a_bank_down() {
+    let mut c = Cluster::start(3).await;
+    let ana = cpf(111);
+    let bia = cpf(222);
+    for i in 0..2 {
+        for (who, name) in [(&ana, "Ana"), (&bia, "Bia")] {
+            let (code, u) = c.post(i, "/users", json!({"cpf": who, "name": name})).await;
+            assert_eq!(code, 201, "{u}");
+        }
+    }
+    let (code, e) = c.post(0, "/users", json!({"cpf": ana, "name": "Ana again"})).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (409, Some("user_exists")));
+    let (code, u) = c.get(0, &format!("/users/{ana}")).await;
+    assert_eq!((code, u["name"].as_str()), (200, Some("Ana")));
+
+    // Each kind of account at two banks.
+    let mut keys = Vec::new();
+    for i in 0..2 {
+        for (kind, holders) in [("personal", json!([ana])), ("joint", json!([ana, bia])), ("business", json!([ana]))] {
+            let (code, a) = c.post(i, "/accounts", json!({"kind": kind, "holders": holders})).await;
+            assert_eq!(code, 201, "{kind} at {i}: {a}");
+            assert_eq!(a["bank"], c.addrs[i]);
+            assert_eq!(a["balance"], 0);
+            keys.push((i, a["key"].as_str().unwrap().to_string()));
+        }
+    }
+    let (code, list) = c.get(1, &format!("/users/{ana}/accounts")).await;
+    assert_eq!(code, 200);
+    assert_eq!(list["accounts"].as_array().unwrap().len(), 3);
+
+    // Listed from the third bank, also with bank 1 stopped.
+    let (code, all) = c.get(2, &format!("/consortium/users/{ana}/accounts")).await;
+    assert_eq!(code, 200);
+    let count = |v: &Value| v["banks"].as_array().unwrap().iter().map(|b| b["accounts"].as_array().unwrap().len()).sum::<usize>();
+    assert_eq!(count(&all), 6);
+    c.kill(1);
+    let (code, all) = c.get(2, &format!("/consortium/users/{ana}/accounts")).await;
+    assert_eq!(code, 200, "one bank down never fails the whole call");
+    let banks = all["banks"].as_array().unwrap();
+    let down = banks.iter().find(|b| b["bank"] == c.addrs[1]).unwrap();
+    assert_eq!(down["reachable"], false);
+    assert_eq!(count(&all), 3);
+    assert!(banks.iter().filter(|b| b["bank"] != c.addrs[1]).all(|b| b["reachable"] == true));
+
+    // Bia's joint accounts show up for her too.
+    let (_, all) = c.get(0, &format!("/consortium/users/{bia}/accounts")).await;
+    assert_eq!(count(&all), 1, "only bank 0's joint account while bank 1 is down: {all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let c = Cluster::start(2).await;
+    let ana = cpf(333);
+    c.post(0, "/users", json!({"cpf": ana, "name": "Ana"})).await;
+    let key = c.account(0, &ana).await;
+    let raw = |body: &str| c.raw(0, Method::POST, "/users", Some(body.as_bytes().to_vec()));
+    let cases: Vec<(&str, (u16, Value), u16, &str)> = vec![
+        ("malformed json", raw("{\"cpf\": ").await, 400, "malformed_json"),
+        ("wrong type", c.post(0, "/users", json!({"cpf": 123, "name": "X"})).await, 400, "bad_field"),
+        ("unknown field", c.post(0, "/users", json!({"cpf": cpf(5), "name": "X", "admin": true})).await, 400, "bad_field"),
+        ("invalid cpf", c.post(0, "/users", json!({"cpf": "123.456.789-00", "name": "X"})).await, 400, "invalid_cpf"),
+        ("empty name", c.post(0, "/users", json!({"cpf": cpf(6), "name": "  "})).await, 400, "empty_name"),
+        ("unknown user", c.get(0, &format!("/users/{}", cpf(7))).await, 404, "user_not_found"),
+        ("unknown account", c.get(0, "/accounts/999999").await, 404, "account_not_found"),
+        ("personal with two", c.post(0, "/accounts", json!({"kind": "personal", "holders": [ana, cpf(8)]})).await, 422, "personal_one_holder"),
+        ("unregistered holder", c.post(0, "/accounts", json!({"kind": "joint", "holders": [ana, cpf(8)]})).await, 404, "user_not_found"),
+        ("unknown kind", c.post(0, "/accounts", json!({"kind": "savings", "holders": [ana]})).await, 400, "bad_field"),
+        ("too large", raw(&format!("{{\"cpf\":\"{}\",\"name\":\"{}\"}}", cpf(9), "x".repeat(70_000))).await, 413, "body_too_large"),
+        ("no route", c.get(0, "/nope").await, 404, "no_route"),
+    ];
+    let dep = |amount: Value| json!({"id": "bad", "operations": [{"kind": "deposit", "to": c.at(0, &key), "amount": amount}]});
+    let pkg_cases: Vec<(&str, (u16, Value), u16, &str)> = vec![
+        ("zero amount", c.post(0, "/packages", dep(json!(0))).await, 400, "bad_amount"),
+        ("negative amount", c.post(0, "/packages", dep(json!(-5))).await, 400, "bad_field"),
+        (
+            "overflowing amount",
+            c.raw(0, Method::POST, "/packages", Some(dep(json!(1)).to_string().replace("\"amount\":1", "\"amount\":18446744073709551616").into_bytes())).await,
+            400,
+            "bad_field",
+        ),
+        ("fractional amount", c.post(0, "/packages", dep(json!(1.5))).await, 400, "bad_field"),
+        (
+            "unknown bank",
+            c.post(0, "/packages", json!({"id": "b2", "operations": [{"kind": "deposit", "to": {"bank": "10.9.9.9:1", "account": key}, "amount": 1}]})).await,
+            422,
+            "unknown_bank",
+        ),
+        ("no operations", c.post(0, "/packages", json!({"id": "b3", "operations": []})).await, 400, "no_operations"),
+        ("unknown package", c.get(0, "/packages/never").await, 404, "package_not_found"),
+    ];
+    for (what, (code, body), want_code, want_err) in cases.into_iter().chain(pkg_cases) {
+        assert_eq!(code, want_code, "{what}: {body}");
+        assert_eq!(body["error"]["code"].as_str(), Some(want_err), "{what}: {body}");
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty(), "{what}: a message a person can read");
+    }
+    // Nothing changed: one user, one account, no money, no package queued.
+    for n in [5, 6, 8, 9] {
+        assert_eq!(c.get(0, &format!("/users/{}", cpf(n))).await.0, 404);
+    }
+    let (_, list) = c.get(0, &format!("/users/{ana}/accounts")).await;
+    assert_eq!(list["accounts"].as_array().unwrap().len(), 1);
+    assert_eq!(c.balance(0, &key).await, (0, 0, 0));
+    let (_, s) = c.get(0, "/status").await;
+    assert_eq!(s["queued"], 0);
+    assert_eq!(s["counters"]["submitted"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    let mut c = Cluster::start(2).await;
+    let mut keys = Vec::new();
+    for n in 0..20 {
+        keys.push(c.account(0, &cpf(1000 + n)).await);
+    }
+    c.deposit(0, &keys[3], 12_345, "dep-before-crash").await;
+    c.kill(0);
+    c.restart(0).await;
+    for (n, key) in keys.iter().enumerate() {
+        let (code, u) = c.get(0, &format!("/users/{}", cpf(1000 + n as u32))).await;
+        assert_eq!(code, 200, "user {n} lost: {u}");
+        let (code, _) = c.get(0, &format!("/accounts/{key}")).await;
+        assert_eq!(code, 200, "account {key} lost");
+    }
+    assert_eq!(c.balance(0, &keys[3]).await, (12_345, 0, 0));
+    let (code, p) = c.get(0, "/packages/dep-before-crash").await;
+    assert_eq!((code, p["status"].as_str()), (200, Some("committed")));
+    // Keys keep counting after a restart: no key is ever reused.
+    let next = c.account(0, &cpf(2000)).await;
+    assert!(!keys.contains(&next));
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# A local consortium of 4 banks on 127.0.0.1:7001-7004, data under ./data/. Ctrl-C stops all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=target/debug
+PEERS=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004
+mkdir -p data
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo
+  echo "stopping the banks..."
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "stopped; data kept in ./data (delete it to start over)"
+}
+trap stop INT TERM EXIT
+for port in 7001 7002 7003 7004; do
+  RUST_LOG=${RUST_LOG:-warn} "$BIN/node" --listen "127.0.0.1:$port" --peers "$PEERS" --data-dir "data/$port" \
+    2> >(sed -u "s/^/[bank $port] /" >&2) &
+  pids+=($!)
+done
+for port in 7001 7002 7003 7004; do
+  for _ in $(seq 1 100); do
+    "$BIN/bank" --bank "127.0.0.1:$port" status >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+done
+cat <<MSG
+
+  4 banks are up: 127.0.0.1:7001 .. 127.0.0.1:7004 (data in ./data, logs below).
+  In another terminal:
+
+    $BIN/bank --bank 127.0.0.1:7001 user register --cpf 529.982.247-25 --name "Ana"
+    $BIN/bank --bank 127.0.0.1:7001 account open --kind personal --holder 52998224725
+    $BIN/bank --bank 127.0.0.1:7001 deposit --to 127.0.0.1:7001/000001 --amount 100.00
+    $BIN/bank --bank 127.0.0.1:7003 consortium-accounts --cpf 52998224725
+    $BIN/bank --bank 127.0.0.1:7002 status
+    $BIN/bank shell                     # the interactive menu
+
+  Ctrl-C stops all four.
+MSG
+wait
