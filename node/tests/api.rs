@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_accounts_and_consortium_listing_with_a_bank_down() {
-    let mut c = Cluster::start(3).await;
+    let mut c = common::start(3).await;
     let ana = cpf(111);
     let bia = cpf(222);
     for i in 0..2 {
@@ -58,7 +58,7 @@ async fn users_accounts_and_consortium_listing_with_a_bank_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {
-    let c = Cluster::start(2).await;
+    let c = common::start(2).await;
     let ana = cpf(333);
     c.post(0, "/users", json!({"cpf": ana, "name": "Ana"})).await;
     let key = c.account(0, &ana).await;
@@ -116,7 +116,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
-    let mut c = Cluster::start(2).await;
+    let mut c = common::start(2).await;
     let mut keys = Vec::new();
     for n in 0..20 {
         keys.push(c.account(0, &cpf(1000 + n)).await);

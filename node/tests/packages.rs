@@ -13,7 +13,7 @@ fn transfer(c: &Cluster, from: (usize, &str), to: (usize, &str), amount: u64) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn package_across_three_banks_commits_or_aborts_whole() {
-    let c = Cluster::start(3).await;
+    let c = common::start(3).await;
     let a = c.account(0, &cpf(1)).await;
     let b = c.account(1, &cpf(2)).await;
     let d = c.account(2, &cpf(3)).await;
@@ -62,7 +62,7 @@ async fn package_across_three_banks_commits_or_aborts_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_returns_the_first_outcome_and_never_executes_twice() {
-    let c = Cluster::start(2).await;
+    let c = common::start(2).await;
     let a = c.account(0, &cpf(10)).await;
     let b = c.account(1, &cpf(11)).await;
     c.deposit(0, &a, 1_000, "fund").await;
@@ -111,7 +111,7 @@ async fn wait_settled(c: &Cluster, accounts: &[(usize, String)]) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_bank_under_load_loses_nothing() {
-    let mut c = Cluster::start(3).await;
+    let mut c = common::start(3).await;
     let mut accounts = Vec::new();
     for i in 0..3 {
         let k = c.account(i, &cpf(100 + i as u32)).await;
@@ -179,7 +179,7 @@ async fn post_unlocked(addr: &str, body: Value) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_clients_with_conflicting_transfers() {
-    let c = Cluster::start(3).await;
+    let c = common::start(3).await;
     let mut accounts = Vec::new();
     for i in 0..3 {
         for u in 0..2 {

@@ -1,0 +1,205 @@
+//! A consortium of real `node` processes on loopback, for end-to-end tests, the benchmark
+//! and the chaos test. Every process is killed when the cluster is dropped, so a failing
+//! test leaves nothing running.
+
+use hyper::Method;
+use crate::net::{tcp_transport, Call, HttpTransport, Transport};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Cluster {
+    pub addrs: Vec<String>,
+    procs: Vec<Option<Child>>,
+    pub dir: tempfile::TempDir,
+    transport: HttpTransport<HttpConnector>,
+    node_bin: PathBuf,
+    timing: String,
+    log_level: String,
+}
+
+/// Short protocol timings so faults resolve within a test's patience.
+pub const TEST_TIMING: &str = "
+peer_timeout_ms = 1000
+package_wait_ms = 10000
+idle_hold_ms = 5
+token_loss_ms = 300
+startup_check_ms = 100
+block_ms = 100
+resolve_after_ms = 500
+presume_abort_ms = 2000
+ping_backoff_max_ms = 300
+";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Cluster {
+    /// Starts `n` banks of the `node` binary at `node_bin` with the given timing keys (TOML)
+    /// and waits until the ring has a token.
+    pub async fn start_with(n: usize, node_bin: PathBuf, timing: &str) -> Cluster {
+        let addrs: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cluster {
+            addrs,
+            procs: (0..n).map(|_| None).collect(),
+            dir,
+            transport: tcp_transport(),
+            node_bin,
+            timing: timing.to_string(),
+            log_level: std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()),
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c.wait_ring().await;
+        c
+    }
+
+    fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("bank{i}"))
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let cfg = self.dir.path().join(format!("bank{i}.toml"));
+        std::fs::write(&cfg, &self.timing).unwrap();
+        let log = std::fs::File::create(self.dir.path().join(format!("bank{i}.log"))).unwrap();
+        let child = Command::new(&self.node_bin)
+            .args(["--listen", &self.addrs[i], "--peers", &self.addrs.join(","), "--config"])
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(self.data_dir(i))
+            .env("RUST_LOG", &self.log_level)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start node");
+        self.procs[i] = Some(child);
+    }
+
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.procs[i].as_ref().map(|p| p.id())
+    }
+
+    pub fn running(&self, i: usize) -> bool {
+        self.procs[i].is_some()
+    }
+
+    /// Sends a signal by name (STOP, CONT, ...) with the system's `kill`.
+    pub fn signal(&self, i: usize, sig: &str) {
+        if let Some(pid) = self.pid(i) {
+            let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+        }
+    }
+
+    /// kill -9: no chance to flush anything.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut p) = self.procs[i].take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+
+    pub async fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+        self.wait_up(i).await;
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("bank{i}.log"))).unwrap_or_default()
+    }
+
+    pub async fn wait_up(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.get(i, "/status").await.0 == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("bank {i} did not come up; log:\n{}", self.log(i));
+    }
+
+    /// Waits until every running bank sees every other running bank and a token exists.
+    pub async fn wait_ring(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let running: Vec<usize> = (0..self.addrs.len()).filter(|i| self.procs[*i].is_some()).collect();
+        while Instant::now() < deadline {
+            let mut ok = true;
+            for &i in &running {
+                let (code, s) = self.get(i, "/status").await;
+                let peers_ok = code == 200
+                    && s["peers"].as_array().unwrap().iter().all(|p| {
+                        let idx = self.addrs.iter().position(|a| a == p["bank"].as_str().unwrap()).unwrap();
+                        p["online"].as_bool().unwrap() || self.procs[idx].is_none()
+                    });
+                ok &= peers_ok && !s["token"]["epoch"].is_null();
+            }
+            if ok {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("ring did not form; logs:\n{}", (0..self.addrs.len()).map(|i| self.log(i)).collect::<Vec<_>>().join("\n---\n"));
+    }
+
+    pub async fn raw(&self, i: usize, method: Method, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+        let call = Call::new(method, path, body, Duration::from_secs(20));
+        match self.transport.call(&self.addrs[i], call).await {
+            Ok(r) => (r.status.as_u16(), serde_json::from_slice(&r.body).unwrap_or(Value::Null)),
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    pub async fn get(&self, i: usize, path: &str) -> (u16, Value) {
+        self.raw(i, Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, i: usize, path: &str, body: Value) -> (u16, Value) {
+        self.raw(i, Method::POST, path, Some(serde_json::to_vec(&body).unwrap())).await
+    }
+
+    /// Registers user `cpf` at bank `i` and opens a business account; returns its key.
+    pub async fn account(&self, i: usize, cpf: &str) -> String {
+        let (code, _) = self.post(i, "/users", json!({"cpf": cpf, "name": "Test User"})).await;
+        assert!(code == 201 || code == 409, "register at {i}: {code}");
+        let (code, a) = self.post(i, "/accounts", json!({"kind": "business", "holders": [cpf]})).await;
+        assert_eq!(code, 201, "open account at {i}: {a}");
+        a["key"].as_str().unwrap().to_string()
+    }
+
+    pub fn at(&self, i: usize, key: &str) -> Value {
+        json!({"bank": self.addrs[i], "account": key})
+    }
+
+    pub async fn deposit(&self, i: usize, key: &str, amount: u64, id: &str) -> Value {
+        let (code, v) = self
+            .post(i, "/packages", json!({"id": id, "operations": [{"kind": "deposit", "to": self.at(i, key), "amount": amount}]}))
+            .await;
+        assert_eq!(code, 200, "deposit {id}: {v}");
+        assert_eq!(v["status"], "committed", "deposit {id}: {v}");
+        v
+    }
+
+    pub async fn balance(&self, i: usize, key: &str) -> (u64, u64, u64) {
+        let (code, a) = self.get(i, &format!("/accounts/{key}")).await;
+        assert_eq!(code, 200, "account {key} at {i}: {a}");
+        (a["balance"].as_u64().unwrap(), a["held"].as_u64().unwrap(), a["blocked"].as_u64().unwrap())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.procs.len() {
+            self.kill(i);
+        }
+    }
+}
+
+pub fn cpf(n: u32) -> String {
+    crate::domain::Cpf::from_base(n).to_string()
+}
