@@ -12,8 +12,11 @@ pub struct Timing {
     pub peer_timeout_ms: u64,
     /// How long `POST /packages` waits for the outcome before answering 202 pending.
     pub package_wait_ms: u64,
-    /// How long a bank with nothing to do keeps the token before passing it.
+    /// How long a bank with nothing to do keeps the token before passing it; doubled at each
+    /// idle visit in a row up to `idle_hold_max_ms`, so an idle ring costs almost nothing
+    /// and a busy one passes at once.
     pub idle_hold_ms: u64,
+    pub idle_hold_max_ms: u64,
     /// Per bank: a bank that has not seen the token for this times the number of banks
     /// suspects it is lost.
     pub token_loss_ms: u64,
@@ -34,7 +37,8 @@ impl Default for Timing {
         Timing {
             peer_timeout_ms: 2_000,
             package_wait_ms: 10_000,
-            idle_hold_ms: 20,
+            idle_hold_ms: 1,
+            idle_hold_max_ms: 25,
             token_loss_ms: 1_000,
             startup_check_ms: 500,
             block_ms: 500,

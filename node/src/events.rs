@@ -8,8 +8,16 @@ pub trait Events: Send + Sync + 'static {
 /// Production: structured logs through `tracing`.
 pub struct LogEvents;
 
+/// Event kinds that happen on every token pass or every package step: useful in a trace,
+/// noise in a production log, so logged at debug level.
+pub const CHATTY: &[&str] = &["token_accepted", "package_prepared", "pass_retry"];
+
 impl Events for LogEvents {
     fn emit(&self, bank: &str, kind: &'static str, detail: String) {
-        tracing::info!(bank, event = kind, "{detail}");
+        if CHATTY.contains(&kind) {
+            tracing::debug!(bank, event = kind, "{detail}");
+        } else {
+            tracing::info!(bank, event = kind, "{detail}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! bytes (`ring::driver`, `package::{executor, resolver}`, `api`, `net`, `server`).
 
 pub mod api;
+pub mod bench;
 pub mod client;
 pub mod cluster;
 pub mod config;

@@ -68,10 +68,17 @@ pub struct HttpTransport<C> {
 
 impl<C: Connect + Clone + Send + Sync + 'static> HttpTransport<C> {
     pub fn new(connector: C) -> Self {
+        Self::with_idle_timeout(connector, Some(Duration::from_secs(30)))
+    }
+
+    /// `None` keeps idle pooled connections until they break. The simulator uses it: hyper's
+    /// idle sweep walks a randomly-seeded `HashMap`, so the order in which it closes
+    /// connections (and so the simulated network traffic) would differ from run to run.
+    pub fn with_idle_timeout(connector: C, idle: Option<Duration>) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(idle)
             .pool_max_idle_per_host(32)
             .build(connector);
         HttpTransport { client }

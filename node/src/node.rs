@@ -79,6 +79,8 @@ pub struct Node {
     pub blocked_until: Mutex<Option<Instant>>,
     /// This bank is running a recovery as the lowest-address bank.
     pub recovering: Mutex<bool>,
+    /// Idle visits of the token in a row (the idle hold grows with it).
+    pub idle_streak: Mutex<u32>,
     pub peers: Peers,
     /// Bumped whenever a record at this origin is decided; waiting clients re-check.
     pub decided: watch::Sender<u64>,
@@ -110,6 +112,7 @@ impl Node {
             last_token_at: Mutex::new(None),
             blocked_until: Mutex::new(None),
             recovering: Mutex::new(false),
+            idle_streak: Mutex::new(0),
             peers: Peers::new(others),
             decided: watch::channel(0).0,
             counters: Mutex::new(Counters::default()),

@@ -63,15 +63,15 @@ async fn block(State(node): S, Body(b): Body<Block>) -> Json<bool> {
     Json(true)
 }
 
-async fn prepare(State(node): S, Body(p): Body<Prepare>) -> Result<Json<Votes>, Error> {
+async fn prepare(State(node): S, Body(p): Body<Vec<Prepare>>) -> Result<Json<Vec<Votes>>, Error> {
     Ok(Json(executor::prepare_here(&node, p).await?))
 }
 
-async fn finish(State(node): S, Body(f): Body<Finish>) -> Result<Json<usize>, Error> {
-    Ok(Json(executor::finish_here(&node, f.package, f.outcome).await?))
+async fn finish(State(node): S, Body(f): Body<Vec<Finish>>) -> Result<Json<usize>, Error> {
+    Ok(Json(executor::finish_here(&node, f).await?))
 }
 
-async fn decide(State(node): S, Body(d): Body<Decide>) -> Result<Json<PackageView>, Error> {
+async fn decide(State(node): S, Body(d): Body<Vec<Decide>>) -> Result<Json<Vec<PackageView>>, Error> {
     Ok(Json(executor::decide_here(&node, d).await?))
 }
 

@@ -2,9 +2,9 @@
 //! its finish message was lost). Asks the origin; if the record is still pending long after,
 //! aborts it there (presumed abort: compare-and-set, so a commit that got there first wins).
 
-use super::executor::{decide_here, finish_here};
+use super::executor::{decide_at, finish_here};
 use super::{Outcome, Status};
-use crate::api::wire::{Decide, PackageView};
+use crate::api::wire::{Decide, Finish, PackageView};
 use crate::config::ms;
 use crate::node::{Node, PeerError};
 use hyper::Method;
@@ -30,7 +30,7 @@ pub async fn run(node: Arc<Node>) {
             }
             let presume = age >= ms(node.timing.presume_abort_ms);
             if let Some(outcome) = resolve(&node, &id, &origin, presume).await {
-                if finish_here(&node, id.clone(), outcome).await.is_ok() {
+                if finish_here(&node, vec![Finish { package: id.clone(), outcome }]).await.is_ok() {
                     since.remove(&id);
                 }
             }
@@ -63,11 +63,7 @@ async fn resolve(node: &Arc<Node>, id: &str, origin: &str, presume: bool) -> Opt
         Status::Pending if !presume => None,
         Status::Pending => {
             let d = Decide { package: id.to_string(), outcome: Outcome::Abort, results: vec![] };
-            let v = if origin == node.me {
-                decide_here(node, d).await.ok()?
-            } else {
-                node.call(origin, Method::POST, "/peer/decide", Some(&d)).await.ok()?
-            };
+            let v = decide_at(node, origin, vec![d]).await.ok()?.pop()?;
             node.count(|c| c.presumed_aborts += 1);
             node.emit("presumed_abort", format!("{id} -> {:?}", v.status));
             match v.status {

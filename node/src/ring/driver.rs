@@ -19,6 +19,9 @@ pub fn receive(node: &Arc<Node>, pass: TokenPass) -> PassAnswer {
     let arrival = node.ring.lock().unwrap().on_token(&t.epoch, t.hop, blocked);
     match arrival {
         Arrival::Accept => {
+            // One line per accepted pass: the simulator checks from these that no hop of an
+            // epoch is taken twice (one token) and that no bank goes back to an older epoch.
+            node.emit("token_accepted", format!("{} hop {} from {}", t.epoch, t.hop, pass.from));
             *node.last_token_at.lock().unwrap() = Some(Instant::now());
             let old = node.token.lock().unwrap().replace(t.clone());
             if let Some(old) = old {
@@ -122,13 +125,16 @@ async fn hold_and_pass(node: &Arc<Node>, mut token: Token) {
             execute_queue(node, &mut token).await;
         }
         let added = add_outbox(node, &mut token).await;
-        if added == 0 && token.queue.is_empty() {
-            // Nothing to do: keep the token a moment (an idle ring must not spin), but hand
-            // it on as soon as a client brings work.
+        if added == 0 && token.queue.is_empty() && !execute {
+            // Nothing to do: keep the token a moment, longer the longer the ring stays idle
+            // (an idle ring must not spin), but hand it on as soon as a client brings work.
+            let hold = idle_hold(node, true);
             tokio::select! {
-                _ = tokio::time::sleep(ms(node.timing.idle_hold_ms)) => {}
+                _ = tokio::time::sleep(hold) => {}
                 _ = node.work_arrived.notified() => { add_outbox(node, &mut token).await; }
             }
+        } else {
+            idle_hold(node, false);
         }
         if !still_current(node, &token) {
             return drop_token(node, &token, "superseded while held");
@@ -152,6 +158,20 @@ async fn hold_and_pass(node: &Arc<Node>, mut token: Token) {
         }
         *node.last_token_at.lock().unwrap() = Some(Instant::now());
     }
+}
+
+/// The idle pause: `idle_hold_ms` doubled per idle visit in a row, up to
+/// `idle_hold_max_ms`; any work resets it.
+fn idle_hold(node: &Node, idle: bool) -> Duration {
+    let mut streak = node.idle_streak.lock().unwrap();
+    if !idle {
+        *streak = 0;
+        return Duration::ZERO;
+    }
+    let t = &node.timing;
+    let hold = t.idle_hold_ms.saturating_mul(1u64 << (*streak).min(16)).min(t.idle_hold_max_ms.max(t.idle_hold_ms));
+    *streak = streak.saturating_add(1);
+    ms(hold)
 }
 
 /// One pass; on a timeout, one retry to the same bank (a repeat is recognized there), so a
@@ -180,20 +200,25 @@ async fn add_outbox(node: &Arc<Node>, token: &mut Token) -> usize {
     added
 }
 
-/// Executes the queue one package at a time: packages never interleave. A package whose
-/// origin is offline waits: executing it would hold money until the origin returns.
+/// Most packages one 2PC round carries (one prepare, decide and finish message per bank).
+const MAX_BATCH: usize = 256;
+
+/// Executes the queue in batches of independent packages: packages that share an account
+/// run one after the other in queue order, so no package sees another half-done. A package
+/// whose origin is offline waits: executing it would hold money until the origin returns.
 async fn execute_queue(node: &Arc<Node>, token: &mut Token) {
     let queue = std::mem::take(&mut token.queue);
-    for q in queue {
-        if !node.reachable(&q.origin) {
-            continue; // dropped from the queue; its origin re-queues it when back
-        }
+    // Dropped from the queue: its origin re-queues it when back.
+    let ready: Vec<Queued> = queue.into_iter().filter(|q| node.reachable(&q.origin)).collect();
+    for batch in executor::plan_batches(&ready, MAX_BATCH) {
         if !still_current(node, token) {
             return;
         }
-        let status = executor::execute(node, &q).await;
-        node.emit("package_executed", format!("{} {status:?}", q.package.id));
-        debug_assert!(status != Status::Pending || q.origin != node.me, "a local decide cannot fail");
+        let statuses = executor::execute_batch(node, &batch).await;
+        for (q, status) in batch.iter().zip(statuses) {
+            node.emit("package_executed", format!("{} {status:?}", q.package.id));
+            debug_assert!(status != Status::Pending || q.origin != node.me, "a local decide cannot fail");
+        }
     }
 }
 

@@ -277,18 +277,20 @@ impl Store {
     /// Compare-and-set the record from pending. Returns the record as it now stands and
     /// whether this call decided it. Unknown ids are a NotFound: nobody can commit them.
     pub fn decide(&self, id: &str, outcome: Outcome, results: Vec<OpResult>) -> Result<(Record, Decided), Error> {
+        self.write(|tx| decide_in(tx, id, outcome, results))
+    }
+
+    /// Decides several packages in one transaction; an unknown id is reported in its slot.
+    pub fn decide_many(&self, items: Vec<(String, Outcome, Vec<OpResult>)>) -> Result<Vec<Result<(Record, Decided), Error>>, Error> {
         self.write(|tx| {
-            let mut records = tx.open_table(RECORDS).map_err(internal)?;
-            let mut r: Record = match records.get(id).map_err(internal)? {
-                Some(v) => dec(v.value())?,
-                None => return Err(Error::not_found("package_not_found", format!("no package {id} at this origin"))),
-            };
-            let d = r.decide(outcome, results);
-            if d == Decided::Now {
-                records.insert(id, enc(&r).as_slice()).map_err(internal)?;
-                tx.open_table(OUTBOX).map_err(internal)?.remove(r.seq).map_err(internal)?;
+            let mut out = Vec::new();
+            for (id, o, r) in items {
+                match decide_in(tx, &id, o, r) {
+                    Err(e) if e.kind == crate::error::Kind::NotFound => out.push(Err(e)),
+                    other => out.push(Ok(other?)),
+                }
             }
-            Ok((r, d))
+            Ok(out)
         })
     }
 
@@ -296,98 +298,25 @@ impl Store {
 
     /// Prepares this bank's legs of a package, all in one transaction. Idempotent.
     pub fn prepare(&self, package: &str, origin: &str, legs: &[Leg]) -> Result<Vec<LegVote>, Error> {
-        self.write(|tx| {
-            let outcomes = tx.open_table(OUTCOMES).map_err(internal)?;
-            if let Some(v) = outcomes.get(package).map_err(internal)? {
-                let o: Outcome = dec(v.value())?;
-                // A late prepare for a finished package. After a commit every leg exists, so
-                // only legs that already have a record can be asked again.
-                let mut legs_t = tx.open_table(LEGS).map_err(internal)?;
-                let mut votes = Vec::with_capacity(legs.len());
-                for l in legs {
-                    let k = leg_key(package, l);
-                    let existing: Option<LegRecord> = legs_t.get(k.as_str()).map_err(internal)?.map(|v| dec(v.value())).transpose()?;
-                    let rec = match existing {
-                        Some(rec) => rec,
-                        None => {
-                            assert_eq!(o, Outcome::Abort, "committed package {package} is missing leg {l:?}");
-                            let rec = LegRecord { package: package.into(), origin: origin.into(), leg: l.clone(), state: LegState::Aborted };
-                            legs_t.insert(k.as_str(), enc(&rec).as_slice()).map_err(internal)?;
-                            rec
-                        }
-                    };
-                    votes.push(rec.vote());
-                }
-                return Ok(votes);
-            }
-            let mut legs_t = tx.open_table(LEGS).map_err(internal)?;
-            let mut accounts = tx.open_table(ACCOUNTS).map_err(internal)?;
-            let mut votes = Vec::with_capacity(legs.len());
-            let mut any_prepared = false;
-            for l in legs {
-                let k = leg_key(package, l);
-                if let Some(v) = legs_t.get(k.as_str()).map_err(internal)? {
-                    let rec: LegRecord = dec(v.value())?;
-                    assert_eq!(rec.leg, *l, "leg {k} prepared twice with different content");
-                    any_prepared |= rec.state == LegState::Prepared;
-                    votes.push(rec.vote());
-                    continue;
-                }
-                let mut account: Option<Account> = accounts.get(l.account.as_str()).map_err(internal)?.map(|v| dec(v.value())).transpose()?;
-                let rec = leg::prepare(package, origin, l, account.as_mut());
-                if rec.state == LegState::Prepared {
-                    let a = account.expect("prepared legs have an account");
-                    accounts.insert(a.key.as_str(), enc(&a).as_slice()).map_err(internal)?;
-                    any_prepared = true;
-                }
-                legs_t.insert(k.as_str(), enc(&rec).as_slice()).map_err(internal)?;
-                votes.push(rec.vote());
-            }
-            if any_prepared {
-                tx.open_table(IN_DOUBT).map_err(internal)?.insert(package, origin).map_err(internal)?;
-            }
-            Ok(votes)
-        })
+        self.write(|tx| prepare_in(tx, package, origin, legs))
     }
+
+    /// Prepares several packages in one transaction (one fsync for the batch), in order.
+    pub fn prepare_many<'a>(&self, items: impl IntoIterator<Item = (&'a str, &'a str, &'a [Leg])>) -> Result<Vec<Vec<LegVote>>, Error> {
+        self.write(|tx| items.into_iter().map(|(p, o, l)| prepare_in(tx, p, o, l)).collect())
+    }
+
 
     /// Applies the package's outcome to this bank's legs. Idempotent; returns how many legs
     /// moved money.
     pub fn finish(&self, package: &str, outcome: Outcome) -> Result<usize, Error> {
+        self.finish_many([(package, outcome)])
+    }
+
+    /// Finishes several packages in one transaction.
+    pub fn finish_many<'a>(&self, items: impl IntoIterator<Item = (&'a str, Outcome)>) -> Result<usize, Error> {
         let skip_refund = self.skip_refund;
-        self.write(|tx| {
-            let mut outcomes = tx.open_table(OUTCOMES).map_err(internal)?;
-            if let Some(v) = outcomes.get(package).map_err(internal)? {
-                let known: Outcome = dec(v.value())?;
-                assert_eq!(known, outcome, "package {package} finished both ways");
-                return Ok(0);
-            }
-            outcomes.insert(package, enc(&outcome).as_slice()).map_err(internal)?;
-            let mut legs_t = tx.open_table(LEGS).map_err(internal)?;
-            let mut accounts = tx.open_table(ACCOUNTS).map_err(internal)?;
-            let (lo, hi) = leg_range(package);
-            let mut recs: Vec<LegRecord> = Vec::new();
-            for row in legs_t.range(lo.as_str()..hi.as_str()).map_err(internal)? {
-                let (_, v) = row.map_err(internal)?;
-                recs.push(dec(v.value())?);
-            }
-            let mut moved = 0;
-            for mut rec in recs {
-                if rec.state != LegState::Prepared {
-                    continue;
-                }
-                let mut a: Account = match accounts.get(rec.leg.account.as_str()).map_err(internal)? {
-                    Some(v) => dec(v.value())?,
-                    None => panic!("prepared leg {:?} has no account", rec.leg),
-                };
-                if leg::finish(&mut rec, outcome, &mut a, skip_refund) {
-                    moved += 1;
-                }
-                accounts.insert(a.key.as_str(), enc(&a).as_slice()).map_err(internal)?;
-                legs_t.insert(leg_key(package, &rec.leg).as_str(), enc(&rec).as_slice()).map_err(internal)?;
-            }
-            tx.open_table(IN_DOUBT).map_err(internal)?.remove(package).map_err(internal)?;
-            Ok(moved)
-        })
+        self.write(|tx| items.into_iter().map(|(p, o)| finish_in(tx, p, o, skip_refund)).sum())
     }
 
     /// Packages with legs prepared here whose outcome this bank has not learned: (id, origin).
@@ -442,6 +371,108 @@ impl Store {
             Ok(a)
         })
     }
+}
+
+fn prepare_in(tx: &redb::WriteTransaction, package: &str, origin: &str, legs: &[Leg]) -> Result<Vec<LegVote>, Error> {
+    let outcomes = tx.open_table(OUTCOMES).map_err(internal)?;
+    if let Some(v) = outcomes.get(package).map_err(internal)? {
+        let o: Outcome = dec(v.value())?;
+        // A late prepare for a finished package. After a commit every leg exists, so
+        // only legs that already have a record can be asked again.
+        let mut legs_t = tx.open_table(LEGS).map_err(internal)?;
+        let mut votes = Vec::with_capacity(legs.len());
+        for l in legs {
+            let k = leg_key(package, l);
+            let existing: Option<LegRecord> = legs_t.get(k.as_str()).map_err(internal)?.map(|v| dec(v.value())).transpose()?;
+            let rec = match existing {
+                Some(rec) => rec,
+                None => {
+                    assert_eq!(o, Outcome::Abort, "committed package {package} is missing leg {l:?}");
+                    let rec = LegRecord { package: package.into(), origin: origin.into(), leg: l.clone(), state: LegState::Aborted };
+                    legs_t.insert(k.as_str(), enc(&rec).as_slice()).map_err(internal)?;
+                    rec
+                }
+            };
+            votes.push(rec.vote());
+        }
+        return Ok(votes);
+    }
+    let mut legs_t = tx.open_table(LEGS).map_err(internal)?;
+    let mut accounts = tx.open_table(ACCOUNTS).map_err(internal)?;
+    let mut votes = Vec::with_capacity(legs.len());
+    let mut any_prepared = false;
+    for l in legs {
+        let k = leg_key(package, l);
+        if let Some(v) = legs_t.get(k.as_str()).map_err(internal)? {
+            let rec: LegRecord = dec(v.value())?;
+            assert_eq!(rec.leg, *l, "leg {k} prepared twice with different content");
+            any_prepared |= rec.state == LegState::Prepared;
+            votes.push(rec.vote());
+            continue;
+        }
+        let mut account: Option<Account> = accounts.get(l.account.as_str()).map_err(internal)?.map(|v| dec(v.value())).transpose()?;
+        let rec = leg::prepare(package, origin, l, account.as_mut());
+        if rec.state == LegState::Prepared {
+            let a = account.expect("prepared legs have an account");
+            accounts.insert(a.key.as_str(), enc(&a).as_slice()).map_err(internal)?;
+            any_prepared = true;
+        }
+        legs_t.insert(k.as_str(), enc(&rec).as_slice()).map_err(internal)?;
+        votes.push(rec.vote());
+    }
+    if any_prepared {
+        tx.open_table(IN_DOUBT).map_err(internal)?.insert(package, origin).map_err(internal)?;
+    }
+    Ok(votes)
+}
+
+fn decide_in(tx: &redb::WriteTransaction, id: &str, outcome: Outcome, results: Vec<OpResult>) -> Result<(Record, Decided), Error> {
+    let mut records = tx.open_table(RECORDS).map_err(internal)?;
+    let mut r: Record = match records.get(id).map_err(internal)? {
+        Some(v) => dec(v.value())?,
+        None => return Err(Error::not_found("package_not_found", format!("no package {id} at this origin"))),
+    };
+    let d = r.decide(outcome, results);
+    if d == Decided::Now {
+        records.insert(id, enc(&r).as_slice()).map_err(internal)?;
+        tx.open_table(OUTBOX).map_err(internal)?.remove(r.seq).map_err(internal)?;
+    }
+    Ok((r, d))
+}
+
+fn finish_in(tx: &redb::WriteTransaction, package: &str, outcome: Outcome, skip_refund: bool) -> Result<usize, Error> {
+    let mut outcomes = tx.open_table(OUTCOMES).map_err(internal)?;
+    if let Some(v) = outcomes.get(package).map_err(internal)? {
+        let known: Outcome = dec(v.value())?;
+        assert_eq!(known, outcome, "package {package} finished both ways");
+        return Ok(0);
+    }
+    outcomes.insert(package, enc(&outcome).as_slice()).map_err(internal)?;
+    let mut legs_t = tx.open_table(LEGS).map_err(internal)?;
+    let mut accounts = tx.open_table(ACCOUNTS).map_err(internal)?;
+    let (lo, hi) = leg_range(package);
+    let mut recs: Vec<LegRecord> = Vec::new();
+    for row in legs_t.range(lo.as_str()..hi.as_str()).map_err(internal)? {
+        let (_, v) = row.map_err(internal)?;
+        recs.push(dec(v.value())?);
+    }
+    let mut moved = 0;
+    for mut rec in recs {
+        if rec.state != LegState::Prepared {
+            continue;
+        }
+        let mut a: Account = match accounts.get(rec.leg.account.as_str()).map_err(internal)? {
+            Some(v) => dec(v.value())?,
+            None => panic!("prepared leg {:?} has no account", rec.leg),
+        };
+        if leg::finish(&mut rec, outcome, &mut a, skip_refund) {
+            moved += 1;
+        }
+        accounts.insert(a.key.as_str(), enc(&a).as_slice()).map_err(internal)?;
+        legs_t.insert(leg_key(package, &rec.leg).as_str(), enc(&rec).as_slice()).map_err(internal)?;
+    }
+    tx.open_table(IN_DOUBT).map_err(internal)?.remove(package).map_err(internal)?;
+    Ok(moved)
 }
 
 impl Audit {

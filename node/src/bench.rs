@@ -1,0 +1,323 @@
+//! Load and chaos against a consortium of real `node` processes on loopback: what `make
+//! bench` and `make chaos` run (and a short chaos run in the tests).
+
+use crate::cluster::{cpf, Cluster};
+use crate::net::{tcp_transport, Call, HttpTransport, Transport};
+use hyper::Method;
+use hyper_util::client::legacy::connect::HttpConnector;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Timing for benchmarks: the production defaults.
+pub const BENCH_TIMING: &str = "";
+
+/// What one client sees of one package.
+#[derive(Clone, Debug)]
+pub struct Sent {
+    pub origin: usize,
+    pub id: String,
+    pub status: String,
+    pub latency: Duration,
+}
+
+pub struct Accounts {
+    /// Per bank, the account keys opened there.
+    pub keys: Vec<Vec<String>>,
+    pub funded: u64,
+}
+
+/// Opens `per_bank` funded accounts at every bank.
+pub async fn setup(c: &Cluster, per_bank: usize, funds: u64) -> Accounts {
+    let mut keys = vec![Vec::new(); c.addrs.len()];
+    let mut funded = 0;
+    for (i, bank_keys) in keys.iter_mut().enumerate() {
+        for u in 0..per_bank {
+            let k = c.account(i, &cpf(700_000 + (i * 1000 + u) as u32)).await;
+            c.deposit(i, &k, funds, &format!("fund-{i}-{u}")).await;
+            funded += funds;
+            bank_keys.push(k);
+        }
+    }
+    Accounts { keys, funded }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Mix {
+    SameBank,
+    CrossBank,
+    ThreeLeg,
+}
+
+fn pick_mix(rng: &mut ChaCha8Rng) -> Mix {
+    match rng.random_range(0..10) {
+        0..=2 => Mix::SameBank,
+        3..=7 => Mix::CrossBank,
+        _ => Mix::ThreeLeg,
+    }
+}
+
+/// A random package of the given mix; returns (origin bank, body).
+pub fn make_package(addrs: &[String], acc: &Accounts, mix: Mix, id: &str, rng: &mut ChaCha8Rng) -> (usize, Value) {
+    let n = addrs.len();
+    let r = |bank: usize, rng: &mut ChaCha8Rng| {
+        let keys = &acc.keys[bank];
+        json!({"bank": addrs[bank], "account": keys[rng.random_range(0..keys.len())]})
+    };
+    let t = |from: Value, to: Value, rng: &mut ChaCha8Rng| json!({"kind": "transfer", "from": from, "to": to, "amount": rng.random_range(1..500u64)});
+    let b0 = rng.random_range(0..n);
+    let ops = match mix {
+        Mix::SameBank => {
+            let keys = &acc.keys[b0];
+            let i = rng.random_range(0..keys.len());
+            let j = (i + 1 + rng.random_range(0..keys.len() - 1)) % keys.len();
+            vec![t(json!({"bank": addrs[b0], "account": keys[i]}), json!({"bank": addrs[b0], "account": keys[j]}), rng)]
+        }
+        Mix::CrossBank => {
+            let b1 = (b0 + 1 + rng.random_range(0..n - 1)) % n;
+            let (f, to) = (r(b0, rng), r(b1, rng));
+            vec![t(f, to, rng)]
+        }
+        Mix::ThreeLeg => {
+            let (b1, b2) = ((b0 + 1) % n, (b0 + 2) % n);
+            let (x, y, z) = (r(b0, rng), r(b1, rng), r(b2, rng));
+            vec![t(x.clone(), y.clone(), rng), t(y, z.clone(), rng), t(z, x, rng)]
+        }
+    };
+    (b0, json!({"id": id, "operations": ops}))
+}
+
+pub async fn post(t: &HttpTransport<HttpConnector>, addr: &str, path: &str, body: &Value, timeout: Duration) -> (u16, Value) {
+    let call = Call::new(Method::POST, path, Some(serde_json::to_vec(body).unwrap()), timeout);
+    match t.call(addr, call).await {
+        Ok(r) => (r.status.as_u16(), serde_json::from_slice(&r.body).unwrap_or(Value::Null)),
+        Err(_) => (0, Value::Null),
+    }
+}
+
+/// `clients` concurrent clients send packages for `dur`; each waits for its answer.
+pub async fn drive(addrs: Arc<Vec<String>>, acc: Arc<Accounts>, clients: usize, dur: Duration, tag: &str, seed: u64) -> Vec<Sent> {
+    let transport = Arc::new(tcp_transport());
+    let stop = Instant::now() + dur;
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (addrs, acc, transport) = (addrs.clone(), acc.clone(), transport.clone());
+        let tag = tag.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (c as u64) << 20);
+            let mut sent = Vec::new();
+            let mut n = 0;
+            while Instant::now() < stop {
+                let id = format!("{tag}-{c}-{n}");
+                n += 1;
+                let mix = pick_mix(&mut rng);
+                let (origin, body) = make_package(&addrs, &acc, mix, &id, &mut rng);
+                let t0 = Instant::now();
+                let (code, v) = post(&transport, &addrs[origin], "/packages", &body, Duration::from_secs(15)).await;
+                let status = match code {
+                    200 | 202 => v["status"].as_str().unwrap_or("?").to_string(),
+                    0 => "unreachable".to_string(),
+                    _ => format!("http {code}"),
+                };
+                sent.push(Sent { origin, id, status, latency: t0.elapsed() });
+                if code == 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            sent
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+/// CPU seconds (user + system) used so far by each running bank process.
+pub fn cpu_seconds(c: &Cluster) -> f64 {
+    let tck = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    (0..c.addrs.len())
+        .filter_map(|i| c.pid(i))
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .map(|s| {
+            // Fields after the parenthesized command name; utime and stime are 14 and 15.
+            let rest = &s[s.rfind(')').unwrap() + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / tck
+        })
+        .sum()
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Level {
+    pub clients: usize,
+    pub seconds: f64,
+    pub committed_per_s: f64,
+    pub aborted_per_s: f64,
+    pub other: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub node_cpu_s: f64,
+}
+
+pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+pub fn summarize(clients: usize, secs: f64, sent: &[Sent], cpu: f64) -> Level {
+    let mut lat: Vec<Duration> = sent.iter().filter(|s| s.status == "committed" || s.status == "aborted").map(|s| s.latency).collect();
+    lat.sort();
+    let count = |st: &str| sent.iter().filter(|s| s.status == st).count();
+    Level {
+        clients,
+        seconds: secs,
+        committed_per_s: count("committed") as f64 / secs,
+        aborted_per_s: count("aborted") as f64 / secs,
+        other: sent.len() - count("committed") - count("aborted"),
+        p50_ms: percentile(&lat, 0.5),
+        p90_ms: percentile(&lat, 0.9),
+        p99_ms: percentile(&lat, 0.99),
+        max_ms: lat.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        node_cpu_s: cpu,
+    }
+}
+
+/// Waits until no bank has a pending package or an in-doubt leg, then checks the books:
+/// total money equals what was funded, nothing held or blocked, every account non-negative
+/// (balances are unsigned; a negative one could not even be stored). Returns problems found.
+pub async fn check_books(c: &Cluster, acc: &Accounts, settle: Duration) -> Vec<String> {
+    let deadline = Instant::now() + settle;
+    loop {
+        let mut busy = Vec::new();
+        for i in 0..c.addrs.len() {
+            let (code, s) = c.get(i, "/status").await;
+            if code != 200 {
+                busy.push(format!("bank {} does not answer /status", c.addrs[i]));
+            } else if s["queued"] != 0 || s["in_doubt"] != 0 {
+                busy.push(format!("bank {}: {} queued, {} in doubt", c.addrs[i], s["queued"], s["in_doubt"]));
+            }
+        }
+        if busy.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return busy;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut problems = Vec::new();
+    let mut total: u64 = 0;
+    for (i, keys) in acc.keys.iter().enumerate() {
+        for k in keys {
+            let (code, a) = c.get(i, &format!("/accounts/{k}")).await;
+            if code != 200 {
+                problems.push(format!("account {k} at {} unreadable ({code})", c.addrs[i]));
+                continue;
+            }
+            if a["held"] != 0 || a["blocked"] != 0 {
+                problems.push(format!("account {k} at {}: held {} blocked {} after settling", c.addrs[i], a["held"], a["blocked"]));
+            }
+            total += a["balance"].as_u64().unwrap_or(0);
+        }
+    }
+    if total != acc.funded {
+        problems.push(format!("money not conserved: {total} in accounts, {} funded", acc.funded));
+    }
+    problems
+}
+
+/// Every package a client saw decided must still have that outcome at its origin.
+pub async fn check_acknowledged(c: &Cluster, sent: &[Sent]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for s in sent.iter().filter(|s| s.status == "committed" || s.status == "aborted") {
+        let (code, v) = c.get(s.origin, &format!("/packages/{}", s.id)).await;
+        if code != 200 || v["status"].as_str() != Some(s.status.as_str()) {
+            problems.push(format!("package {} was acknowledged {} but is now {code} {}", s.id, s.status, v["status"]));
+        }
+    }
+    problems
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ChaosReport {
+    pub kills: usize,
+    pub pauses: usize,
+    pub packages_sent: usize,
+    pub committed: usize,
+    pub aborted: usize,
+    pub unanswered: usize,
+    pub acknowledged_checked: usize,
+    pub problems: Vec<String>,
+}
+
+/// Runs a load while repeatedly killing (-9) and restarting a random bank and pausing
+/// (SIGSTOP/SIGCONT) another; then lets things settle and checks every promise.
+pub async fn chaos(mut c: Cluster, dur: Duration, clients: usize, seed: u64, log: impl Fn(&str)) -> ChaosReport {
+    let acc = Arc::new(setup(&c, 4, 1_000_000).await);
+    let addrs = Arc::new(c.addrs.clone());
+    let load = tokio::spawn(drive(addrs, acc.clone(), clients, dur, "chaos", seed));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut report = ChaosReport::default();
+    let stop = Instant::now() + dur;
+    while Instant::now() + Duration::from_secs(1) < stop {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..900))).await;
+        let n = c.addrs.len();
+        let victim = rng.random_range(0..n);
+        if rng.random_bool(0.5) {
+            log(&format!("kill -9 bank {}", c.addrs[victim]));
+            c.kill(victim);
+            tokio::time::sleep(Duration::from_millis(rng.random_range(100..800))).await;
+            c.restart(victim).await;
+            log(&format!("restarted bank {}", c.addrs[victim]));
+            report.kills += 1;
+        } else {
+            let ms = rng.random_range(200..1500);
+            log(&format!("SIGSTOP bank {} for {ms} ms", c.addrs[victim]));
+            c.signal(victim, "STOP");
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            c.signal(victim, "CONT");
+            report.pauses += 1;
+        }
+    }
+    let sent = load.await.unwrap();
+    report.packages_sent = sent.len();
+    report.committed = sent.iter().filter(|s| s.status == "committed").count();
+    report.aborted = sent.iter().filter(|s| s.status == "aborted").count();
+    report.unanswered = sent.len() - report.committed - report.aborted;
+    log("quiet period: waiting for every package to be decided and every leg finished");
+    c.wait_ring().await;
+    report.problems.extend(check_books(&c, &acc, Duration::from_secs(60)).await);
+    let acked = check_acknowledged(&c, &sent).await;
+    report.acknowledged_checked = report.committed + report.aborted;
+    report.problems.extend(acked);
+    // The ring still circulates: a fresh cross-bank package commits.
+    let body = json!({"id": "chaos-final", "operations": [{"kind": "transfer",
+        "from": {"bank": c.addrs[0], "account": acc.keys[0][0]}, "to": {"bank": c.addrs[1], "account": acc.keys[1][0]}, "amount": 1}]});
+    let (_, v) = c.post(0, "/packages", body).await;
+    if v["status"] != "committed" {
+        report.problems.push(format!("the ring did not resume: final package answered {v}"));
+    }
+    let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
+    for s in &sent {
+        *by_status.entry(s.status.clone()).or_default() += 1;
+    }
+    log(&format!("outcomes seen by clients: {by_status:?}"));
+    report
+}

@@ -1,0 +1,154 @@
+//! `bench`: measure a consortium of real `node` processes on loopback, or shake it.
+
+use clap::{Parser, Subcommand};
+use node::bench::{self, Level};
+use node::cluster::Cluster;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Starts N real `node` processes on 127.0.0.1 (data in a temporary folder, real fsync),
+/// opens and funds accounts, then drives packages (30% same-bank transfers, 50% cross-bank,
+/// 20% three-leg packages) from C concurrent clients at each level, and checks at the end
+/// that money is conserved.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct LoadArgs {
+    /// Number of banks.
+    #[arg(long, default_value_t = 4)]
+    banks: usize,
+    /// Client concurrency levels to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+    clients: Vec<usize>,
+    /// Seconds of load per level.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Seconds of idle measurement (CPU of a consortium with nothing to do).
+    #[arg(long, default_value_t = 10)]
+    idle_seconds: u64,
+    /// Accounts per bank.
+    #[arg(long, default_value_t = 16)]
+    accounts: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// The node binary (default: next to this one).
+    #[arg(long)]
+    node_bin: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Kill -9, restart and SIGSTOP/SIGCONT random banks while a load runs; then check that
+    /// every acknowledged package kept its outcome, money is conserved, nothing is left held
+    /// or blocked, and the ring circulates.
+    Chaos {
+        #[arg(long, default_value_t = 4)]
+        banks: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        node_bin: Option<PathBuf>,
+    },
+}
+
+fn node_bin(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| std::env::current_exe().unwrap().with_file_name("node"))
+}
+
+fn main() {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let code = match args.cmd {
+        Some(Cmd::Chaos { banks, seconds, clients, seed, node_bin: bin }) => rt.block_on(async {
+            let c = Cluster::start_with(banks, node_bin(bin), CHAOS_TIMING).await;
+            eprintln!("chaos: {banks} banks, {clients} clients, {seconds} s, seed {seed}");
+            let r = bench::chaos(c, Duration::from_secs(seconds), clients, seed, |m| eprintln!("chaos: {m}")).await;
+            println!("{}", serde_json::to_string_pretty(&r).unwrap());
+            if r.problems.is_empty() {
+                println!("chaos: OK ({} kills, {} pauses, {} packages, {} acknowledged outcomes verified)", r.kills, r.pauses, r.packages_sent, r.acknowledged_checked);
+                0
+            } else {
+                println!("chaos: FAILED");
+                1
+            }
+        }),
+        None => rt.block_on(load(args.load)),
+    };
+    std::process::exit(code);
+}
+
+/// Chaos wants faults noticed and repaired quickly.
+const CHAOS_TIMING: &str = "
+peer_timeout_ms = 1000
+idle_hold_ms = 2
+token_loss_ms = 300
+startup_check_ms = 100
+block_ms = 100
+resolve_after_ms = 500
+presume_abort_ms = 2000
+ping_backoff_max_ms = 300
+";
+
+async fn load(a: LoadArgs) -> i32 {
+    let c = Cluster::start_with(a.banks, node_bin(a.node_bin.clone()), bench::BENCH_TIMING).await;
+    eprintln!("bench: {} banks up on {:?}", a.banks, c.addrs);
+    let t = Instant::now();
+    let acc = Arc::new(bench::setup(&c, a.accounts, 1_000_000_000).await);
+    eprintln!("bench: {} accounts funded in {:.1} s", a.accounts * a.banks, t.elapsed().as_secs_f64());
+
+    let cpu0 = bench::cpu_seconds(&c);
+    tokio::time::sleep(Duration::from_secs(a.idle_seconds)).await;
+    let idle_cpu = bench::cpu_seconds(&c) - cpu0;
+    eprintln!("bench: idle {} banks used {:.2} CPU-s in {} s ({:.1}% of one core)", a.banks, idle_cpu, a.idle_seconds, 100.0 * idle_cpu / a.idle_seconds as f64);
+
+    let addrs = Arc::new(c.addrs.clone());
+    let mut levels: Vec<Level> = Vec::new();
+    println!("{:>7} {:>11} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9}", "clients", "committed/s", "aborted/s", "other", "p50 ms", "p90 ms", "p99 ms", "max ms", "node CPU%");
+    for &clients in &a.clients {
+        let cpu0 = bench::cpu_seconds(&c);
+        let t0 = Instant::now();
+        let sent = bench::drive(addrs.clone(), acc.clone(), clients, Duration::from_secs(a.seconds), &format!("c{clients}"), clients as u64).await;
+        let secs = t0.elapsed().as_secs_f64();
+        let l = bench::summarize(clients, secs, &sent, bench::cpu_seconds(&c) - cpu0);
+        println!(
+            "{:>7} {:>11.1} {:>9.1} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.0}",
+            l.clients, l.committed_per_s, l.aborted_per_s, l.other, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, 100.0 * l.node_cpu_s / secs
+        );
+        levels.push(l);
+    }
+    let problems = bench::check_books(&c, &acc, Duration::from_secs(60)).await;
+    if problems.is_empty() {
+        println!("money conserved: {} cents across {} accounts, nothing held or blocked", acc.funded, a.accounts * a.banks);
+    } else {
+        for p in &problems {
+            println!("PROBLEM: {p}");
+        }
+    }
+    if let Some(path) = &a.json {
+        let out = serde_json::json!({
+            "banks": a.banks,
+            "accounts_per_bank": a.accounts,
+            "seconds_per_level": a.seconds,
+            "idle": {"seconds": a.idle_seconds, "node_cpu_s": idle_cpu, "core_percent": 100.0 * idle_cpu / a.idle_seconds as f64},
+            "levels": levels,
+            "money_conserved": problems.is_empty(),
+            "machine": {"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&out).unwrap()).expect("write --json file");
+        eprintln!("bench: results written to {}", path.display());
+    }
+    if problems.is_empty() { 0 } else { 1 }
+}
