@@ -147,11 +147,15 @@ async fn hold_and_pass(node: &Arc<Node>, mut token: Token) {
                 tokio::time::sleep(ms(node.timing.idle_hold_ms)).await;
                 break;
             };
-            match pass_to(node, &next, &token).await {
-                Some(PassAnswer::Accepted) | Some(PassAnswer::Repeat) => {
-                    node.ring.lock().unwrap().holding = false;
-                    return;
-                }
+            node.ring.lock().unwrap().pass_started(token.hop);
+            let answer = pass_to(node, &next, &token).await;
+            let delivered = matches!(answer, Some(PassAnswer::Accepted) | Some(PassAnswer::Repeat));
+            if !node.ring.lock().unwrap().pass_ended(token.hop, delivered) {
+                // The token came round while the answer was on its way: this copy is old.
+                return;
+            }
+            match answer {
+                Some(PassAnswer::Accepted) | Some(PassAnswer::Repeat) => return,
                 Some(answer) => return drop_token(node, &token, &format!("{next} answered {answer:?}")),
                 None => continue, // marked offline; try the one after
             }

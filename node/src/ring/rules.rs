@@ -34,6 +34,10 @@ pub struct Ring {
     pub last_hop: u64,
     /// Whether this bank holds the token now.
     pub holding: bool,
+    /// The hop this bank is passing on right now (sent, answer not back yet). The token can
+    /// come all the way round before the answer does (found by the simulator: with jittered
+    /// latency the reply is slower than the ring), and that is not a second token.
+    pub passing: Option<u64>,
     /// Planted bug (simulator tests only): accept tokens of older epochs.
     pub accept_stale: bool,
 }
@@ -46,7 +50,7 @@ impl Ring {
         }
         members.sort_by_key(|a| ring_key(a));
         members.dedup();
-        Ring { me: me.to_string(), members, newest: None, floor_gen, last_hop: 0, holding: false, accept_stale: false }
+        Ring { me: me.to_string(), members, newest: None, floor_gen, last_hop: 0, holding: false, passing: None, accept_stale: false }
     }
 
     pub fn on_token(&mut self, epoch: &Epoch, hop: u64, blocked: bool) -> Arrival {
@@ -64,7 +68,10 @@ impl Ring {
             if hop < self.last_hop {
                 return Arrival::Duplicate(format!("epoch {epoch}: hop {hop} after hop {}", self.last_hop));
             }
-            if self.holding {
+            // A later hop while this bank passes hop p is the token come round: the pass
+            // went through, its answer is just late. Any other arrival while holding is a
+            // second token.
+            if self.holding && self.passing.is_none_or(|p| hop <= p) {
                 return Arrival::Duplicate(format!("epoch {epoch}: hop {hop} arrived while holding the token"));
             }
         }
@@ -73,7 +80,27 @@ impl Ring {
         }
         self.last_hop = hop;
         self.holding = true;
+        self.passing = None;
         Arrival::Accept
+    }
+
+    /// This bank sends hop `hop` to its successor.
+    pub fn pass_started(&mut self, hop: u64) {
+        self.passing = Some(hop);
+    }
+
+    /// The pass of `hop` ended; `delivered` if the successor took it. Returns false if the
+    /// token came round and was accepted again meanwhile: the pass went through whatever its
+    /// answer said, and the copy being passed must be dropped.
+    pub fn pass_ended(&mut self, hop: u64, delivered: bool) -> bool {
+        if self.passing != Some(hop) {
+            return false;
+        }
+        self.passing = None;
+        if delivered {
+            self.holding = false;
+        }
+        true
     }
 
     /// Whether a token this bank holds is still the newest one (a newer epoch may have been
@@ -115,6 +142,7 @@ impl Ring {
         self.newest = Some(e.clone());
         self.last_hop = 0;
         self.holding = true;
+        self.passing = None;
         e
     }
 
@@ -123,6 +151,7 @@ impl Ring {
         self.floor_gen = self.floor_gen.max(gen);
         if self.newest.as_ref().is_some_and(|n| n.gen < gen) {
             self.holding = false;
+            self.passing = None;
         }
     }
 
@@ -166,6 +195,20 @@ mod tests {
         assert_eq!(r.on_token(&e(1, "a:1"), 99, false), Arrival::Stale);
         assert_eq!(r.on_token(&e(2, "a:1"), 99, false), Arrival::Stale, "same gen, lower creator");
         assert_eq!(r.on_token(&e(3, "a:1"), 1, true), Arrival::Blocked);
+    }
+
+    #[test]
+    fn token_back_before_the_pass_answer_is_not_a_duplicate() {
+        let mut r = ring("b:1");
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, false), Arrival::Accept);
+        r.pass_started(2);
+        assert!(matches!(r.on_token(&e(1, "a:1"), 2, false), Arrival::Duplicate(_)), "its own pass, as a copy");
+        assert_eq!(r.on_token(&e(1, "a:1"), 4, false), Arrival::Accept, "came round: c and a took hops 2 and 3");
+        assert!(!r.pass_ended(2, true), "the late answer must not touch the new visit");
+        assert!(r.holding);
+        r.pass_started(5);
+        assert!(r.pass_ended(5, true));
+        assert!(!r.holding);
     }
 
     #[test]
