@@ -110,7 +110,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Transport for HttpTransport<C> 
                 .body(Full::new(Bytes::from(call.body.unwrap_or_default())))
                 .map_err(|e| NetError::Unreachable(format!("bad request: {e}")))?;
             let work = async {
-                let resp = client.request(req).await.map_err(|e| NetError::Unreachable(e.to_string()))?;
+                let resp = client.request(req).await.map_err(|e| NetError::Unreachable(error_chain(&e)))?;
                 let status = resp.status();
                 let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
                     .collect()
@@ -122,6 +122,19 @@ impl<C: Connect + Clone + Send + Sync + 'static> Transport for HttpTransport<C> 
             tokio::time::timeout(call.timeout, work).await.map_err(|_| NetError::Timeout)?
         })
     }
+}
+
+/// "client error (Connect): tcp connect error: Connection refused" rather than only the
+/// outermost layer, so a person can tell a refused connection from a reset.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// Orders bank addresses as the ring does: numerically by IP, then port; names (as in the

@@ -15,7 +15,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{de::DeserializeOwned, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use std::collections::BTreeMap;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Bugs that can be planted on purpose, so tests can show the simulator catches them.
@@ -82,8 +83,8 @@ pub struct Node {
     /// Idle visits of the token in a row (the idle hold grows with it).
     pub idle_streak: Mutex<u32>,
     pub peers: Peers,
-    /// Bumped whenever a record at this origin is decided; waiting clients re-check.
-    pub decided: watch::Sender<u64>,
+    /// Clients waiting for the outcome of a package accepted here, by package id.
+    pub waiters: Mutex<BTreeMap<String, Arc<Notify>>>,
     pub counters: Mutex<Counters>,
 }
 
@@ -114,7 +115,7 @@ impl Node {
             recovering: Mutex::new(false),
             idle_streak: Mutex::new(0),
             peers: Peers::new(others),
-            decided: watch::channel(0).0,
+            waiters: Mutex::new(BTreeMap::new()),
             counters: Mutex::new(Counters::default()),
         }))
     }

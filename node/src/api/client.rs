@@ -130,20 +130,40 @@ async fn submit_package(State(node): S, Body(p): Body<Package>) -> Result<(Statu
     Ok((code, Json(view(&r))))
 }
 
-/// Waits until the record at this origin is decided or `max` passes; returns it as it stands.
+/// Waits until the package is decided and its executor reports it settled (every reachable
+/// bank applied the outcome, so balances show it), or `max` passes. A decided package whose
+/// settle notice does not come is answered after `peer_timeout_ms`. Returns the record.
 pub async fn wait_decided(node: &Arc<Node>, id: &str, max: Duration) -> Result<Record, Error> {
     let deadline = tokio::time::Instant::now() + max;
-    let mut changes = node.decided.subscribe();
-    loop {
-        let i = id.to_string();
-        let r = node.db(move |s| s.record(&i)).await?.ok_or_else(|| Error::internal("accepted package vanished"))?;
-        if r.outcome().is_some() {
-            return Ok(r);
-        }
-        if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
-            return Ok(r);
+    let grace = Duration::from_millis(node.timing.peer_timeout_ms);
+    let notify = node.waiters.lock().unwrap().entry(id.to_string()).or_default().clone();
+    let result = async {
+        let mut woken = false;
+        loop {
+            // Registered before reading, so a notice in between is not missed.
+            let settled = notify.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            let i = id.to_string();
+            let r = node.db(move |s| s.record(&i)).await?.ok_or_else(|| Error::internal("accepted package vanished"))?;
+            let decided = r.outcome().is_some();
+            if decided && woken {
+                return Ok(r);
+            }
+            let limit = if decided { deadline.min(tokio::time::Instant::now() + grace) } else { deadline };
+            match tokio::time::timeout_at(limit, settled).await {
+                Ok(()) => woken = true,
+                Err(_) => return Ok(r),
+            }
         }
     }
+    .await;
+    let mut w = node.waiters.lock().unwrap();
+    // The last waiter for this id removes the entry (the map holds one reference).
+    if Arc::strong_count(&notify) == 2 {
+        w.remove(id);
+    }
+    result
 }
 
 async fn get_package(State(node): S, Path(id): Path<String>) -> Result<Json<PackageView>, Error> {

@@ -27,6 +27,7 @@ pub fn routes(node: Arc<Node>) -> Router<Arc<Node>> {
         .route("/finish", post(finish))
         .route("/decide", post(decide))
         .route("/outcome/{id}", get(outcome))
+        .route("/settled", post(settled))
         .layer(middleware::from_fn_with_state(node, require_key))
 }
 
@@ -73,6 +74,11 @@ async fn finish(State(node): S, Body(f): Body<Vec<Finish>>) -> Result<Json<usize
 
 async fn decide(State(node): S, Body(d): Body<Vec<Decide>>) -> Result<Json<Vec<PackageView>>, Error> {
     Ok(Json(executor::decide_here(&node, d).await?))
+}
+
+async fn settled(State(node): S, Body(ids): Body<Vec<String>>) -> Json<bool> {
+    executor::settled_here(&node, &ids);
+    Json(true)
 }
 
 async fn outcome(State(node): S, Path(id): Path<String>) -> Result<Json<PackageView>, Error> {

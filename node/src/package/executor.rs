@@ -37,11 +37,9 @@ pub async fn decide_here(node: &Arc<Node>, items: Vec<Decide>) -> Result<Vec<Pac
     let args = items.into_iter().map(|d| (d.package, d.outcome, d.results)).collect();
     let done = node.db(move |s| s.decide_many(args)).await?;
     let mut out = Vec::new();
-    let mut any = false;
     for d in done {
         let (r, how) = d?;
         if how == Decided::Now {
-            any = true;
             node.count(|c| match r.status {
                 Status::Committed => c.committed += 1,
                 _ => c.aborted += 1,
@@ -50,10 +48,17 @@ pub async fn decide_here(node: &Arc<Node>, items: Vec<Decide>) -> Result<Vec<Pac
         }
         out.push(PackageView { id: r.package.id, status: r.status, results: r.results });
     }
-    if any {
-        node.decided.send_modify(|n| *n += 1);
-    }
     Ok(out)
+}
+
+/// Wakes the clients waiting at this origin for these packages.
+pub fn settled_here(node: &Node, ids: &[String]) {
+    let w = node.waiters.lock().unwrap();
+    for id in ids {
+        if let Some(n) = w.get(id) {
+            n.notify_waiters();
+        }
+    }
 }
 
 async fn prepare_at(node: Arc<Node>, bank: String, items: Vec<Prepare>) -> Result<Vec<Votes>, String> {
@@ -82,27 +87,31 @@ pub async fn finish_at(node: Arc<Node>, bank: String, items: Vec<Finish>) -> boo
 }
 
 /// Splits a queue into batches that can each run as one 2PC round without changing any
-/// outcome: a package goes in the batch after the last one holding a package that shares an
-/// account with it. Conflicting packages keep their queue order; independent ones commute.
+/// outcome: a package goes in the batch after the last one holding a package it conflicts
+/// with. Two packages conflict when they touch the same account and one of them debits it
+/// (credits only add to `blocked`, so credits to one account commute). Conflicting packages
+/// keep their queue order; independent ones may share a batch.
 pub fn plan_batches(queue: &[Queued], max_batch: usize) -> Vec<Vec<Queued>> {
+    type Accounts = BTreeSet<(String, String)>;
     let mut batches: Vec<Vec<Queued>> = Vec::new();
-    let mut touched: Vec<BTreeSet<(String, String)>> = Vec::new();
+    // Per batch: accounts debited, accounts credited.
+    let mut touched: Vec<(Accounts, Accounts)> = Vec::new();
     for q in queue {
-        let mine: BTreeSet<(String, String)> = q
-            .package
-            .operations
-            .iter()
-            .flat_map(|op| op.from.iter().chain(op.to.iter()))
-            .map(|r| (r.bank.clone(), r.account.clone()))
-            .collect();
-        let after = touched.iter().rposition(|t| !t.is_disjoint(&mine)).map_or(0, |i| i + 1);
+        let key = |r: &crate::package::AccountRef| (r.bank.clone(), r.account.clone());
+        let debits: Accounts = q.package.operations.iter().filter_map(|op| op.from.as_ref()).map(key).collect();
+        let credits: Accounts = q.package.operations.iter().filter_map(|op| op.to.as_ref()).map(key).collect();
+        let conflicts = |(d, c): &(Accounts, Accounts)| {
+            !debits.is_disjoint(d) || !debits.is_disjoint(c) || !credits.is_disjoint(d)
+        };
+        let after = touched.iter().rposition(conflicts).map_or(0, |i| i + 1);
         let slot = (after..batches.len()).find(|&i| batches[i].len() < max_batch).unwrap_or(batches.len());
         if slot == batches.len() {
             batches.push(Vec::new());
-            touched.push(BTreeSet::new());
+            touched.push(Default::default());
         }
         batches[slot].push(q.clone());
-        touched[slot].extend(mine);
+        touched[slot].0.extend(debits);
+        touched[slot].1.extend(credits);
     }
     batches
 }
@@ -193,6 +202,24 @@ pub async fn execute_batch(node: &Arc<Node>, batch: &[Queued]) -> Vec<Status> {
     for t in tasks {
         let _ = t.await;
     }
+
+    // Tell each origin its packages are settled, so the waiting client is answered once
+    // the balances show the outcome. Best effort: without it the client is answered a
+    // moment later anyway.
+    let mut settled: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (q, st) in batch.iter().zip(&statuses) {
+        if *st != Status::Pending {
+            settled.entry(q.origin.clone()).or_default().push(q.package.id.clone());
+        }
+    }
+    for (origin, ids) in settled {
+        if origin == node.me {
+            settled_here(node, &ids);
+        } else {
+            let n = node.clone();
+            tokio::spawn(async move { n.call::<_, bool>(&origin, Method::POST, "/peer/settled", Some(&ids)).await });
+        }
+    }
     node.count(|c| c.executed += statuses.iter().filter(|s| **s != Status::Pending).count() as u64);
     statuses
 }
@@ -224,6 +251,12 @@ mod tests {
         ];
         assert_eq!(ids(&plan_batches(&queue, 10)), vec![vec!["p1", "p2", "p4"], vec!["p3"], vec!["p5"]]);
         assert_eq!(ids(&plan_batches(&queue, 2)), vec![vec!["p1", "p2"], vec!["p3", "p4"], vec!["p5"]]);
+    }
+
+    #[test]
+    fn credits_to_one_account_commute() {
+        let queue = vec![q("p1", &[("a", "1"), ("z", "1")]), q("p2", &[("b", "1"), ("z", "1")]), q("p3", &[("z", "1"), ("c", "1")])];
+        assert_eq!(ids(&plan_batches(&queue, 10)), vec![vec!["p1", "p2"], vec!["p3"]], "a debit waits for the credits before it");
     }
 
     #[test]
