@@ -1,0 +1,145 @@
+//! End to end: the `bank` command line against a consortium of real `node` processes.
+
+use node::cluster::{cpf, Cluster, TEST_TIMING};
+use serde_json::Value;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+struct Run {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(self.out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.out, self.err))
+    }
+}
+
+/// Runs `bank --bank ADDR args...`, feeding `stdin`.
+fn bank(addr: &str, args: &[&str], stdin: &str) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bank"))
+        .arg("--bank")
+        .arg(addr)
+        .args(["--timeout", "20"])
+        .args(args)
+        .env_remove("BANK_ADDR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bank");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&o.stdout).into_owned(),
+        err: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+async fn cli(addr: &str, args: &[&str]) -> Run {
+    cli_in(addr, args, "").await
+}
+
+async fn cli_in(addr: &str, args: &[&str], stdin: &str) -> Run {
+    let (addr, args, stdin) = (addr.to_string(), args.iter().map(|s| s.to_string()).collect::<Vec<_>>(), stdin.to_string());
+    tokio::task::spawn_blocking(move || bank(&addr, &args.iter().map(String::as_str).collect::<Vec<_>>(), &stdin)).await.unwrap()
+}
+
+/// Waits until `account show` gives this balance with nothing blocked or held: a committed
+/// package's credits are released just after the decision, not before the answer.
+async fn settles(bank: &str, account: &str, balance: u64) {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let r = cli(bank, &["--json", "account", "show", "--key", account]).await;
+        assert_eq!(r.code, 0, "{}", r.err);
+        last = r.json();
+        if last["balance"] == balance && last["blocked"] == 0 && last["held"] == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{account} at {bank} never settled at {balance}: {last}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_command_line_against_real_banks() {
+    let mut c = Cluster::start_with(2, PathBuf::from(env!("CARGO_BIN_EXE_node")), TEST_TIMING).await;
+    let (a, b) = (c.addrs[0].clone(), c.addrs[1].clone());
+    let ana = cpf(11);
+
+    // Users.
+    let r = cli(&a, &["user", "register", "--cpf", &ana, "--name", "Ana"]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.out.contains("registered Ana"), "{}", r.out);
+    let r = cli(&a, &["user", "register", "--cpf", &ana, "--name", "Ana"]).await;
+    assert_eq!(r.code, 1);
+    assert!(r.err.starts_with("error: ") && r.err.contains('('), "{}", r.err);
+    let r = cli(&b, &["user", "register", "--cpf", &ana, "--name", "Ana"]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let r = cli(&a, &["--json", "user", "show", "--cpf", &ana]).await;
+    assert_eq!(r.json()["name"], "Ana");
+    let r = cli(&a, &["user", "show", "--cpf", &cpf(12)]).await;
+    assert_eq!(r.code, 1, "unknown user: {}", r.err);
+
+    // Accounts.
+    let r = cli(&a, &["--json", "account", "open", "--kind", "personal", "--holder", &ana]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let ka = r.json()["key"].as_str().unwrap().to_string();
+    let r = cli(&b, &["--json", "account", "open", "--kind", "business", "--holder", &ana]).await;
+    let kb = r.json()["key"].as_str().unwrap().to_string();
+    let (ra, rb) = (format!("{a}/{ka}"), format!("{b}/{kb}"));
+
+    // Money: a deposit, a transfer across banks, a refused one, a retry with the same id.
+    let r = cli(&a, &["deposit", "--to", &ka, "--amount", "100"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.out, r.err);
+    assert!(r.out.contains("committed"), "{}", r.out);
+    let r = cli(&a, &["--json", "transfer", "--from", &ra, "--to", &rb, "--amount", "12.50", "--id", "t-1"]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(r.json()["status"], "committed");
+    let r = cli(&a, &["--json", "transfer", "--from", &ra, "--to", &rb, "--amount", "12.50", "--id", "t-1"]).await;
+    assert_eq!((r.code, r.json()["status"].clone()), (0, Value::from("committed")), "a retry gives the same outcome");
+    let r = cli(&a, &["transfer", "--from", &ra, "--to", &rb, "--amount", "1000", "--id", "t-2"]).await;
+    assert_eq!(r.code, 1, "an aborted package exits 1: {}", r.out);
+    assert!(r.out.contains("aborted") && r.out.contains("failed"), "{}", r.out);
+    let r = cli(&a, &["transfer", "--from", &ra, "--to", &rb, "--amount", "1", "--id", "t-1"]).await;
+    assert_eq!(r.code, 1, "same id, other content: {}", r.err);
+    let r = cli(&a, &["package", "--op", &format!("withdraw {ka} 7.5"), "--op", &format!("transfer {rb} {ra} 2.50")]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.out, r.err);
+    let r = cli(&a, &["--json", "package-status", "--id", "t-2"]).await;
+    assert_eq!((r.code, r.json()["status"].clone()), (1, Value::from("aborted")));
+
+    settles(&a, &ka, 10000 - 1250 - 750 + 250).await;
+    settles(&a, &rb, 1250 - 250).await; // BANK/ACCOUNT talks to that bank
+    let r = cli(&a, &["accounts", "--cpf", &ana]).await;
+    assert!(r.out.contains(&ra) && r.out.contains("82.50"), "{}", r.out);
+
+    // The interactive shell, scripted.
+    let script = format!("2\n{ana}\n\n5\n{ka}\n1\n4\n0\n");
+    let r = cli_in(&a, &["shell"], &script).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.out.contains("welcome, Ana"), "{}", r.out);
+    assert!(r.out.contains("committed"), "{}", r.out);
+    assert!(r.out.contains(&ra) && r.out.contains(&rb) && r.out.contains("2 account(s) at 2 of 2 bank(s)"), "{}", r.out);
+    settles(&a, &ka, 8350).await;
+
+    let r = cli(&a, &["status"]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.out.contains("1 of 1 online"), "{}", r.out);
+
+    // A bank down: listed as unreachable by the others; talking to it exits 3.
+    c.kill(1);
+    let r = cli(&a, &["consortium-accounts", "--cpf", &ana]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.out.contains(&format!("UNREACHABLE  {b}")), "{}", r.out);
+    let r = cli(&b, &["status"]).await;
+    assert_eq!(r.code, 3, "{}", r.err);
+    assert!(r.err.contains("(unreachable)"), "{}", r.err);
+
+    // Usage errors exit 2 and never reach a bank.
+    assert_eq!(cli(&a, &["deposit", "--to", &ka, "--amount", "-1"]).await.code, 2);
+    assert_eq!(cli(&a, &["package", "--op", "pay 1 2 3"]).await.code, 2);
+}
