@@ -24,5 +24,13 @@ sim:
 fuzz:
 	$(CARGO) run -p sim -- fuzz --seeds $(SEEDS)
 
+## bench: throughput and latency of 4 real banks on loopback at 1/4/16/64 clients (+ JSON)
+bench: build
+	./target/debug/bench --json bench.json
+
+## chaos: kill -9 / restart / SIGSTOP banks for 60 s under load, then check every promise
+chaos: build
+	./target/debug/bench chaos --seconds $(or $(SECONDS),60)
+
 clean:
 	rm -rf data
