@@ -242,8 +242,14 @@ async fn check_for_loss(node: &Arc<Node>, loss: Duration) {
             }
         }
     }
-    node.count(|c| c.faults += 1);
-    raise_fault(node, format!("token lost: nobody saw it for {} ms (max gen seen {max_gen})", loss.as_millis())).await;
+    let never = max_gen == 0 && probe(node).newest_gen == 0;
+    if never {
+        // A consortium starting for the first time: no token ever existed. Not a fault.
+        raise_fault(node, "no token yet: starting the ring".to_string()).await;
+    } else {
+        node.count(|c| c.faults += 1);
+        raise_fault(node, format!("token lost: nobody saw it for {} ms (max gen seen {max_gen})", loss.as_millis())).await;
+    }
 }
 
 /// Reports a fault to the lowest-address online bank (maybe this one).
@@ -284,7 +290,10 @@ pub fn on_alert(node: &Arc<Node>, a: Alert) -> bool {
 }
 
 pub fn on_block(node: &Arc<Node>, gen: u64) {
-    node.ring.lock().unwrap().block(gen);
+    if !node.ring.lock().unwrap().block(gen) {
+        node.emit("block_ignored", format!("gen {gen} is old news"));
+        return;
+    }
     *node.blocked_until.lock().unwrap() = Some(Instant::now() + ms(node.timing.block_ms));
     node.emit("blocked", format!("until gen {gen}"));
 }

@@ -5,6 +5,9 @@ use super::token::{Epoch, Token};
 use crate::net::ring_key;
 use std::time::Duration;
 
+/// How many accepted hops a bank remembers to recognize late repeats.
+const RECENT_HOPS: usize = 32;
+
 /// What to do with a token that just arrived.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Arrival {
@@ -38,6 +41,11 @@ pub struct Ring {
     /// come all the way round before the answer does (found by the simulator: with jittered
     /// latency the reply is slower than the ring), and that is not a second token.
     pub passing: Option<u64>,
+    /// Hops of `newest` this bank accepted lately. A pass delivered again after the token
+    /// moved on (a duplicated or long-delayed message) is one of them: a repeat to drop
+    /// quietly, not a second token (found by the simulator: every late network duplicate
+    /// made the ring regenerate).
+    pub recent_hops: Vec<u64>,
     /// Planted bug (simulator tests only): accept tokens of older epochs.
     pub accept_stale: bool,
 }
@@ -50,7 +58,7 @@ impl Ring {
         }
         members.sort_by_key(|a| ring_key(a));
         members.dedup();
-        Ring { me: me.to_string(), members, newest: None, floor_gen, last_hop: 0, holding: false, passing: None, accept_stale: false }
+        Ring { me: me.to_string(), members, newest: None, floor_gen, last_hop: 0, holding: false, passing: None, recent_hops: Vec::new(), accept_stale: false }
     }
 
     pub fn on_token(&mut self, epoch: &Epoch, hop: u64, blocked: bool) -> Arrival {
@@ -62,7 +70,7 @@ impl Ring {
             return Arrival::Stale;
         }
         if self.newest.as_ref() == Some(epoch) {
-            if hop == self.last_hop {
+            if hop == self.last_hop || self.recent_hops.contains(&hop) {
                 return Arrival::Repeat;
             }
             if hop < self.last_hop {
@@ -76,7 +84,14 @@ impl Ring {
             }
         }
         if !stale {
+            if self.newest.as_ref() != Some(epoch) {
+                self.recent_hops.clear();
+            }
             self.newest = Some(epoch.clone());
+            if self.recent_hops.len() >= RECENT_HOPS {
+                self.recent_hops.remove(0);
+            }
+            self.recent_hops.push(hop);
         }
         self.last_hop = hop;
         self.holding = true;
@@ -134,25 +149,34 @@ impl Ring {
         self.members.iter().find(|m| **m == self.me || online(m)).cloned().expect("this bank is a member")
     }
 
-    /// A new epoch above every generation this bank knows of (`seen_gen` from asking others).
+    /// A new epoch above every generation this bank knows of (`seen_gen` from asking others),
+    /// and at least the floor a recovery announced (tokens of the floor are not stale).
     pub fn new_epoch(&mut self, seen_gen: u64) -> Epoch {
-        let gen = self.newest.as_ref().map_or(0, |e| e.gen).max(self.floor_gen).max(seen_gen) + 1;
+        let gen = (self.newest.as_ref().map_or(0, |e| e.gen).max(seen_gen) + 1).max(self.floor_gen);
         let e = Epoch { gen, creator: self.me.clone() };
         self.floor_gen = gen;
         self.newest = Some(e.clone());
         self.last_hop = 0;
         self.holding = true;
         self.passing = None;
+        self.recent_hops = vec![0];
         e
     }
 
     /// Enter a recovery announced for generation `gen`: anything older is stale from now on.
-    pub fn block(&mut self, gen: u64) {
-        self.floor_gen = self.floor_gen.max(gen);
-        if self.newest.as_ref().is_some_and(|n| n.gen < gen) {
+    /// Returns false if the announcement is old news: a generation this bank already blocked
+    /// for or has seen a token of (a duplicated or late block message must not block the
+    /// ring again, or the new token is discarded and lost).
+    pub fn block(&mut self, gen: u64) -> bool {
+        if gen <= self.floor_gen || self.newest.as_ref().is_some_and(|n| n.gen >= gen) {
+            return false;
+        }
+        self.floor_gen = gen;
+        if self.newest.is_some() {
             self.holding = false;
             self.passing = None;
         }
+        true
     }
 
     /// How long without seeing the token before a bank suspects it is lost: a full rotation
@@ -221,6 +245,27 @@ mod tests {
     }
 
     #[test]
+    fn late_copy_of_an_accepted_pass_is_a_repeat() {
+        let mut r = ring("b:1");
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, false), Arrival::Accept);
+        r.holding = false;
+        assert_eq!(r.on_token(&e(1, "a:1"), 4, false), Arrival::Accept);
+        r.holding = false;
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, false), Arrival::Repeat, "the network delivered hop 1 again");
+        assert!(matches!(r.on_token(&e(1, "a:1"), 2, false), Arrival::Duplicate(_)), "hop 2 was never here: a second token");
+    }
+
+    #[test]
+    fn old_block_announcements_are_ignored() {
+        let mut r = ring("b:1");
+        r.on_token(&e(1, "a:1"), 1, false);
+        assert!(r.block(2));
+        assert!(!r.block(2), "the same announcement again");
+        r.on_token(&e(3, "a:1"), 1, false);
+        assert!(!r.block(3), "a token of that generation already came");
+    }
+
+    #[test]
     fn block_raises_floor() {
         let mut r = ring("b:1");
         r.on_token(&e(1, "a:1"), 1, false);
@@ -229,7 +274,7 @@ mod tests {
         assert!(!r.still_current(&e(1, "a:1")));
         assert_eq!(r.on_token(&e(1, "a:1"), 5, false), Arrival::Stale);
         let n = r.new_epoch(0);
-        assert_eq!(n, e(3, "b:1"));
+        assert_eq!(n, e(2, "b:1"), "the announced floor itself is a valid generation");
         assert_eq!(r.new_epoch(10).gen, 11);
     }
 
