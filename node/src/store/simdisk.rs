@@ -266,6 +266,16 @@ impl SimDisk {
         self.lock().sync_crash_countdown = Some(n);
     }
 
+    /// Erases the disk, durably: what a node does to a database whose creation was cut short
+    /// by a power loss (redb refuses such a file; see `open_db` in the tests). Only safe while
+    /// no open of this disk ever succeeded, since then it cannot hold a commit.
+    pub fn wipe(&self) {
+        let mut state = self.lock();
+        state.pending.clear();
+        state.durable.clear();
+        state.view.clear();
+    }
+
     /// Length of the durable state (what would survive a crash now).
     pub fn durable_len(&self) -> u64 {
         self.lock().durable.len() as u64
