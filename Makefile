@@ -9,11 +9,11 @@ run: build
 	./scripts/run-local.sh
 
 build:
-	$(CARGO) build --bins
+	$(CARGO) build -p node --bins
 
 ## test: every test of the workspace (unit, loopback end-to-end, simulator, snapshots, fuzz smoke)
 test:
-	$(CARGO) build --bins
+	$(CARGO) build -p node --bins
 	$(CARGO) test --workspace --no-fail-fast
 
 ## sim: one simulated scenario (SCENARIO=scenarios/bank_crash.toml)
