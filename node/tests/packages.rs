@@ -227,3 +227,27 @@ async fn twenty_concurrent_clients_with_conflicting_transfers() {
     assert_eq!(total, 6_000, "money conserved");
     assert!(committed > 0, "some transfers committed ({aborted} aborted)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_naming_a_down_bank_aborts_with_a_clear_reason_and_the_ring_goes_on() {
+    let mut c = common::start(3).await;
+    let a = c.account(0, &cpf(40)).await;
+    let b = c.account(1, &cpf(41)).await;
+    let d = c.account(2, &cpf(42)).await;
+    c.deposit(0, &a, 1_000, "fund").await;
+    c.kill(2);
+    let (code, v) = c.post(0, "/packages", json!({"id": "to-down", "operations": [
+        transfer(&c, (0, &a), (1, &b), 10),
+        transfer(&c, (0, &a), (2, &d), 10),
+    ]})).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"], "aborted", "{v}");
+    let reason = v["results"][1]["reason"].as_str().unwrap();
+    assert!(reason.contains("unreachable") && reason.contains(&c.addrs[2]), "names the bank: {reason}");
+    assert_eq!(c.balance(0, &a).await, (1_000, 0, 0), "the other leg was rolled back");
+    // The two remaining banks keep working.
+    let (_, v) = c.post(1, "/packages", json!({"id": "after", "operations": [transfer(&c, (0, &a), (1, &b), 10)]})).await;
+    assert_eq!(v["status"], "committed", "{v}");
+    let (_, s) = c.get(0, "/status").await;
+    assert!(s["peers"].as_array().unwrap().iter().any(|p| p["bank"] == c.addrs[2] && p["online"] == false), "{s}");
+}
