@@ -13,7 +13,6 @@ build:
 
 ## test: every test of the workspace (unit, loopback end-to-end, simulator, snapshots, fuzz smoke)
 test:
-	$(CARGO) build -p node --bins
 	$(CARGO) test --workspace --no-fail-fast
 
 ## sim: one simulated scenario (SCENARIO=scenarios/bank_crash.toml)
