@@ -1,0 +1,272 @@
+//! The invariants, as plain functions over the banks' books (`Store::audit()`) read at one
+//! simulated instant. Each message names the bank, the account and the package involved.
+
+use crate::run::EpochId;
+use crate::workload::Acks;
+use node::package::leg::{LegRecord, LegState};
+use node::package::{OpKind, Record, Side, Status};
+use node::store::Audit;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy)]
+pub struct BankAudit<'a> {
+    pub name: &'a str,
+    pub addr: &'a str,
+    pub audit: &'a Audit,
+}
+
+fn short(addr: &str) -> &str {
+    addr.split(':').next().unwrap_or(addr)
+}
+
+fn leg_desc(l: &LegRecord) -> String {
+    let side = if l.leg.side == Side::Debit { "debit" } else { "credit" };
+    format!("{side} leg {} of package {} ({} cents)", l.leg.index, l.package, l.leg.amount.0)
+}
+
+/// One bank's books agree with its own leg records: held and blocked money on each account
+/// is exactly what its prepared legs say (`Audit::self_check`).
+pub fn per_bank(b: &BankAudit) -> Vec<String> {
+    b.audit.self_check().into_iter().map(|p| format!("books: {}: {}", b.name, p.replace(&format!("{}/", b.addr), ""))).collect()
+}
+
+/// Every record of every bank, by package id.
+fn records<'a>(banks: &[BankAudit<'a>]) -> BTreeMap<&'a str, &'a Record> {
+    let mut m = BTreeMap::new();
+    for b in banks {
+        for r in &b.audit.records {
+            m.insert(r.package.id.as_str(), r);
+        }
+    }
+    m
+}
+
+/// Money is conserved and packages are atomic, across the whole consortium at one instant.
+///
+/// Per account: balance + held − (prepared debits of committed packages) + (prepared credits
+/// of committed packages) must equal what the committed packages move into it. Summed over
+/// every account that is: Σ(balance + held) − Σ committed-but-unfinished debits + Σ
+/// committed-but-unfinished credits == Σ committed deposits − Σ committed withdrawals.
+pub fn global(banks: &[BankAudit]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let recs = records(banks);
+    let status = |id: &str| recs.get(id).map(|r| r.status);
+
+    // What committed packages move into each (bank, account).
+    let mut expected: BTreeMap<(String, String), i128> = BTreeMap::new();
+    let (mut deposits, mut withdrawals) = (0i128, 0i128);
+    for r in recs.values().filter(|r| r.status == Status::Committed) {
+        for (bank, legs) in r.package.legs_by_bank() {
+            for l in legs {
+                let e = expected.entry((bank.clone(), l.account.clone())).or_default();
+                match l.side {
+                    Side::Debit => *e -= l.amount.0 as i128,
+                    Side::Credit => *e += l.amount.0 as i128,
+                }
+            }
+        }
+        for op in &r.package.operations {
+            match op.kind {
+                OpKind::Deposit => deposits += op.amount.0 as i128,
+                OpKind::Withdraw => withdrawals += op.amount.0 as i128,
+                OpKind::Transfer => {}
+            }
+        }
+    }
+
+    let mut total = 0i128;
+    for b in banks {
+        let mut adjust: BTreeMap<&str, i128> = BTreeMap::new();
+        for l in b.audit.legs.iter().filter(|l| l.state == LegState::Prepared) {
+            if status(&l.package) == Some(Status::Committed) {
+                let a = adjust.entry(l.leg.account.as_str()).or_default();
+                match l.leg.side {
+                    Side::Debit => *a -= l.leg.amount.0 as i128,
+                    Side::Credit => *a += l.leg.amount.0 as i128,
+                }
+            }
+        }
+        for a in &b.audit.accounts {
+            let actual = a.balance.0 as i128 + a.held.0 as i128 + adjust.get(a.key.as_str()).copied().unwrap_or(0);
+            total += actual;
+            let want = expected.remove(&(b.addr.to_string(), a.key.clone())).unwrap_or(0);
+            if actual != want {
+                // Legs of exactly the missing amount first: the likely culprits.
+                let off = (actual - want).unsigned_abs();
+                let mut legs: Vec<&LegRecord> = b.audit.legs.iter().filter(|l| l.leg.account == a.key).collect();
+                legs.sort_by_key(|l| l.leg.amount.0 as u128 != off);
+                let mut touching: Vec<String> = legs
+                    .iter()
+                    .map(|l| {
+                        let mark = if l.leg.amount.0 as u128 == off { " (exactly the difference)" } else { "" };
+                        format!("{} {:?}/{} {}{mark}", l.package, status(&l.package).unwrap_or(Status::Pending), leg_state(&l.state), leg_desc(l).split(' ').next().unwrap_or(""))
+                    })
+                    .collect();
+                let more = touching.len().saturating_sub(8);
+                touching.truncate(8);
+                problems.push(format!(
+                    "money: {} account {}: balance {} + held {} (adjusted for committed, unfinished legs: {actual}) \
+                     but committed packages move {want} cents into it (off by {}); packages on it (record/leg): {}{}",
+                    b.name,
+                    a.key,
+                    a.balance.0,
+                    a.held.0,
+                    actual - want,
+                    touching.join(", "),
+                    if more > 0 { format!(" and {more} more") } else { String::new() }
+                ));
+            }
+        }
+    }
+    for ((bank, account), want) in expected {
+        if want != 0 {
+            problems.push(format!("money: committed packages move {want} cents into {} account {account}, which does not exist", short(&bank)));
+        }
+    }
+    if total != deposits - withdrawals {
+        problems.push(format!(
+            "money: the consortium holds {total} cents (balances + holds, adjusted) but committed deposits − withdrawals = {}",
+            deposits - withdrawals
+        ));
+    }
+
+    // Atomicity: a leg's final state follows its package's record.
+    for b in banks {
+        for l in &b.audit.legs {
+            let st = status(&l.package);
+            let bad = match (&l.state, st) {
+                (_, None) => Some("its origin has no record of it".to_string()),
+                (LegState::Committed, Some(s)) if s != Status::Committed => Some(format!("it is committed but the record at its origin is {s:?}")),
+                (LegState::Aborted, Some(s)) if s != Status::Aborted => Some(format!("it is aborted but the record at its origin is {s:?}")),
+                (LegState::Refused(r), Some(Status::Committed)) => Some(format!("it was refused ({r}) yet the package committed")),
+                _ => None,
+            };
+            if let Some(why) = bad {
+                problems.push(format!(
+                    "atomicity: {} account {}: {} (origin {}): {why}",
+                    b.name,
+                    l.leg.account,
+                    leg_desc(l),
+                    short(&l.origin)
+                ));
+            }
+        }
+    }
+    problems
+}
+
+fn leg_state(s: &LegState) -> &'static str {
+    match s {
+        LegState::Prepared => "prepared",
+        LegState::Refused(_) => "refused",
+        LegState::Committed => "committed",
+        LegState::Aborted => "aborted",
+    }
+}
+
+/// What the workload was told still holds: acknowledged accounts exist, accepted packages
+/// have a record at their origin, and a reported outcome is the recorded one.
+pub fn acknowledged(banks: &[Option<BankAudit>], acks: &Acks, addrs: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, key) in &acks.accounts {
+        if let Some(b) = &banks[*i] {
+            if !b.audit.accounts.iter().any(|a| a.key == *key) {
+                problems.push(format!("durability: {} lost acknowledged account {key}", b.name));
+            }
+        }
+    }
+    let mut by_bank: Vec<BTreeMap<&str, &Record>> = vec![BTreeMap::new(); banks.len()];
+    for (i, b) in banks.iter().enumerate() {
+        if let Some(b) = b {
+            by_bank[i] = b.audit.records.iter().map(|r| (r.package.id.as_str(), r)).collect();
+        }
+    }
+    for (id, t) in &acks.packages {
+        let Some(b) = &banks[t.origin] else { continue };
+        if !t.accepted {
+            continue;
+        }
+        match by_bank[t.origin].get(id.as_str()) {
+            None => problems.push(format!(
+                "durability: package {id} was accepted by {} (client got a 2xx) but {} has no record of it",
+                short(&addrs[t.origin]),
+                b.name
+            )),
+            Some(r) => {
+                if let Some(told) = t.decided {
+                    if r.status != told {
+                        problems.push(format!(
+                            "exactly once: package {id} was reported {told:?} to its client but its record at {} says {:?}",
+                            b.name, r.status
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Once faults stop and the run settled: nothing pending, nothing in doubt, no money held or
+/// blocked, and every committed package has every leg committed.
+pub fn settled(banks: &[BankAudit]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let recs = records(banks);
+    for b in banks {
+        for r in b.audit.records.iter().filter(|r| r.status == Status::Pending) {
+            problems.push(format!("liveness: package {} is still pending at its origin {} after the settle period", r.package.id, b.name));
+        }
+        for id in &b.audit.in_doubt {
+            problems.push(format!("liveness: {} still has package {id} in doubt after the settle period", b.name));
+        }
+        for l in b.audit.legs.iter().filter(|l| l.state == LegState::Prepared) {
+            problems.push(format!("liveness: {} account {}: {} is still prepared after the settle period", b.name, l.leg.account, leg_desc(l)));
+        }
+        for a in &b.audit.accounts {
+            if a.held.0 != 0 || a.blocked.0 != 0 {
+                problems.push(format!(
+                    "liveness: {} account {} still has {} held and {} blocked after the settle period",
+                    b.name, a.key, a.held.0, a.blocked.0
+                ));
+            }
+        }
+    }
+    for r in recs.values().filter(|r| r.status == Status::Committed) {
+        for (bank, legs) in r.package.legs_by_bank() {
+            let Some(b) = banks.iter().find(|b| b.addr == bank) else { continue };
+            for l in legs {
+                let found = b.audit.legs.iter().find(|x| x.package == r.package.id && x.leg.index == l.index && x.leg.side == l.side);
+                match found {
+                    Some(x) if x.state == LegState::Committed => {}
+                    Some(x) => problems.push(format!(
+                        "atomicity: committed package {} has its leg {} at {} account {} in state {}",
+                        r.package.id,
+                        l.index,
+                        b.name,
+                        l.account,
+                        leg_state(&x.state)
+                    )),
+                    None => problems.push(format!(
+                        "atomicity: committed package {} never prepared its leg {} at {} account {}",
+                        r.package.id, l.index, b.name, l.account
+                    )),
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// One token after recovery settles: in the newest epoch, no hop was accepted twice.
+pub fn one_token(hops: &BTreeMap<EpochId, BTreeMap<u64, Vec<usize>>>, names: &[String]) -> Vec<String> {
+    let Some((epoch, accepted)) = hops.iter().next_back() else { return Vec::new() };
+    accepted
+        .iter()
+        .filter(|(_, by)| by.len() > 1)
+        .take(3)
+        .map(|(hop, by)| {
+            let who: Vec<&str> = by.iter().map(|i| names[*i].as_str()).collect();
+            format!("one token: in the final epoch {}, hop {hop} was accepted {} times (by {}): two tokens circulate", epoch.text, by.len(), who.join(", "))
+        })
+        .collect()
+}

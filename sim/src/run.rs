@@ -1,0 +1,899 @@
+//! One simulation run: builds the consortium inside turmoil, drives it step by step, injects
+//! the scheduled faults between steps, checks the invariants, and builds the report.
+//!
+//! Everything runs on the calling thread: turmoil's hosts are tokio current-thread runtimes
+//! stepped one after the other, the nodes call redb inline on their simulated disks, and every
+//! random choice comes from the scenario seed. The same scenario and seed give the same trace.
+
+use crate::check::{self, BankAudit};
+use crate::net::{sim_http, ChaosConfig, ChaosShared, ChaosTransport, PORT};
+use crate::panics;
+use crate::report::Report;
+use crate::scenario::{bank_index, Fault, Scenario};
+use crate::workload::{self, Acks};
+use node::api::wire::Counters;
+use node::config::Config;
+use node::events::Events;
+use node::net::{ring_key, Call};
+use node::node::{Env, Node, PlantedBug};
+use node::store::simdisk::SimDisk;
+use node::store::{Audit, Store};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+/// Host names of the two non-bank hosts.
+pub const CLIENT_HOST: &str = "client";
+pub const CHAOS_HOST: &str = "chaos";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub at: Duration,
+    pub what: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[t={}] {}", fmt_time(self.at), self.what)
+    }
+}
+
+/// `12.345s`: simulated time as the trace and the messages show it.
+pub fn fmt_time(d: Duration) -> String {
+    let us = d.as_micros();
+    format!("{}.{:06}s", us / 1_000_000, us % 1_000_000)
+}
+
+/// splitmix64: derives independent seeds from the scenario seed.
+pub fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x632B_E59B_D9B4_E019);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A token epoch as the checks order it: by generation, then the creator's ring position.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EpochId {
+    pub gen: u64,
+    pub key: (u8, u128, String, u16),
+    pub text: String,
+}
+
+impl EpochId {
+    pub fn parse(text: &str) -> Option<EpochId> {
+        let (gen, creator) = text.split_once('@')?;
+        Some(EpochId { gen: gen.parse().ok()?, key: ring_key(creator), text: text.to_string() })
+    }
+}
+
+/// One bank as the harness sees it across its incarnations.
+#[derive(Default)]
+pub(crate) struct Slot {
+    pub incarnation: u64,
+    /// An open of its database succeeded once (so redb's header is durable).
+    pub created: bool,
+    /// Software started (turmoil host running).
+    pub up: bool,
+    /// The node of the current incarnation, once started.
+    pub node: Option<Arc<Node>>,
+    /// Newest epoch this incarnation created or accepted.
+    pub newest_epoch: Option<EpochId>,
+    /// Acknowledged users must be re-checked (after a restart).
+    pub recheck_users: bool,
+    /// Counters of past incarnations.
+    pub counters: Counters,
+}
+
+pub(crate) struct Trigger {
+    pub bank: Option<usize>,
+    pub kind: String,
+    pub restart_after_ms: Option<u64>,
+    pub mid_commit: bool,
+}
+
+/// A disk armed to lose power inside a coming write: (bank, disk crashes so far, restart).
+pub(crate) struct ArmedDisk {
+    pub bank: usize,
+    pub crashes: u64,
+    pub restart_after_ms: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CheckCounts {
+    pub per_bank: u64,
+    pub global: u64,
+    pub final_checks: u64,
+}
+
+pub(crate) struct State {
+    /// Simulated time as the harness last saw it (between steps).
+    pub now: Duration,
+    pub trace: Vec<String>,
+    pub banks: Vec<Slot>,
+    pub triggers: Vec<Trigger>,
+    pub armed_disks: Vec<ArmedDisk>,
+    /// Disk crashes of each bank when its current incarnation started: more means its power
+    /// is off and what it still does in this step does not count.
+    pub power_base: Vec<u64>,
+    pub rng: rand_chacha::ChaCha8Rng,
+    /// Banks whose power went off inside a step: (bank, reason, restart after ms).
+    pub host_crashes: Vec<(usize, String, Option<u64>)>,
+    /// Package id → (status, time, bank) of its `package_decided` event.
+    pub decided: BTreeMap<String, (String, Duration, usize)>,
+    /// Accepted token passes: epoch → hop → banks that accepted it.
+    pub hops: BTreeMap<EpochId, BTreeMap<u64, Vec<usize>>>,
+    pub tokens_created: u64,
+    pub last_accept: Option<Duration>,
+    pub violations: Vec<Violation>,
+    pub acks: Acks,
+    pub faults: BTreeMap<&'static str, u64>,
+    pub checks: CheckCounts,
+}
+
+pub(crate) struct Shared {
+    pub scenario: Scenario,
+    pub names: Vec<String>,
+    pub addrs: Vec<String>,
+    pub planted: PlantedBug,
+    pub chaos: Arc<ChaosShared>,
+    pub chaos_config: ChaosConfig,
+    pub disks: Vec<SimDisk>,
+    pub st: Mutex<State>,
+}
+
+impl Shared {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Current simulated time: the host's clock inside a step, else the harness's.
+    pub fn now(&self) -> Duration {
+        turmoil::sim_elapsed().unwrap_or_else(|| self.lock().now)
+    }
+
+    pub fn short(&self, addr: &str) -> String {
+        addr.strip_suffix(&format!(":{PORT}")).unwrap_or(addr).to_string()
+    }
+
+    fn index_of(&self, addr: &str) -> Option<usize> {
+        self.addrs.iter().position(|a| a == addr)
+    }
+
+    /// A harness line in the trace.
+    pub fn note(&self, what: impl AsRef<str>) {
+        let t = self.now();
+        self.lock().trace.push(line(t, "sim", "harness", what.as_ref()));
+    }
+
+    pub fn violation(&self, what: String) {
+        let at = self.now();
+        let mut st = self.lock();
+        st.trace.push(line(at, "sim", "VIOLATION", &what));
+        st.violations.push(Violation { at, what });
+    }
+
+    pub fn violation_locked(st: &mut State, at: Duration, what: String) {
+        st.trace.push(line(at, "sim", "VIOLATION", &what));
+        st.violations.push(Violation { at, what });
+    }
+}
+
+fn line(t: Duration, who: &str, kind: &str, detail: &str) -> String {
+    let us = t.as_micros();
+    format!("{:>6}.{:03} {who:<7} {kind} {detail}", us / 1000, us % 1000)
+}
+
+/// The nodes' `Events`: every event becomes a trace line, and a few feed the checks.
+pub(crate) struct Recorder(pub Arc<Shared>);
+
+impl Events for Recorder {
+    fn emit(&self, bank: &str, kind: &'static str, detail: String) {
+        let sh = &self.0;
+        if sh.chaos.inner.lock().unwrap().dead.contains(bank) {
+            return; // a node whose power is off in this very step: nothing it does counts
+        }
+        let t = sh.now();
+        let i = sh.index_of(bank);
+        let who = sh.short(bank);
+        let mut st = sh.lock();
+        if i.is_some_and(|i| sh.disks[i].stats().crashes > st.power_base[i]) {
+            return;
+        }
+        st.trace.push(line(t, &who, kind, &detail));
+        let Some(i) = i else { return };
+        match kind {
+            "package_decided" => {
+                let mut it = detail.split_whitespace();
+                let (id, status) = (it.next().unwrap_or("").to_string(), it.next().unwrap_or("").to_string());
+                if let Some((first, at, by)) = st.decided.get(&id).cloned() {
+                    let what = format!(
+                        "exactly once: package {id} decided twice: {first} at {} by {}, then {status} by {who}",
+                        fmt_time(at),
+                        sh.names[by]
+                    );
+                    Shared::violation_locked(&mut st, t, what);
+                } else {
+                    st.decided.insert(id, (status, t, i));
+                }
+            }
+            "token_accepted" | "token_created" => {
+                let mut it = detail.split_whitespace();
+                let Some(epoch) = it.next().and_then(EpochId::parse) else { return };
+                if kind == "token_created" {
+                    st.tokens_created += 1;
+                } else {
+                    let hop: u64 = it.nth(1).and_then(|h| h.parse().ok()).unwrap_or(0);
+                    st.hops.entry(epoch.clone()).or_default().entry(hop).or_default().push(i);
+                    st.last_accept = Some(t);
+                    if let Some(newest) = st.banks[i].newest_epoch.clone() {
+                        if epoch < newest {
+                            let what = format!(
+                                "one token: {who} accepted a stale token (epoch {} hop {hop}) after already holding epoch {}",
+                                epoch.text, newest.text
+                            );
+                            Shared::violation_locked(&mut st, t, what);
+                        }
+                    }
+                }
+                let slot = &mut st.banks[i];
+                if slot.newest_epoch.as_ref().is_none_or(|n| epoch > *n) {
+                    slot.newest_epoch = Some(epoch);
+                }
+            }
+            _ => {}
+        }
+        // A crash armed to strike at this event: power goes off right here, inside the node.
+        if let Some(k) = st.triggers.iter().position(|tr| tr.kind == kind && tr.bank.is_none_or(|b| b == i)) {
+            let tr = st.triggers.remove(k);
+            if tr.mid_commit {
+                use rand::Rng;
+                let n = st.rng.random_range(1..=6);
+                sh.disks[i].crash_after_writes(n);
+                let crashes = sh.disks[i].stats().crashes;
+                st.armed_disks.push(ArmedDisk { bank: i, crashes, restart_after_ms: tr.restart_after_ms });
+                st.trace.push(line(t, "sim", "crash", &format!("{} at {kind}: power will fail inside its disk write #{n} from now", sh.names[i])));
+                return;
+            }
+            let report = sh.disks[i].crash();
+            let what = format!(
+                "power lost at {} inside {kind} (disk: {} unsynced writes dropped, {} applied, {} torn)",
+                sh.names[i], report.dropped, report.applied, report.torn
+            );
+            st.trace.push(line(t, "sim", "crash", &what));
+            st.host_crashes.push((i, format!("on {kind}"), tr.restart_after_ms));
+            drop(st);
+            sh.chaos.inner.lock().unwrap().dead.insert(bank.to_string());
+            for h in hosts(&sh.names) {
+                if h != sh.names[i] {
+                    turmoil::partition_oneway(sh.names[i].as_str(), h.as_str());
+                }
+            }
+        }
+    }
+}
+
+fn hosts(names: &[String]) -> Vec<String> {
+    names.iter().cloned().chain([CLIENT_HOST.to_string(), CHAOS_HOST.to_string()]).collect()
+}
+
+/// What one bank's host runs, in every incarnation.
+async fn bank_main(sh: Arc<Shared>, i: usize) -> turmoil::Result {
+    let incarnation = {
+        let mut st = sh.lock();
+        st.banks[i].incarnation += 1;
+        st.power_base[i] = sh.disks[i].stats().crashes;
+        st.banks[i].incarnation
+    };
+    let store = open_store(&sh, i)?;
+    let seed = mix(mix(sh.scenario.seed, 100 + i as u64), incarnation);
+    let recorder: Arc<dyn Events> = Arc::new(Recorder(sh.clone()));
+    let transport = ChaosTransport::new(
+        &sh.addrs[i],
+        Arc::new(sim_http()),
+        sh.chaos_config.clone(),
+        mix(seed, 1),
+        sh.chaos.clone(),
+        Some(recorder.clone()),
+    )
+    .with_power(sh.disks[i].clone());
+    let env = Env { transport: Arc::new(transport), events: recorder, rng_seed: mix(seed, 2), inline_storage: true, planted: sh.planted };
+    let config = Config {
+        listen: sh.addrs[i].clone(),
+        advertise: None,
+        peers: sh.addrs.clone(),
+        data_dir: std::path::PathBuf::from("/nonexistent"),
+        peer_secret: None,
+        timing: sh.scenario.timing.to_timing(),
+    };
+    let listener = crate::net::SimListener::bind().await?;
+    let node = node::server::start(&config, store, env).map_err(|e| e.to_string())?;
+    {
+        let mut st = sh.lock();
+        st.banks[i].node = Some(node.clone());
+        st.banks[i].recheck_users = incarnation > 1;
+    }
+    node::server::serve(listener, node, std::future::pending()).await?;
+    Ok(())
+}
+
+/// Opens the bank's database on its simulated disk. A crash while redb was still creating the
+/// database leaves a file redb refuses; as long as no open ever succeeded it holds no commit,
+/// so it is wiped and created again. Any other failure to open is a violation.
+fn open_store(sh: &Arc<Shared>, i: usize) -> Result<Store, String> {
+    let disk = &sh.disks[i];
+    let created = sh.lock().banks[i].created;
+    let store = match Store::open_backend(disk.backend()) {
+        Ok(s) => Ok(s),
+        Err(e) if !created => {
+            sh.note(format!("{}: database creation was cut by a crash ({}); wiping it", sh.names[i], e.message));
+            disk.wipe();
+            Store::open_backend(disk.backend())
+        }
+        Err(e) => Err(e),
+    };
+    match store {
+        Ok(s) => {
+            sh.lock().banks[i].created = true;
+            Ok(s)
+        }
+        Err(e) => {
+            let what = format!("durability: {} cannot open its database after a crash: {}", sh.names[i], e.message);
+            sh.violation(what.clone());
+            Err(what)
+        }
+    }
+}
+
+/// Timed harness actions that faults leave behind.
+#[derive(Clone, Debug)]
+enum Action {
+    Restart(usize),
+    Unpause(usize),
+}
+
+#[derive(Default)]
+struct Links {
+    /// Directed pairs whose traffic is dropped.
+    blocked: BTreeSet<(String, String)>,
+    /// Unordered pairs (sorted) whose traffic is held.
+    held: BTreeSet<(String, String)>,
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    if a <= b {
+        (a.to_string(), b.to_string())
+    } else {
+        (b.to_string(), a.to_string())
+    }
+}
+
+/// What a run produced.
+pub struct RunOutput {
+    pub report: Report,
+    pub trace: Vec<String>,
+    pub violations: Vec<Violation>,
+    /// Real time the run took (not part of the report: it differs between machines).
+    pub wall: Duration,
+}
+
+impl RunOutput {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+struct Harness<'a> {
+    sim: turmoil::Sim<'a>,
+    sh: Arc<Shared>,
+    links: Links,
+    timers: Vec<(Duration, u64, Action)>,
+    timer_seq: u64,
+    inject: UnboundedSender<(String, Call)>,
+    hosts: Vec<String>,
+}
+
+/// Runs a scenario to its end (or its first violation).
+pub fn run(scenario: &Scenario, planted: PlantedBug) -> RunOutput {
+    let _active = panics::Active::enter();
+    let wall = std::time::Instant::now();
+    let sc = scenario.clone();
+    let n = sc.banks;
+    let names = sc.bank_names();
+    let addrs: Vec<String> = names.iter().map(|b| format!("{b}:{PORT}")).collect();
+    let chaos_config = ChaosConfig {
+        loss: sc.network.loss,
+        duplicate: sc.network.duplicate,
+        duplicate_delay_max_ms: sc.network.duplicate_delay_max_ms,
+    };
+    let st = State {
+        now: Duration::ZERO,
+        trace: Vec::new(),
+        banks: (0..n).map(|_| Slot { up: true, ..Default::default() }).collect(),
+        triggers: Vec::new(),
+        armed_disks: Vec::new(),
+        power_base: vec![0; n],
+        rng: rand::SeedableRng::seed_from_u64(mix(sc.seed, 300)),
+        host_crashes: Vec::new(),
+        decided: BTreeMap::new(),
+        hops: BTreeMap::new(),
+        tokens_created: 0,
+        last_accept: None,
+        violations: Vec::new(),
+        acks: Acks::default(),
+        faults: BTreeMap::new(),
+        checks: CheckCounts::default(),
+    };
+    let sh = Arc::new(Shared {
+        disks: (0..n).map(|i| SimDisk::new(mix(sc.seed, 200 + i as u64))).collect(),
+        scenario: sc.clone(),
+        names: names.clone(),
+        addrs,
+        planted,
+        chaos: Arc::new(ChaosShared::default()),
+        chaos_config,
+        st: Mutex::new(st),
+    });
+
+    let sim = turmoil::Builder::new()
+        .rng_seed(sc.seed)
+        .simulation_duration(Duration::from_secs(1_000_000))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_millis(sc.network.latency_min_ms))
+        .max_message_latency(Duration::from_millis(sc.network.latency_max_ms))
+        .build();
+    let (inject, inject_rx) = unbounded_channel();
+    let mut h = Harness { sim, sh: sh.clone(), links: Links::default(), timers: Vec::new(), timer_seq: 0, inject, hosts: hosts(&names) };
+    for (i, name) in names.iter().enumerate() {
+        let s = sh.clone();
+        h.sim.host(name.as_str(), move || bank_main(s.clone(), i));
+    }
+    h.sim.client(CLIENT_HOST, workload::client_main(sh.clone()));
+    h.sim.client(CHAOS_HOST, workload::chaos_main(inject_rx));
+    sh.note(format!(
+        "scenario {} seed {}: {n} banks, {} ms of faults and workload, then {} ms to settle{}",
+        sc.name,
+        sc.seed,
+        sc.duration_ms,
+        sc.settle_ms,
+        if planted == PlantedBug::None { String::new() } else { format!(" (planted bug {planted:?})") }
+    ));
+
+    h.drive();
+
+    let wall = wall.elapsed();
+    // Break the reference cycle nodes → recorder → shared → nodes, then drop the world.
+    let nodes: Vec<Option<Arc<Node>>> = sh.lock().banks.iter_mut().map(|b| b.node.take()).collect();
+    let report = Report::build(&sh, &nodes);
+    drop(nodes);
+    drop(h);
+    let mut st = sh.lock();
+    let trace = std::mem::take(&mut st.trace);
+    let violations = st.violations.clone();
+    RunOutput { report, trace, violations, wall }
+}
+
+impl Harness<'_> {
+    fn now(&self) -> Duration {
+        self.sim.elapsed()
+    }
+
+    fn drive(&mut self) {
+        let sc = self.sh.scenario.clone();
+        let end = Duration::from_millis(sc.duration_ms + sc.settle_ms);
+        let faults_end = Duration::from_millis(sc.duration_ms);
+        let every = Duration::from_millis(sc.check_every_ms);
+        let mut schedule: std::collections::VecDeque<Fault> = sc.schedule().into();
+        let mut next_check = every;
+        let mut healed = false;
+        loop {
+            let now = self.now();
+            self.sh.lock().now = now;
+            if now >= end {
+                break;
+            }
+            if !healed && now >= faults_end {
+                healed = true;
+                schedule.clear();
+                self.end_faults();
+            }
+            while schedule.front().is_some_and(|f| Duration::from_millis(f.at_ms()) <= now) {
+                let f = schedule.pop_front().unwrap();
+                self.apply(&f);
+            }
+            self.run_timers(now);
+            if let Err(e) = self.sim.step() {
+                self.sh.violation(format!("simulation error (a host's software failed): {e}"));
+            }
+            for p in panics::take() {
+                self.sh.violation(format!("panic: {p}"));
+            }
+            // Disks that lost power inside a write during this step: their hosts go down now.
+            {
+                let mut st = self.sh.lock();
+                let mut k = 0;
+                while k < st.armed_disks.len() {
+                    let a = &st.armed_disks[k];
+                    if self.sh.disks[a.bank].stats().crashes > a.crashes {
+                        let a = st.armed_disks.remove(k);
+                        let s = self.sh.disks[a.bank].stats();
+                        let line = line(self.sim.elapsed(), "sim", "crash", &format!(
+                            "power lost at {} inside a disk write (disk lifetime: {} dropped, {} torn unsynced writes)",
+                            self.sh.names[a.bank], s.dropped_writes, s.torn_writes
+                        ));
+                        st.trace.push(line);
+                        st.host_crashes.push((a.bank, "mid-commit".into(), a.restart_after_ms));
+                    } else {
+                        k += 1;
+                    }
+                }
+            }
+            let crashes = std::mem::take(&mut self.sh.lock().host_crashes);
+            for (i, why, restart) in crashes {
+                self.crash_host(i, &why, true);
+                if let Some(ms) = restart {
+                    self.add_timer(self.now() + Duration::from_millis(ms), Action::Restart(i));
+                }
+            }
+            if self.now() >= next_check {
+                next_check += every;
+                self.check(false);
+            }
+            if !self.sh.lock().violations.is_empty() {
+                return;
+            }
+        }
+        self.sh.lock().now = self.now();
+        self.check(true);
+    }
+
+    fn add_timer(&mut self, at: Duration, a: Action) {
+        self.timer_seq += 1;
+        self.timers.push((at, self.timer_seq, a));
+        self.timers.sort_by_key(|t| (t.0, t.1));
+    }
+
+    fn run_timers(&mut self, now: Duration) {
+        while self.timers.first().is_some_and(|t| t.0 <= now) {
+            let (_, _, a) = self.timers.remove(0);
+            self.act(a);
+        }
+    }
+
+    fn act(&mut self, a: Action) {
+        match a {
+            Action::Restart(i) => self.restart_host(i),
+            Action::Unpause(i) => {
+                let name = self.sh.names[i].clone();
+                for other in self.hosts.clone() {
+                    if other != name {
+                        self.links.held.remove(&pair(&name, &other));
+                        self.sim.release(name.as_str(), other.as_str());
+                        self.apply_link(&name, &other);
+                    }
+                }
+                self.sh.note(format!("unpause {name}: its held messages are delivered"));
+            }
+        }
+    }
+
+    fn count_fault(&self, kind: &'static str) {
+        *self.sh.lock().faults.entry(kind).or_default() += 1;
+    }
+
+    fn apply_link(&mut self, a: &str, b: &str) {
+        if self.links.held.contains(&pair(a, b)) {
+            self.sim.hold(a, b);
+            return;
+        }
+        for (x, y) in [(a, b), (b, a)] {
+            if self.links.blocked.contains(&(x.to_string(), y.to_string())) {
+                self.sim.partition_oneway(x, y);
+            } else {
+                self.sim.repair_oneway(x, y);
+            }
+        }
+    }
+
+    fn apply_all_links(&mut self) {
+        let hosts = self.hosts.clone();
+        for (k, a) in hosts.iter().enumerate() {
+            for b in &hosts[k + 1..] {
+                self.apply_link(a, b);
+            }
+        }
+    }
+
+    /// Cuts everything the host sends (messages its dying tasks would emit in a
+    /// process-dependent order), runs `f`, then restores the links as the faults say.
+    fn with_outbound_cut(&mut self, i: usize, f: impl FnOnce(&mut turmoil::Sim)) {
+        let name = self.sh.names[i].clone();
+        for other in self.hosts.clone() {
+            if other != name {
+                self.sim.partition_oneway(name.as_str(), other.as_str());
+            }
+        }
+        f(&mut self.sim);
+        for other in self.hosts.clone() {
+            if other != name {
+                self.apply_link(&name, &other);
+            }
+        }
+    }
+
+    /// Power loss: the disk first (unsynced writes dropped or torn), then the host.
+    fn crash_host(&mut self, i: usize, why: &str, disk_done: bool) {
+        let name = self.sh.names[i].clone();
+        if !self.sh.lock().banks[i].up {
+            return;
+        }
+        self.sh.lock().armed_disks.retain(|a| a.bank != i);
+        if !disk_done {
+            let r = self.sh.disks[i].crash();
+            self.sh.note(format!(
+                "crash {name} ({why}; disk: {} unsynced writes dropped, {} applied, {} torn)",
+                r.dropped, r.applied, r.torn
+            ));
+        }
+        self.sh.chaos.inner.lock().unwrap().dead.insert(self.sh.addrs[i].clone());
+        self.with_outbound_cut(i, |sim| sim.crash(name.as_str()));
+        let node = {
+            let mut st = self.sh.lock();
+            let slot = &mut st.banks[i];
+            slot.up = false;
+            slot.newest_epoch = None;
+            slot.node.take()
+        };
+        if let Some(node) = &node {
+            let c = node.counters.lock().unwrap().clone();
+            add_counters(&mut self.sh.lock().banks[i].counters, &c);
+        }
+        drop(node);
+        self.sh.chaos.inner.lock().unwrap().dead.remove(&self.sh.addrs[i]);
+    }
+
+    fn restart_host(&mut self, i: usize) {
+        let name = self.sh.names[i].clone();
+        if self.sh.lock().banks[i].up {
+            self.crash_host(i, "power cycle", false);
+        }
+        self.sh.note(format!("restart {name}"));
+        self.with_outbound_cut(i, |sim| sim.bounce(name.as_str()));
+        self.sh.lock().banks[i].up = true;
+    }
+
+    fn bank(&self, name: &str) -> usize {
+        bank_index(name, self.sh.names.len()).expect("scenario checked bank names")
+    }
+
+    fn apply(&mut self, f: &Fault) {
+        self.count_fault(f.kind());
+        match f {
+            Fault::Crash { bank, on_event: Some(kind), restart_after_ms, mid_commit, .. } => {
+                let b = (bank != "any").then(|| self.bank(bank));
+                self.sh.lock().triggers.push(Trigger {
+                    bank: b,
+                    kind: kind.clone(),
+                    restart_after_ms: *restart_after_ms,
+                    mid_commit: *mid_commit,
+                });
+                self.sh.note(format!("armed: crash {bank} at its next {kind} event"));
+            }
+            Fault::Crash { bank, on_event: None, restart_after_ms, mid_commit: true, .. } => {
+                use rand::Rng;
+                let i = self.bank(bank);
+                let mut st = self.sh.lock();
+                let n = st.rng.random_range(1..=6);
+                self.sh.disks[i].crash_after_writes(n);
+                let crashes = self.sh.disks[i].stats().crashes;
+                st.armed_disks.push(ArmedDisk { bank: i, crashes, restart_after_ms: *restart_after_ms });
+                drop(st);
+                self.sh.note(format!("armed: {bank} loses power inside its disk write #{n} from now"));
+            }
+            Fault::Crash { bank, on_event: None, restart_after_ms, .. } => {
+                let i = self.bank(bank);
+                if self.sh.lock().banks[i].up {
+                    self.crash_host(i, "scheduled", false);
+                } else {
+                    self.sh.note(format!("crash {bank}: already down"));
+                }
+                if let Some(ms) = restart_after_ms {
+                    self.add_timer(self.now() + Duration::from_millis(*ms), Action::Restart(i));
+                }
+            }
+            Fault::Restart { bank, .. } => {
+                let i = self.bank(bank);
+                self.restart_host(i);
+            }
+            Fault::Partition { groups, oneway, .. } => {
+                let names = self.sh.names.clone();
+                let mut group_of: BTreeMap<String, usize> = BTreeMap::new();
+                for (g, members) in groups.iter().enumerate() {
+                    for m in members {
+                        group_of.insert(m.clone(), g);
+                    }
+                }
+                let rest = groups.len();
+                let g = |b: &String| group_of.get(b).copied().unwrap_or(rest);
+                for x in &names {
+                    for y in &names {
+                        if g(x) < g(y) {
+                            self.links.blocked.insert((x.clone(), y.clone()));
+                            if !oneway {
+                                self.links.blocked.insert((y.clone(), x.clone()));
+                            }
+                        }
+                    }
+                }
+                self.apply_all_links();
+                self.sh.note(format!("partition {groups:?}{}", if *oneway { " one-way" } else { "" }));
+            }
+            Fault::Heal { .. } => {
+                self.links.blocked.clear();
+                self.apply_all_links();
+                self.sh.note("heal: partitions end");
+            }
+            Fault::Hold { a, b, .. } => {
+                self.links.held.insert(pair(a, b));
+                self.apply_link(a, b);
+                self.sh.note(format!("hold {a} <-> {b}"));
+            }
+            Fault::Release { a, b, .. } => {
+                self.links.held.remove(&pair(a, b));
+                self.sim.release(a.as_str(), b.as_str());
+                self.apply_link(a, b);
+                self.sh.note(format!("release {a} <-> {b}"));
+            }
+            Fault::DropToken { from, .. } => {
+                let who = from.as_ref().map(|b| self.sh.addrs[self.bank(b)].clone());
+                self.sh.chaos.inner.lock().unwrap().drop_next_token = Some(who);
+                self.sh.note(format!("armed: lose the next token pass from {}", from.as_deref().unwrap_or("any bank")));
+            }
+            Fault::DuplicateToken { to, stale, .. } => {
+                let pick = {
+                    let c = self.sh.chaos.inner.lock().unwrap();
+                    let newest = c.last_of_gen.keys().next_back().copied();
+                    let older = c.last_of_gen.range(..newest.unwrap_or(0)).next_back().map(|(_, p)| p);
+                    if *stale { older.or(c.passes.last()) } else { c.passes.last() }.cloned()
+                };
+                match pick {
+                    Some(p) => {
+                        let dest = to.as_ref().map(|b| self.sh.addrs[self.bank(b)].clone()).unwrap_or(p.to.clone());
+                        self.sh.note(format!("inject a copy of token {} hop {} into {}", p.epoch, p.hop, self.sh.short(&dest)));
+                        let _ = self.inject.send((dest, p.call));
+                    }
+                    None => self.sh.note("duplicate_token: no token pass seen yet"),
+                }
+            }
+            Fault::Pause { bank, for_ms, .. } => {
+                let i = self.bank(bank);
+                let name = self.sh.names[i].clone();
+                for other in self.hosts.clone() {
+                    if other != name {
+                        self.links.held.insert(pair(&name, &other));
+                        self.apply_link(&name, &other);
+                    }
+                }
+                self.add_timer(self.now() + Duration::from_millis(*for_ms), Action::Unpause(i));
+                self.sh.note(format!("pause {name} for {for_ms} ms"));
+            }
+        }
+    }
+
+    /// Faults stop: pending restarts and unpauses happen now, partitions and holds end,
+    /// every crashed bank restarts, the network stops losing and duplicating.
+    fn end_faults(&mut self) {
+        {
+            let mut st = self.sh.lock();
+            st.triggers.clear();
+            for a in std::mem::take(&mut st.armed_disks) {
+                // Disarm: a crash_after_writes trigger is replaced by one far away.
+                self.sh.disks[a.bank].crash_after_writes(u64::MAX);
+            }
+        }
+        {
+            let mut c = self.sh.chaos.inner.lock().unwrap();
+            c.drop_next_token = None;
+            c.calm = true;
+        }
+        for (_, _, a) in std::mem::take(&mut self.timers) {
+            self.act(a);
+        }
+        self.links.blocked.clear();
+        for (a, b) in std::mem::take(&mut self.links.held) {
+            self.sim.release(a.as_str(), b.as_str());
+        }
+        self.apply_all_links();
+        for i in 0..self.sh.names.len() {
+            if !self.sh.lock().banks[i].up {
+                self.restart_host(i);
+            }
+        }
+        self.sh.note("faults end: network healed, every bank up, no new packages; settling");
+    }
+
+    /// Reads every live bank's books at this simulated instant and checks the invariants.
+    fn check(&mut self, last: bool) {
+        let now = self.now();
+        let nodes: Vec<Option<Arc<Node>>> =
+            self.sh.lock().banks.iter().map(|b| if b.up { b.node.clone() } else { None }).collect();
+        let audits: Vec<Option<Audit>> = nodes.iter().map(|n| n.as_ref().and_then(|n| n.store.audit().ok())).collect();
+        let banks: Vec<Option<BankAudit>> = audits
+            .iter()
+            .enumerate()
+            .map(|(i, a)| a.as_ref().map(|audit| BankAudit { name: &self.sh.names[i], addr: &self.sh.addrs[i], audit }))
+            .collect();
+        let mut problems = Vec::new();
+        let mut counts = CheckCounts::default();
+        for b in banks.iter().flatten() {
+            counts.per_bank += 1;
+            problems.extend(check::per_bank(b));
+        }
+        let all: Option<Vec<BankAudit>> = banks.iter().cloned().collect();
+        if let Some(all) = &all {
+            counts.global += 1;
+            problems.extend(check::global(all));
+        }
+        {
+            let st = self.sh.lock();
+            problems.extend(check::acknowledged(&banks, &st.acks, &self.sh.addrs));
+        }
+        // Acknowledged users, once a restarted bank is back.
+        for (i, n) in nodes.iter().enumerate() {
+            let Some(n) = n else { continue };
+            let recheck = std::mem::take(&mut self.sh.lock().banks[i].recheck_users);
+            if recheck || last {
+                let users: Vec<String> = self.sh.lock().acks.users.iter().filter(|u| u.0 == i).map(|u| u.1.clone()).collect();
+                for cpf in users {
+                    let c = node::domain::Cpf::parse(&cpf).expect("the workload makes valid CPFs");
+                    match n.store.user(&c) {
+                        Ok(Some(_)) => {}
+                        Ok(None) => problems.push(format!("durability: {} lost acknowledged user {cpf}", self.sh.names[i])),
+                        Err(e) => problems.push(format!("{}: cannot read user {cpf}: {}", self.sh.names[i], e.message)),
+                    }
+                }
+            }
+        }
+        if last {
+            counts.final_checks += 1;
+            match &all {
+                None => {
+                    for (i, b) in banks.iter().enumerate() {
+                        if b.is_none() {
+                            problems.push(format!("liveness: {} is not up at the end of the run", self.sh.names[i]));
+                        }
+                    }
+                }
+                Some(all) => problems.extend(check::settled(all)),
+            }
+            let st = self.sh.lock();
+            problems.extend(check::one_token(&st.hops, &self.sh.names));
+            let recent = Duration::from_millis(self.sh.scenario.token_recent_ms);
+            match st.last_accept {
+                Some(t) if now.saturating_sub(t) <= recent => {}
+                Some(t) => problems.push(format!("liveness: the token stopped circulating: last accepted at {}", fmt_time(t))),
+                None => problems.push("liveness: no bank ever accepted a token".to_string()),
+            }
+        }
+        let mut st = self.sh.lock();
+        st.checks.per_bank += counts.per_bank;
+        st.checks.global += counts.global;
+        st.checks.final_checks += counts.final_checks;
+        for p in problems {
+            Shared::violation_locked(&mut st, now, p);
+        }
+    }
+}
+
+pub(crate) fn add_counters(total: &mut Counters, c: &Counters) {
+    total.submitted += c.submitted;
+    total.committed += c.committed;
+    total.aborted += c.aborted;
+    total.executed += c.executed;
+    total.tokens_created += c.tokens_created;
+    total.stale_dropped += c.stale_dropped;
+    total.duplicates_dropped += c.duplicates_dropped;
+    total.faults += c.faults;
+    total.presumed_aborts += c.presumed_aborts;
+}

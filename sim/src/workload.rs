@@ -1,0 +1,280 @@
+//! The clients: a turmoil host that registers users and accounts at every bank, funds them
+//! with one deposit package per bank, then runs `clients` concurrent clients that submit
+//! random packages over the real client API. Everything a bank acknowledges is recorded, so
+//! the checks can hold the consortium to it. Also the `chaos` host, which injects copies of
+//! token passes.
+
+use crate::net::{sim_http, ChaosTransport};
+use crate::run::{fmt_time, mix, Recorder, Shared};
+use node::api::wire::{AccountList, AccountView, NewAccount, NewUser, PackageView};
+use node::domain::{AccountKind, Cents, Cpf};
+use node::events::Events;
+use node::net::{Call, Transport};
+use node::package::{AccountRef, OpKind, OpResult, Operation, Package, Status};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// One package as its client saw it.
+#[derive(Clone, Debug)]
+pub struct Track {
+    pub origin: usize,
+    pub submitted_at: Duration,
+    /// The origin answered 2xx at least once: it has the package durably.
+    pub accepted: bool,
+    /// The outcome the client was told (200), and when.
+    pub decided: Option<Status>,
+    pub results: Vec<OpResult>,
+    pub decided_at: Option<Duration>,
+    /// Refused by validation (4xx), with the code.
+    pub rejected: Option<String>,
+}
+
+/// Everything the banks acknowledged to the workload.
+#[derive(Clone, Debug, Default)]
+pub struct Acks {
+    pub users: Vec<(usize, String)>,
+    pub accounts: Vec<(usize, String)>,
+    pub packages: BTreeMap<String, Track>,
+    /// Simulated latency from first submission to a known outcome, in microseconds.
+    pub latencies_us: Vec<u64>,
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// One HTTP call with a JSON answer: Ok((status, body)) or Err(why it got no answer).
+async fn http(t: &dyn Transport, bank: &str, method: hyper::Method, path: &str, body: Option<Vec<u8>>, timeout: Duration) -> Result<(u16, bytes::Bytes), String> {
+    let call = Call::new(method, path, body, timeout);
+    t.call(bank, call).await.map(|r| (r.status.as_u16(), r.body)).map_err(|e| e.to_string())
+}
+
+pub(crate) async fn client_main(sh: Arc<Shared>) -> turmoil::Result {
+    let sc = sh.scenario.clone();
+    let plain: Arc<dyn Transport> = Arc::new(sim_http());
+    let recorder: Arc<dyn Events> = Arc::new(Recorder(sh.clone()));
+    let chaotic: Arc<dyn Transport> =
+        Arc::new(ChaosTransport::new("client", plain.clone(), sh.chaos_config.clone(), mix(sc.seed, 7), sh.chaos.clone(), Some(recorder)));
+
+    // Users and accounts, every bank at once.
+    let mut setups = Vec::new();
+    for b in 0..sc.banks {
+        setups.push(tokio::spawn(setup_bank(sh.clone(), plain.clone(), b)));
+    }
+    let mut accounts: Vec<(usize, String)> = Vec::new();
+    for s in setups {
+        accounts.extend(s.await.map_err(|e| e.to_string())?);
+    }
+    // Initial balances: one deposit package per bank.
+    let mut funds = Vec::new();
+    for b in 0..sc.banks {
+        let ops: Vec<Operation> = accounts
+            .iter()
+            .filter(|a| a.0 == b)
+            .map(|(_, key)| Operation {
+                kind: OpKind::Deposit,
+                from: None,
+                to: Some(AccountRef { bank: sh.addrs[b].clone(), account: key.clone() }),
+                amount: Cents(sc.workload.initial_balance),
+            })
+            .collect();
+        let p = Package { id: format!("init-{}", sh.names[b]), operations: ops };
+        funds.push(tokio::spawn(submit(sh.clone(), plain.clone(), b, p)));
+    }
+    for f in funds {
+        f.await.map_err(|e| e.to_string())?;
+    }
+    sh.note(format!("setup done: {} accounts funded; {} clients start", accounts.len(), sc.workload.clients));
+
+    let accounts = Arc::new(accounts);
+    let mut clients = Vec::new();
+    for c in 0..sc.workload.clients {
+        clients.push(tokio::spawn(client_loop(sh.clone(), chaotic.clone(), accounts.clone(), c)));
+    }
+    for c in clients {
+        c.await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Registers the bank's users and opens one personal account each. Retries until it works;
+/// returns (bank, account key) of every account.
+async fn setup_bank(sh: Arc<Shared>, t: Arc<dyn Transport>, b: usize) -> Vec<(usize, String)> {
+    let bank = sh.addrs[b].clone();
+    let timeout = ms(sh.scenario.timing.peer_timeout_ms * 5);
+    let mut out = Vec::new();
+    for u in 0..sh.scenario.workload.users_per_bank {
+        let cpf = Cpf::from_base(((b + 1) * 100 + u) as u32).to_string();
+        let user = serde_json::to_vec(&NewUser { cpf: cpf.clone(), name: format!("User {} of {}", u + 1, sh.names[b]) }).unwrap();
+        loop {
+            match http(&*t, &bank, hyper::Method::POST, "/users", Some(user.clone()), timeout).await {
+                Ok((201, _)) | Ok((409, _)) => break,
+                _ => tokio::time::sleep(ms(50)).await,
+            }
+        }
+        sh.lock().acks.users.push((b, cpf.clone()));
+        let req = serde_json::to_vec(&NewAccount { kind: AccountKind::Personal, holders: vec![cpf.clone()] }).unwrap();
+        let key = loop {
+            match http(&*t, &bank, hyper::Method::POST, "/accounts", Some(req.clone()), timeout).await {
+                Ok((201, body)) => {
+                    if let Ok(a) = serde_json::from_slice::<AccountView>(&body) {
+                        break a.key;
+                    }
+                }
+                Ok((422, _)) => {
+                    // An earlier attempt opened it; its answer was lost.
+                    if let Ok((200, body)) = http(&*t, &bank, hyper::Method::GET, &format!("/users/{cpf}/accounts"), None, timeout).await {
+                        if let Some(a) = serde_json::from_slice::<AccountList>(&body).ok().and_then(|l| l.accounts.into_iter().next()) {
+                            break a.key;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            tokio::time::sleep(ms(50)).await;
+        };
+        sh.lock().acks.accounts.push((b, key.clone()));
+        out.push((b, key));
+    }
+    out
+}
+
+/// Submits a package to its origin until the client knows the outcome (or the run ends).
+/// A lost answer or a 202 is followed by the same request again: the id makes it the same
+/// package, never a second one.
+async fn submit(sh: Arc<Shared>, t: Arc<dyn Transport>, origin: usize, p: Package) -> Option<Status> {
+    let sc = &sh.scenario;
+    let end = ms(sc.duration_ms + sc.settle_ms);
+    let start = sh.now();
+    let id = p.id.clone();
+    sh.lock().acks.packages.insert(
+        id.clone(),
+        Track { origin, submitted_at: start, accepted: false, decided: None, results: Vec::new(), decided_at: None, rejected: None },
+    );
+    let body = serde_json::to_vec(&p).unwrap();
+    let timeout = ms(sc.timing.package_wait_ms + 2 * sc.timing.peer_timeout_ms + 500);
+    let mut backoff = 50;
+    loop {
+        if sh.now() >= end {
+            return None;
+        }
+        match http(&*t, &sh.addrs[origin], hyper::Method::POST, "/packages", Some(body.clone()), timeout).await {
+            Ok((code @ (200 | 202), answer)) => {
+                let Ok(v) = serde_json::from_slice::<PackageView>(&answer) else {
+                    sh.violation(format!("api: {} answered {code} to package {id} with an unreadable body", sh.names[origin]));
+                    return None;
+                };
+                let now = sh.now();
+                let mut st = sh.lock();
+                let st = &mut *st;
+                let track = st.acks.packages.get_mut(&id).expect("registered above");
+                track.accepted = true;
+                if v.status == Status::Pending {
+                    backoff = 50;
+                    continue;
+                }
+                match track.decided {
+                    Some(before) if before != v.status || track.results != v.results => {
+                        let what = format!(
+                            "exactly once: package {id} was reported {before:?} at {}, now {:?} (acknowledged results changed)",
+                            fmt_time(track.decided_at.unwrap_or_default()),
+                            v.status
+                        );
+                        Shared::violation_locked(st, now, what);
+                    }
+                    Some(_) => {}
+                    None => {
+                        track.decided = Some(v.status);
+                        track.results = v.results.clone();
+                        track.decided_at = Some(now);
+                        st.acks.latencies_us.push((now - start).as_micros() as u64);
+                    }
+                }
+                return Some(v.status);
+            }
+            Ok((409, _)) => {
+                sh.violation(format!("api: package {id} refused as a reused id by {}: the client never reused it", sh.names[origin]));
+                return None;
+            }
+            Ok((code @ 400..=499, answer)) => {
+                let why = String::from_utf8_lossy(&answer).into_owned();
+                sh.lock().acks.packages.get_mut(&id).expect("registered").rejected = Some(format!("{code} {why}"));
+                return None;
+            }
+            _ => {
+                tokio::time::sleep(ms(backoff)).await;
+                backoff = (backoff * 2).min(400);
+            }
+        }
+    }
+}
+
+async fn client_loop(sh: Arc<Shared>, t: Arc<dyn Transport>, accounts: Arc<Vec<(usize, String)>>, c: usize) {
+    let sc = sh.scenario.clone();
+    let w = &sc.workload;
+    if w.ops_per_sec <= 0.0 || accounts.is_empty() {
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(mix(sc.seed, 1_000 + c as u64));
+    let mean_ms = w.clients as f64 * 1000.0 / w.ops_per_sec;
+    let stop = ms(sc.duration_ms);
+    for n in 1.. {
+        let u: f64 = rng.random();
+        let think = (-(1.0 - u).ln() * mean_ms).min(mean_ms * 10.0) as u64;
+        tokio::time::sleep(ms(think)).await;
+        if sh.now() >= stop {
+            return;
+        }
+        let (origin, p) = random_package(&sh, &mut rng, &accounts, format!("c{}-{n}", c + 1));
+        submit(sh.clone(), t.clone(), origin, p).await;
+    }
+}
+
+fn random_package(sh: &Shared, rng: &mut ChaCha8Rng, accounts: &[(usize, String)], id: String) -> (usize, Package) {
+    let w = &sh.scenario.workload;
+    let r = |a: &(usize, String)| AccountRef { bank: sh.addrs[a.0].clone(), account: a.1.clone() };
+    let n_ops = if rng.random_bool(w.multi_leg) { rng.random_range(2..=4) } else { 1 };
+    let mut ops = Vec::new();
+    let mut first_bank = None;
+    for _ in 0..n_ops {
+        let amount = Cents(rng.random_range(1..=w.max_amount));
+        let kind: f64 = rng.random();
+        let a = &accounts[rng.random_range(0..accounts.len())];
+        first_bank.get_or_insert(a.0);
+        let op = if kind < w.deposits {
+            Operation { kind: OpKind::Deposit, from: None, to: Some(r(a)), amount }
+        } else if kind < w.deposits + w.withdrawals {
+            Operation { kind: OpKind::Withdraw, from: Some(r(a)), to: None, amount }
+        } else {
+            let cross = rng.random_bool(w.cross_bank);
+            let candidates: Vec<&(usize, String)> =
+                accounts.iter().filter(|b| if cross { b.0 != a.0 } else { b.0 == a.0 && b.1 != a.1 }).collect();
+            let candidates = if candidates.is_empty() { accounts.iter().filter(|b| *b != a).collect() } else { candidates };
+            let Some(to) = candidates.get(rng.random_range(0..candidates.len().max(1))) else { continue };
+            Operation { kind: OpKind::Transfer, from: Some(r(a)), to: Some(r(to)), amount }
+        };
+        ops.push(op);
+    }
+    if ops.is_empty() {
+        let a = &accounts[0];
+        ops.push(Operation { kind: OpKind::Deposit, from: None, to: Some(r(a)), amount: Cents(1) });
+    }
+    let origin = if rng.random_bool(w.any_origin) { rng.random_range(0..sh.addrs.len()) } else { first_bank.unwrap_or(0) };
+    (origin, Package { id, operations: ops })
+}
+
+/// The `chaos` host: sends the token copies the harness asks for (duplicate_token).
+pub(crate) async fn chaos_main(mut rx: UnboundedReceiver<(String, Call)>) -> turmoil::Result {
+    let t = Arc::new(sim_http());
+    while let Some((peer, call)) = rx.recv().await {
+        let t = t.clone();
+        tokio::spawn(async move {
+            let _ = t.call(&peer, call).await;
+        });
+    }
+    Ok(())
+}
