@@ -6,7 +6,7 @@ use super::token::{Queued, Token};
 use crate::api::wire::{Alert, Block, PassAnswer, Probe, TokenPass};
 use crate::config::ms;
 use crate::node::{Node, PeerError};
-use crate::package::{executor, Status};
+use crate::package::executor;
 use hyper::Method;
 use std::sync::Arc;
 use std::time::Duration;
@@ -220,8 +220,11 @@ async fn execute_queue(node: &Arc<Node>, token: &mut Token) {
         }
         let statuses = executor::execute_batch(node, &batch).await;
         for (q, status) in batch.iter().zip(statuses) {
+            // Pending here means the decide did not happen; for a package of this bank that
+            // is its own disk failing (found by the simulator: power lost inside the decide's
+            // commit). Not a logic error: the record stays pending in the outbox and the
+            // package runs again, or its participants presume abort.
             node.emit("package_executed", format!("{} {status:?}", q.package.id));
-            debug_assert!(status != Status::Pending || q.origin != node.me, "a local decide cannot fail");
         }
     }
 }
