@@ -80,6 +80,8 @@ pub(crate) struct Slot {
     pub node: Option<Arc<Node>>,
     /// Newest epoch this incarnation created or accepted.
     pub newest_epoch: Option<EpochId>,
+    /// The last token pass this incarnation accepted.
+    pub last_accept: Option<(EpochId, u64)>,
     /// Acknowledged users must be re-checked (after a restart).
     pub recheck_users: bool,
     /// Counters of past incarnations.
@@ -227,6 +229,7 @@ impl Events for Recorder {
                     let hop: u64 = it.nth(1).and_then(|h| h.parse().ok()).unwrap_or(0);
                     st.hops.entry(epoch.clone()).or_default().entry(hop).or_default().push(i);
                     st.last_accept = Some(t);
+                    st.banks[i].last_accept = Some((epoch.clone(), hop));
                     if let Some(newest) = st.banks[i].newest_epoch.clone() {
                         if epoch < newest {
                             let what = format!(
@@ -638,12 +641,23 @@ impl Harness<'_> {
         }
         self.sh.chaos.inner.lock().unwrap().dead.insert(self.sh.addrs[i].clone());
         self.with_outbound_cut(i, |sim| sim.crash(name.as_str()));
+        let holding = self.sh.lock().banks[i].node.as_ref().is_some_and(|n| n.ring.lock().unwrap().holding);
         let node = {
             let mut st = self.sh.lock();
             let slot = &mut st.banks[i];
             slot.up = false;
             slot.newest_epoch = None;
-            slot.node.take()
+            let last = slot.last_accept.take();
+            // The copy of the token it held died with it: its acceptance no longer counts
+            // towards "two tokens circulate" (its predecessor may pass the same hop on).
+            if let (true, Some((epoch, hop))) = (holding, last) {
+                if let Some(by) = st.hops.get_mut(&epoch).and_then(|h| h.get_mut(&hop)) {
+                    by.retain(|b| *b != i);
+                }
+                let now = self.sim.elapsed();
+                st.trace.push(line(now, "sim", "harness", &format!("{name} held token {} hop {hop}: that copy is gone", epoch.text)));
+            }
+            st.banks[i].node.take()
         };
         if let Some(node) = &node {
             let c = node.counters.lock().unwrap().clone();
