@@ -95,11 +95,14 @@ pub async fn run(node: Arc<Node>) {
         }
         if Instant::now() >= next_check {
             let seen = *node.last_token_at.lock().unwrap();
+            let mut vouched = false;
             if seen.is_none_or(|t| Instant::now() - t >= loss) {
-                check_for_loss(&node, loss).await;
+                vouched = check_for_loss(&node, loss).await;
             }
-            let seen = node.last_token_at.lock().unwrap().unwrap_or_else(Instant::now);
-            next_check = (seen + loss).max(Instant::now() + loss / 2) + node.jitter(loss / 4);
+            // Another bank holding the token or having seen it lately only postpones this
+            // bank's next check; it is not a sighting of its own (see check_for_loss).
+            let base = if vouched { Instant::now() } else { node.last_token_at.lock().unwrap().unwrap_or_else(Instant::now) };
+            next_check = (base + loss).max(Instant::now() + loss / 2) + node.jitter(loss / 4);
         }
     }
 }
@@ -230,8 +233,14 @@ async fn execute_queue(node: &Arc<Node>, token: &mut Token) {
 }
 
 /// Nobody has seen the token for a while: ask every bank; if none holds it or saw it
-/// recently, report the fault to the lowest-address bank.
-async fn check_for_loss(node: &Arc<Node>, loss: Duration) {
+/// recently, report the fault to the lowest-address bank. Returns true if some bank vouched
+/// for the token.
+///
+/// A vouch is not recorded as this bank's own sighting (`last_token_at`, which its probe
+/// answers report). It used to be, and the simulator found the ring dead for good after a
+/// token loss: banks vouched for each other in turn, each passing on the other's "recent"
+/// sighting, and no bank ever declared the token lost.
+async fn check_for_loss(node: &Arc<Node>, loss: Duration) -> bool {
     let mut max_gen = 0;
     for peer in node.members() {
         if peer == node.me || !node.peers.is_online(&peer) {
@@ -240,8 +249,7 @@ async fn check_for_loss(node: &Arc<Node>, loss: Duration) {
         if let Ok(p) = node.call::<(), Probe>(&peer, Method::GET, "/peer/ring/probe", None).await {
             max_gen = max_gen.max(p.newest_gen);
             if p.holding || p.seen_ms_ago.is_some_and(|ago| ms(ago) < loss / 2) {
-                *node.last_token_at.lock().unwrap() = Some(Instant::now());
-                return;
+                return true;
             }
         }
     }
@@ -253,6 +261,7 @@ async fn check_for_loss(node: &Arc<Node>, loss: Duration) {
         node.count(|c| c.faults += 1);
         raise_fault(node, format!("token lost: nobody saw it for {} ms (max gen seen {max_gen})", loss.as_millis())).await;
     }
+    false
 }
 
 /// Reports a fault to the lowest-address online bank (maybe this one).
