@@ -80,8 +80,6 @@ pub(crate) struct Slot {
     pub node: Option<Arc<Node>>,
     /// Newest epoch this incarnation created or accepted.
     pub newest_epoch: Option<EpochId>,
-    /// The last token pass this incarnation accepted.
-    pub last_accept: Option<(EpochId, u64)>,
     /// Acknowledged users must be re-checked (after a restart).
     pub recheck_users: bool,
     /// Counters of past incarnations.
@@ -124,8 +122,11 @@ pub(crate) struct State {
     pub host_crashes: Vec<(usize, String, Option<u64>)>,
     /// Package id → (status, time, bank) of its `package_decided` event.
     pub decided: BTreeMap<String, (String, Duration, usize)>,
-    /// Accepted token passes: epoch → hop → banks that accepted it.
-    pub hops: BTreeMap<EpochId, BTreeMap<u64, Vec<usize>>>,
+    /// Token passes accepted once the faults are over and half the settle period passed:
+    /// (time, epoch, hop, bank), in the order they happened.
+    pub accepts: Vec<(Duration, EpochId, u64, usize)>,
+    /// From when `accepts` are recorded.
+    pub accepts_from: Duration,
     pub tokens_created: u64,
     pub last_accept: Option<Duration>,
     pub violations: Vec<Violation>,
@@ -227,9 +228,10 @@ impl Events for Recorder {
                     st.tokens_created += 1;
                 } else {
                     let hop: u64 = it.nth(1).and_then(|h| h.parse().ok()).unwrap_or(0);
-                    st.hops.entry(epoch.clone()).or_default().entry(hop).or_default().push(i);
+                    if t >= st.accepts_from {
+                        st.accepts.push((t, epoch.clone(), hop, i));
+                    }
                     st.last_accept = Some(t);
-                    st.banks[i].last_accept = Some((epoch.clone(), hop));
                     if let Some(newest) = st.banks[i].newest_epoch.clone() {
                         if epoch < newest {
                             let what = format!(
@@ -420,7 +422,8 @@ pub fn run(scenario: &Scenario, planted: PlantedBug) -> RunOutput {
         rng: rand::SeedableRng::seed_from_u64(mix(sc.seed, 300)),
         host_crashes: Vec::new(),
         decided: BTreeMap::new(),
-        hops: BTreeMap::new(),
+        accepts: Vec::new(),
+        accepts_from: Duration::from_millis(sc.duration_ms + sc.settle_ms / 2),
         tokens_created: 0,
         last_accept: None,
         violations: Vec::new(),
@@ -641,23 +644,12 @@ impl Harness<'_> {
         }
         self.sh.chaos.inner.lock().unwrap().dead.insert(self.sh.addrs[i].clone());
         self.with_outbound_cut(i, |sim| sim.crash(name.as_str()));
-        let holding = self.sh.lock().banks[i].node.as_ref().is_some_and(|n| n.ring.lock().unwrap().holding);
         let node = {
             let mut st = self.sh.lock();
             let slot = &mut st.banks[i];
             slot.up = false;
             slot.newest_epoch = None;
-            let last = slot.last_accept.take();
-            // The copy of the token it held died with it: its acceptance no longer counts
-            // towards "two tokens circulate" (its predecessor may pass the same hop on).
-            if let (true, Some((epoch, hop))) = (holding, last) {
-                if let Some(by) = st.hops.get_mut(&epoch).and_then(|h| h.get_mut(&hop)) {
-                    by.retain(|b| *b != i);
-                }
-                let now = self.sim.elapsed();
-                st.trace.push(line(now, "sim", "harness", &format!("{name} held token {} hop {hop}: that copy is gone", epoch.text)));
-            }
-            st.banks[i].node.take()
+            slot.node.take()
         };
         if let Some(node) = &node {
             let c = node.counters.lock().unwrap().clone();
@@ -882,7 +874,7 @@ impl Harness<'_> {
                 Some(all) => problems.extend(check::settled(all)),
             }
             let st = self.sh.lock();
-            problems.extend(check::one_token(&st.hops, &self.sh.names));
+            problems.extend(check::one_token(&st.accepts, &self.sh.names));
             let recent = Duration::from_millis(self.sh.scenario.token_recent_ms);
             match st.last_accept {
                 Some(t) if now.saturating_sub(t) <= recent => {}
