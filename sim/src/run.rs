@@ -291,7 +291,14 @@ async fn bank_main(sh: Arc<Shared>, i: usize) -> turmoil::Result {
         st.power_base[i] = sh.disks[i].stats().crashes;
         st.banks[i].incarnation
     };
-    let store = open_store(&sh, i)?;
+    let crashes = sh.disks[i].stats().crashes;
+    let store = match open_store(&sh, i) {
+        Ok(s) => s,
+        // Power failed while it was opening its database (an armed mid-commit crash): it is
+        // dead; the harness takes the host down at the end of this step.
+        Err(_) if sh.disks[i].stats().crashes > crashes => return std::future::pending().await,
+        Err(e) => return Err(e.into()),
+    };
     let seed = mix(mix(sh.scenario.seed, 100 + i as u64), incarnation);
     let recorder: Arc<dyn Events> = Arc::new(Recorder(sh.clone()));
     let transport = ChaosTransport::new(
@@ -329,7 +336,9 @@ async fn bank_main(sh: Arc<Shared>, i: usize) -> turmoil::Result {
 fn open_store(sh: &Arc<Shared>, i: usize) -> Result<Store, String> {
     let disk = &sh.disks[i];
     let created = sh.lock().banks[i].created;
+    let crashes = disk.stats().crashes;
     let store = match Store::open_backend(disk.backend()) {
+        Err(e) if disk.stats().crashes > crashes => Err(e),
         Ok(s) => Ok(s),
         Err(e) if !created => {
             sh.note(format!("{}: database creation was cut by a crash ({}); wiping it", sh.names[i], e.message));
@@ -342,6 +351,10 @@ fn open_store(sh: &Arc<Shared>, i: usize) -> Result<Store, String> {
         Ok(s) => {
             sh.lock().banks[i].created = true;
             Ok(s)
+        }
+        Err(e) if disk.stats().crashes > crashes => {
+            sh.note(format!("{}: power lost while opening its database ({})", sh.names[i], e.message));
+            Err(e.message)
         }
         Err(e) => {
             let what = format!("durability: {} cannot open its database after a crash: {}", sh.names[i], e.message);
