@@ -15,7 +15,7 @@ use std::time::Duration;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Largest answer a bank accepts from another bank or from a server it queries.
-pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
+pub const MAX_RESPONSE_BYTES: usize = 32 << 20;
 
 #[derive(Clone, Debug)]
 pub struct Call {

@@ -14,15 +14,18 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
-/// Largest request body a bank reads.
+/// Largest request body a bank reads from a client.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest request body between banks: a token carries up to `ring::driver::MAX_QUEUE`
+/// packages and a prepare up to a batch of them, each up to a client body in size.
+pub const MAX_PEER_BODY_BYTES: usize = 32 << 20;
 /// Header that carries the consortium key on calls between banks.
 pub const PEER_KEY_HEADER: &str = "x-consortium-key";
 
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
-        .merge(client::routes())
-        .nest("/peer", peer::routes(node.clone()))
+        .merge(client::routes().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .nest("/peer", peer::routes(node.clone()).layer(DefaultBodyLimit::max(MAX_PEER_BODY_BYTES)))
         .fallback(|| async { Error::not_found("no_route", "no such route (see README for the API)") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(node)
@@ -48,7 +51,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Error::new(crate::error::Kind::TooLarge, "body_too_large", format!("request bodies are limited to {MAX_BODY_BYTES} bytes"))
+                Error::new(crate::error::Kind::TooLarge, "body_too_large", format!("the request body is over the limit ({MAX_BODY_BYTES} bytes for clients)"))
             } else {
                 Error::bad_request("bad_body", e.body_text())
             }
@@ -62,4 +65,46 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         let code = if e.is_syntax() || e.is_eof() { "malformed_json" } else { "bad_field" };
         Error::bad_request(code, format!("invalid request body: {e}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::domain::Cents;
+    use crate::node::Env;
+    use crate::package::{AccountRef, OpKind, Operation, Package};
+    use crate::ring::{Epoch, Queued, Token};
+    use crate::store::{simdisk::SimDisk, Store};
+    use axum::body::Body as AxBody;
+    use tower::ServiceExt;
+
+    async fn post(router: Router, path: &str, body: Vec<u8>) -> u16 {
+        let req = axum::http::Request::post(path).header("content-type", "application/json").body(AxBody::from(body)).unwrap();
+        router.oneshot(req).await.unwrap().status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn big_tokens_pass_but_big_client_bodies_do_not() {
+        let config = Config { listen: "a:1".into(), peers: vec!["a:1".into(), "b:1".into()], ..Config::default() };
+        let env = Env {
+            transport: std::sync::Arc::new(crate::net::tcp_transport()),
+            events: std::sync::Arc::new(crate::events::LogEvents),
+            rng_seed: 1,
+            inline_storage: true,
+            planted: Default::default(),
+        };
+        let node = crate::node::Node::new(&config, Store::open_backend(SimDisk::new(1).backend()).unwrap(), env).unwrap();
+        let op = Operation { kind: OpKind::Deposit, from: None, to: Some(AccountRef { bank: "a:1".into(), account: "000001".into() }), amount: Cents(1) };
+        let mut token = Token::new(Epoch { gen: 1, creator: "b:1".into() });
+        token.hop = 1;
+        for i in 0..1000 {
+            token.queue.push(Queued { package: Package { id: format!("package-{i}"), operations: vec![op.clone()] }, origin: "b:1".into() });
+        }
+        let pass = serde_json::to_vec(&wire::TokenPass { from: "b:1".into(), token }).unwrap();
+        assert!(pass.len() > 2 * MAX_BODY_BYTES, "the test token is big: {}", pass.len());
+        assert_eq!(post(router(node.clone()), "/peer/token", pass).await, 200);
+        let user = format!("{{\"cpf\":\"52998224725\",\"name\":\"{}\"}}", "x".repeat(MAX_BODY_BYTES));
+        assert_eq!(post(router(node), "/users", user.into_bytes()).await, 413);
+    }
 }

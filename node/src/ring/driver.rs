@@ -195,11 +195,19 @@ async fn pass_to(node: &Arc<Node>, next: &str, token: &Token) -> Option<PassAnsw
     None
 }
 
+/// Most packages a token carries: bounds the size of a pass (see `api::MAX_PEER_BODY_BYTES`).
+/// An origin with more pending adds the rest at a later visit, oldest first.
+pub const MAX_QUEUE: usize = 1024;
+
 async fn add_outbox(node: &Arc<Node>, token: &mut Token) -> usize {
     let Ok(pending) = node.db(|s| s.outbox()).await else { return 0 };
+    let queued: std::collections::BTreeSet<String> = token.queue.iter().map(|q| q.package.id.clone()).collect();
     let mut added = 0;
     for r in pending {
-        if !token.contains(&r.package.id) {
+        if token.queue.len() >= MAX_QUEUE {
+            break;
+        }
+        if !queued.contains(&r.package.id) {
             token.queue.push(Queued { package: r.package, origin: r.origin });
             added += 1;
         }

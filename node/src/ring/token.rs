@@ -54,8 +54,4 @@ impl Token {
     pub fn new(epoch: Epoch) -> Token {
         Token { epoch, hop: 0, visits: BTreeMap::new(), queue: Vec::new() }
     }
-
-    pub fn contains(&self, id: &str) -> bool {
-        self.queue.iter().any(|q| q.package.id == id)
-    }
 }
