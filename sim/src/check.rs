@@ -92,17 +92,32 @@ pub fn global(banks: &[BankAudit]) -> Vec<String> {
             total += actual;
             let want = expected.remove(&(b.addr.to_string(), a.key.clone())).unwrap_or(0);
             if actual != want {
-                // Legs of exactly the missing amount first: the likely culprits.
+                // Packages whose legs on this account move exactly the difference (all their
+                // debits, all their credits, or the net) first: the likely culprits.
                 let off = (actual - want).unsigned_abs();
-                let mut legs: Vec<&LegRecord> = b.audit.legs.iter().filter(|l| l.leg.account == a.key).collect();
-                legs.sort_by_key(|l| l.leg.amount.0 as u128 != off);
-                let mut touching: Vec<String> = legs
+                let legs: Vec<&LegRecord> = b.audit.legs.iter().filter(|l| l.leg.account == a.key).collect();
+                let culprit = |id: &str| {
+                    let mine = legs.iter().filter(|l| l.package == id);
+                    let (mut debits, mut credits) = (0u128, 0u128);
+                    for l in mine {
+                        match l.leg.side {
+                            Side::Debit => debits += l.leg.amount.0 as u128,
+                            Side::Credit => credits += l.leg.amount.0 as u128,
+                        }
+                    }
+                    off == debits || off == credits || off == debits.abs_diff(credits)
+                };
+                let mut shown: Vec<(bool, String)> = legs
                     .iter()
                     .map(|l| {
-                        let mark = if l.leg.amount.0 as u128 == off { " (exactly the difference)" } else { "" };
-                        format!("{} {:?}/{} {}{mark}", l.package, status(&l.package).unwrap_or(Status::Pending), leg_state(&l.state), leg_desc(l).split(' ').next().unwrap_or(""))
+                        let c = culprit(&l.package);
+                        let mark = if c { " (moves exactly the difference)" } else { "" };
+                        let side = if l.leg.side == Side::Debit { "debit" } else { "credit" };
+                        (c, format!("{} {:?}/{} {side}{mark}", l.package, status(&l.package).unwrap_or(Status::Pending), leg_state(&l.state)))
                     })
                     .collect();
+                shown.sort_by_key(|x| !x.0);
+                let mut touching: Vec<String> = shown.into_iter().map(|x| x.1).collect();
                 let more = touching.len().saturating_sub(8);
                 touching.truncate(8);
                 problems.push(format!(

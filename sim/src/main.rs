@@ -70,6 +70,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Debugging determinism: turmoil's own log of every segment sent and delivered.
+    if std::env::var("SIM_DEBUG_TURMOIL").is_ok() {
+        tracing_subscriber::fmt().with_env_filter("turmoil=trace").without_time().with_ansi(false).with_writer(std::io::stderr).init();
+    }
     match cli.command {
         Some(Command::Fuzz { seeds, start, jobs, out, no_shrink, planted }) => {
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
