@@ -27,7 +27,7 @@ pub fn generate(seed: u64) -> Scenario {
     let network = Network {
         latency_min_ms,
         latency_max_ms: latency_min_ms + rng.random_range(2..=20),
-        loss: if rng.random_bool(0.5) { 0.0 } else { (rng.random_range(0..=50) as f64) / 1000.0 },
+        loss: if rng.random_bool(0.5) { 0.0 } else { (rng.random_range(0..=80) as f64) / 1000.0 },
         duplicate: if rng.random_bool(0.5) { 0.0 } else { (rng.random_range(0..=100) as f64) / 1000.0 },
         duplicate_delay_max_ms: rng.random_range(5..=100),
     };
@@ -46,7 +46,7 @@ pub fn generate(seed: u64) -> Scenario {
     };
     let bank = |rng: &mut ChaCha8Rng| bank_name(rng.random_range(0..banks));
     let mut faults = Vec::new();
-    let n_faults = rng.random_range(0..=6);
+    let n_faults = rng.random_range(0..=10);
     for _ in 0..n_faults {
         let at_ms = rng.random_range(500..duration_ms - 500);
         let later = |rng: &mut ChaCha8Rng| (at_ms + rng.random_range(200..=2_000)).min(duration_ms - 1);

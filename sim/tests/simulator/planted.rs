@@ -43,3 +43,21 @@ fn the_same_scenarios_pass_without_the_bugs() {
         }
     }
 }
+
+#[test]
+fn fuzzing_finds_both_bugs_in_a_few_seeds() {
+    // Random scenarios, not hand-made ones: the generator reaches both bugs on its own.
+    for (bug, kind) in [(PlantedBug::SkipRefund, "money"), (PlantedBug::AcceptStaleToken, "one token")] {
+        let opts = sim::fuzz::FuzzOptions {
+            start: 0,
+            seeds: 8,
+            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            out_dir: std::env::temp_dir().join("sim-fuzz-planted"),
+            shrink: false,
+            planted: bug,
+        };
+        let summary = sim::fuzz::fuzz(&opts, |_| {});
+        let caught = summary.failures.iter().filter(|f| f.violations.iter().any(|v| v.contains(&format!("] {kind}: ")))).count();
+        assert!(caught >= 2, "{bug:?}: only {caught} of 8 fuzz seeds caught it: {:?}", summary.failures);
+    }
+}
