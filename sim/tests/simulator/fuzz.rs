@@ -1,5 +1,5 @@
 //! A batch of random scenarios must pass. SIM_FUZZ_SEEDS and SIM_FUZZ_START choose the batch
-//! (CI runs a few hundred; `make fuzz` and `cargo run -p sim -- fuzz` run more).
+//! (default 200: about a minute on two cores; `make fuzz` and `cargo run -p sim -- fuzz` run more).
 
 use node::node::PlantedBug;
 use sim::fuzz::{fuzz, FuzzOptions};
@@ -12,7 +12,7 @@ fn env(name: &str, default: u64) -> u64 {
 fn random_scenarios_pass() {
     let opts = FuzzOptions {
         start: env("SIM_FUZZ_START", 1_000),
-        seeds: env("SIM_FUZZ_SEEDS", 16),
+        seeds: env("SIM_FUZZ_SEEDS", 200),
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         out_dir: std::env::temp_dir().join("sim-fuzz-test"),
         shrink: false,
