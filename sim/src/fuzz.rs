@@ -16,7 +16,17 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// Events a crash can be armed on (see `Fault::Crash`).
-pub const CRASH_EVENTS: &[&str] = &["package_prepared", "package_decided", "legs_finished", "token_accepted", "package_accepted"];
+pub const CRASH_EVENTS: &[&str] = &[
+    "package_prepared",
+    "package_decided",
+    "legs_finished",
+    "token_accepted",
+    "package_accepted",
+    "recovery_start",
+    "blocked",
+    "token_created",
+    "presumed_abort",
+];
 
 /// The random scenario of a fuzz seed.
 pub fn generate(seed: u64) -> Scenario {
@@ -24,17 +34,22 @@ pub fn generate(seed: u64) -> Scenario {
     let banks = rng.random_range(3..=8usize);
     let duration_ms = rng.random_range(4..=9u64) * 1000;
     let latency_min_ms = rng.random_range(1..=3);
+    // Now and then a slow network: latencies near the peer timeout, so many calls time out
+    // although they were applied.
+    let spread = if rng.random_bool(0.15) { rng.random_range(40..=150) } else { rng.random_range(2..=20) };
     let network = Network {
         latency_min_ms,
-        latency_max_ms: latency_min_ms + rng.random_range(2..=20),
+        latency_max_ms: latency_min_ms + spread,
         loss: if rng.random_bool(0.5) { 0.0 } else { (rng.random_range(0..=80) as f64) / 1000.0 },
         duplicate: if rng.random_bool(0.5) { 0.0 } else { (rng.random_range(0..=100) as f64) / 1000.0 },
         duplicate_delay_max_ms: rng.random_range(5..=100),
     };
     let pct = |rng: &mut ChaCha8Rng, max: u32| (rng.random_range(0..=max) as f64) / 100.0;
+    // Now and then a busy consortium: many clients, big batches, conflicting packages.
+    let busy = rng.random_bool(0.15);
     let workload = Workload {
-        clients: rng.random_range(2..=6),
-        ops_per_sec: rng.random_range(8..=30) as f64,
+        clients: if busy { rng.random_range(8..=16) } else { rng.random_range(2..=6) },
+        ops_per_sec: if busy { rng.random_range(50..=150) } else { rng.random_range(8..=30) } as f64,
         users_per_bank: rng.random_range(2..=4),
         initial_balance: 10_000,
         max_amount: rng.random_range(1_000..=8_000),

@@ -63,6 +63,9 @@ enum Command {
         /// Do not shrink failing fault schedules.
         #[arg(long)]
         no_shrink: bool,
+        /// Only write each seed's generated scenario to --out (nothing runs).
+        #[arg(long)]
+        dump: bool,
         #[arg(long, value_parser = parse_planted)]
         planted: Option<node::node::PlantedBug>,
     },
@@ -75,7 +78,19 @@ fn main() -> ExitCode {
         tracing_subscriber::fmt().with_env_filter("turmoil=trace").without_time().with_ansi(false).with_writer(std::io::stderr).init();
     }
     match cli.command {
-        Some(Command::Fuzz { seeds, start, jobs, out, no_shrink, planted }) => {
+        Some(Command::Fuzz { seeds, start, out, dump: true, .. }) => {
+            for seed in start..start + seeds {
+                let s = sim::fuzz::generate(seed);
+                let path = out.join(format!("{}.toml", s.name));
+                if let Err(e) = std::fs::create_dir_all(&out).and_then(|_| std::fs::write(&path, s.to_toml())) {
+                    eprintln!("error: cannot write {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+                println!("{}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Some(Command::Fuzz { seeds, start, jobs, out, no_shrink, planted, .. }) => {
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let opts = FuzzOptions { start, seeds, jobs, out_dir: out, shrink: !no_shrink, planted: planted.unwrap_or_default() };
             eprintln!("fuzzing seeds {start}..{} on {jobs} threads", start + seeds);
