@@ -79,15 +79,29 @@ fn leg_range(package: &str) -> (String, String) {
 
 impl Store {
     /// Opens (or creates) the database file `bank.redb` in `dir`.
+    ///
+    /// A new database is created under a temporary name and renamed into place once redb has
+    /// written and synced it. Power lost while redb creates a file leaves one without redb's
+    /// magic number, which redb then refuses to open, so the bank could never start again
+    /// (the simulated disk shows it; the simulator wipes such a disk, which is safe only
+    /// because it knows no open ever succeeded). Here a cut creation leaves only the
+    /// temporary file, removed at the next start.
     pub fn open_dir(dir: &Path) -> Result<Store, Error> {
         std::fs::create_dir_all(dir).map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("bank.redb");
-        let existed = path.exists();
-        let db = Database::create(&path).map_err(internal)?;
-        if !existed {
+        if !path.exists() {
+            let tmp = dir.join("bank.redb.creating");
+            match std::fs::remove_file(&tmp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(internal(e)),
+                _ => {}
+            }
+            drop(Database::create(&tmp).map_err(internal)?);
+            std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(internal)?;
+            std::fs::rename(&tmp, &path).map_err(internal)?;
             // redb syncs the file, not the directory entry that names it.
             std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(internal)?;
         }
+        let db = Database::create(&path).map_err(internal)?;
         Store::init(db)
     }
 

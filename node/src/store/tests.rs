@@ -126,3 +126,20 @@ fn state_survives_reopen_on_the_same_disk() {
     assert_eq!(s.outbox().unwrap().len(), 1);
     assert_eq!(s.epoch_gen().unwrap(), 4);
 }
+
+#[test]
+fn a_creation_cut_by_a_crash_does_not_keep_the_bank_down() {
+    let dir = tempfile::tempdir().unwrap();
+    // What power loss during redb's creation leaves: a sized file without the magic number.
+    std::fs::write(dir.path().join("bank.redb.creating"), vec![0u8; 4096]).unwrap();
+    let s = Store::open_dir(dir.path()).expect("the half-created file is discarded");
+    user(&s, 1);
+    drop(s);
+    assert!(!dir.path().join("bank.redb.creating").exists());
+    let s = Store::open_dir(dir.path()).unwrap();
+    assert!(s.user(&cpf(1)).unwrap().is_some(), "the real database is kept");
+    // A damaged database under the real name is never wiped silently.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("bank.redb"), vec![0u8; 4096]).unwrap();
+    assert!(Store::open_dir(other.path()).is_err());
+}
