@@ -12,13 +12,15 @@ thread_local! {
 
 static INSTALL: Once = Once::new();
 
-/// Installs the hook once per process. Panics on threads with no simulation running go to
-/// the previous hook (tests that expect panics still print as usual).
+/// Installs the hook once per process. Other panics (threads with no simulation running,
+/// the harness itself) go to the previous hook.
 pub fn install() {
     INSTALL.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if ACTIVE.with(Cell::get) {
+            // Only panics inside a simulated host (node code) are recorded; a panic of the
+            // harness itself unwinds as usual and is printed.
+            if ACTIVE.with(Cell::get) && turmoil::sim_elapsed().is_some() {
                 let msg = info.to_string().replace('\n', " ");
                 PANICS.with(|p| p.borrow_mut().push(msg));
             } else {
@@ -49,4 +51,26 @@ impl Drop for Active {
 /// Panics recorded on this thread since the last call.
 pub fn take() -> Vec<String> {
     PANICS.with(|p| std::mem::take(&mut *p.borrow_mut()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_a_spawned_task_of_a_host_is_recorded() {
+        let _active = Active::enter();
+        let mut sim = turmoil::Builder::new().build();
+        sim.host("h", || async {
+            tokio::spawn(async { panic!("boom in a handler") });
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+        for _ in 0..5 {
+            sim.step().unwrap(); // turmoil itself does not notice
+        }
+        let p = take();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("boom in a handler"));
+    }
 }
