@@ -16,7 +16,8 @@ use tokio::time::Instant;
 pub fn receive(node: &Arc<Node>, pass: TokenPass) -> PassAnswer {
     let blocked = node.blocked();
     let t = pass.token;
-    let arrival = node.ring.lock().unwrap().on_token(&t.epoch, t.hop, blocked);
+    let mine = t.passed_by.get(&node.me).copied();
+    let arrival = node.ring.lock().unwrap().on_token(&t.epoch, t.hop, mine, blocked);
     match arrival {
         Arrival::Accept => {
             // One line per accepted pass: the simulator checks from these that no hop of an
@@ -149,6 +150,7 @@ async fn hold_and_pass(node: &Arc<Node>, mut token: Token) {
             return drop_token(node, &token, "superseded while held");
         }
         token.hop += 1;
+        token.passed_by.insert(node.me.clone(), token.hop);
         loop {
             let next = node.ring.lock().unwrap().successor(|b| node.peers.is_online(b));
             let Some(next) = next else {

@@ -46,6 +46,12 @@ pub struct Ring {
     /// quietly, not a second token (found by the simulator: every late network duplicate
     /// made the ring regenerate).
     pub recent_hops: Vec<u64>,
+    /// The hop at which this bank last passed the token of `newest` on. The token records it
+    /// too (`Token::passed_by`): a genuine continuation of what this bank passed carries the
+    /// same hop; any other copy is a second token, whatever its hop (found by fuzzing: two
+    /// tokens a few hops apart leapfrogged each other round the ring, every bank seeing its
+    /// hops grow, for as long as the run lasted).
+    pub last_passed: Option<u64>,
     /// Planted bug (simulator tests only): accept tokens of older epochs.
     pub accept_stale: bool,
 }
@@ -58,10 +64,12 @@ impl Ring {
         }
         members.sort_by_key(|a| ring_key(a));
         members.dedup();
-        Ring { me: me.to_string(), members, newest: None, floor_gen, last_hop: 0, holding: false, passing: None, recent_hops: Vec::new(), accept_stale: false }
+        Ring { me: me.to_string(), members, newest: None, floor_gen, last_hop: 0, holding: false, passing: None, recent_hops: Vec::new(), last_passed: None, accept_stale: false }
     }
 
-    pub fn on_token(&mut self, epoch: &Epoch, hop: u64, blocked: bool) -> Arrival {
+    /// A token of `epoch` at `hop` arrived; `mine` is its record of this bank's last pass
+    /// (`Token::passed_by[me]`).
+    pub fn on_token(&mut self, epoch: &Epoch, hop: u64, mine: Option<u64>, blocked: bool) -> Arrival {
         if blocked {
             return Arrival::Blocked;
         }
@@ -76,16 +84,24 @@ impl Ring {
             if hop < self.last_hop {
                 return Arrival::Duplicate(format!("epoch {epoch}: hop {hop} after hop {}", self.last_hop));
             }
-            // A later hop while this bank passes hop p is the token come round: the pass
-            // went through, its answer is just late. Any other arrival while holding is a
-            // second token.
-            if self.holding && self.passing.is_none_or(|p| hop <= p) {
+            // Not the token this bank passed on last: a second token.
+            if let Some(p) = self.last_passed {
+                if mine != Some(p) {
+                    let had = mine.map_or("no record of this bank".to_string(), |m| format!("this bank's pass of hop {m}"));
+                    return Arrival::Duplicate(format!("epoch {epoch}: hop {hop} is not the token this bank passed at hop {p} (it carries {had})"));
+                }
+            }
+            // While this bank passes hop p, the token it passed can come all the way round
+            // before the answer does: the pass went through, its answer is just late. Any
+            // other arrival while holding is a second token.
+            if self.holding && self.passing.is_none() {
                 return Arrival::Duplicate(format!("epoch {epoch}: hop {hop} arrived while holding the token"));
             }
         }
         if !stale {
             if self.newest.as_ref() != Some(epoch) {
                 self.recent_hops.clear();
+                self.last_passed = None;
             }
             self.newest = Some(epoch.clone());
             if self.recent_hops.len() >= RECENT_HOPS {
@@ -99,9 +115,10 @@ impl Ring {
         Arrival::Accept
     }
 
-    /// This bank sends hop `hop` to its successor.
+    /// This bank sends hop `hop` to its successor (the token records it in `passed_by`).
     pub fn pass_started(&mut self, hop: u64) {
         self.passing = Some(hop);
+        self.last_passed = Some(hop);
     }
 
     /// The pass of `hop` ended; `delivered` if the successor took it. Returns false if the
@@ -160,6 +177,7 @@ impl Ring {
         self.holding = true;
         self.passing = None;
         self.recent_hops = vec![0];
+        self.last_passed = None;
         e
     }
 
@@ -207,27 +225,27 @@ mod tests {
     #[test]
     fn accepts_then_detects_repeat_duplicate_and_stale() {
         let mut r = ring("b:1");
-        assert_eq!(r.on_token(&e(1, "a:1"), 1, false), Arrival::Accept);
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, None, false), Arrival::Accept);
         r.holding = false;
-        assert_eq!(r.on_token(&e(1, "a:1"), 1, false), Arrival::Repeat);
-        assert_eq!(r.on_token(&e(1, "a:1"), 4, false), Arrival::Accept);
-        assert!(matches!(r.on_token(&e(1, "a:1"), 7, false), Arrival::Duplicate(_)), "arrives while holding");
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, None, false), Arrival::Repeat);
+        assert_eq!(r.on_token(&e(1, "a:1"), 4, None, false), Arrival::Accept);
+        assert!(matches!(r.on_token(&e(1, "a:1"), 7, None, false), Arrival::Duplicate(_)), "arrives while holding");
         r.holding = false;
-        assert!(matches!(r.on_token(&e(1, "a:1"), 2, false), Arrival::Duplicate(_)), "hop went back");
-        assert_eq!(r.on_token(&e(2, "c:1"), 1, false), Arrival::Accept);
+        assert!(matches!(r.on_token(&e(1, "a:1"), 2, None, false), Arrival::Duplicate(_)), "hop went back");
+        assert_eq!(r.on_token(&e(2, "c:1"), 1, None, false), Arrival::Accept);
         r.holding = false;
-        assert_eq!(r.on_token(&e(1, "a:1"), 99, false), Arrival::Stale);
-        assert_eq!(r.on_token(&e(2, "a:1"), 99, false), Arrival::Stale, "same gen, lower creator");
-        assert_eq!(r.on_token(&e(3, "a:1"), 1, true), Arrival::Blocked);
+        assert_eq!(r.on_token(&e(1, "a:1"), 99, None, false), Arrival::Stale);
+        assert_eq!(r.on_token(&e(2, "a:1"), 99, None, false), Arrival::Stale, "same gen, lower creator");
+        assert_eq!(r.on_token(&e(3, "a:1"), 1, None, true), Arrival::Blocked);
     }
 
     #[test]
     fn token_back_before_the_pass_answer_is_not_a_duplicate() {
         let mut r = ring("b:1");
-        assert_eq!(r.on_token(&e(1, "a:1"), 1, false), Arrival::Accept);
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, None, false), Arrival::Accept);
         r.pass_started(2);
-        assert!(matches!(r.on_token(&e(1, "a:1"), 2, false), Arrival::Duplicate(_)), "its own pass, as a copy");
-        assert_eq!(r.on_token(&e(1, "a:1"), 4, false), Arrival::Accept, "came round: c and a took hops 2 and 3");
+        assert!(matches!(r.on_token(&e(1, "a:1"), 2, None, false), Arrival::Duplicate(_)), "its own pass, as a copy");
+        assert_eq!(r.on_token(&e(1, "a:1"), 4, Some(2), false), Arrival::Accept, "came round: c and a took hops 2 and 3");
         assert!(!r.pass_ended(2, true), "the late answer must not touch the new visit");
         assert!(r.holding);
         r.pass_started(5);
@@ -239,40 +257,58 @@ mod tests {
     fn planted_bug_accepts_stale() {
         let mut r = ring("b:1");
         r.accept_stale = true;
-        r.on_token(&e(5, "a:1"), 1, false);
+        r.on_token(&e(5, "a:1"), 1, None, false);
         r.holding = false;
-        assert_eq!(r.on_token(&e(1, "a:1"), 1, false), Arrival::Accept);
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, None, false), Arrival::Accept);
+    }
+
+    #[test]
+    fn a_token_is_the_one_this_bank_passed_or_a_second_one() {
+        let mut r = ring("b:1");
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, None, false), Arrival::Accept);
+        r.pass_started(2);
+        assert!(r.pass_ended(2, true));
+        // Round the ring (c, a) and back: it carries b's pass of hop 2.
+        assert_eq!(r.on_token(&e(1, "a:1"), 4, Some(2), false), Arrival::Accept);
+        r.pass_started(5);
+        // A copy made before b's last pass arrives while b passes hop 5, with a higher hop:
+        // hops alone cannot tell it from the token come round; its record of b can.
+        assert!(matches!(r.on_token(&e(1, "a:1"), 6, Some(2), false), Arrival::Duplicate(_)));
+        assert_eq!(r.on_token(&e(1, "a:1"), 7, Some(5), false), Arrival::Accept, "the token come round");
+        // A new epoch starts without history.
+        r.holding = false;
+        assert_eq!(r.on_token(&e(2, "c:1"), 3, None, false), Arrival::Accept);
     }
 
     #[test]
     fn late_copy_of_an_accepted_pass_is_a_repeat() {
         let mut r = ring("b:1");
-        assert_eq!(r.on_token(&e(1, "a:1"), 1, false), Arrival::Accept);
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, None, false), Arrival::Accept);
         r.holding = false;
-        assert_eq!(r.on_token(&e(1, "a:1"), 4, false), Arrival::Accept);
+        assert_eq!(r.on_token(&e(1, "a:1"), 4, None, false), Arrival::Accept);
         r.holding = false;
-        assert_eq!(r.on_token(&e(1, "a:1"), 1, false), Arrival::Repeat, "the network delivered hop 1 again");
-        assert!(matches!(r.on_token(&e(1, "a:1"), 2, false), Arrival::Duplicate(_)), "hop 2 was never here: a second token");
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, None, false), Arrival::Repeat, "the network delivered hop 1 again");
+        assert!(matches!(r.on_token(&e(1, "a:1"), 2, None, false), Arrival::Duplicate(_)), "hop 2 was never here: a second token");
     }
 
     #[test]
     fn old_block_announcements_are_ignored() {
         let mut r = ring("b:1");
-        r.on_token(&e(1, "a:1"), 1, false);
+        r.on_token(&e(1, "a:1"), 1, None, false);
         assert!(r.block(2));
         assert!(!r.block(2), "the same announcement again");
-        r.on_token(&e(3, "a:1"), 1, false);
+        r.on_token(&e(3, "a:1"), 1, None, false);
         assert!(!r.block(3), "a token of that generation already came");
     }
 
     #[test]
     fn block_raises_floor() {
         let mut r = ring("b:1");
-        r.on_token(&e(1, "a:1"), 1, false);
+        r.on_token(&e(1, "a:1"), 1, None, false);
         r.block(2);
         assert!(!r.holding);
         assert!(!r.still_current(&e(1, "a:1")));
-        assert_eq!(r.on_token(&e(1, "a:1"), 5, false), Arrival::Stale);
+        assert_eq!(r.on_token(&e(1, "a:1"), 5, None, false), Arrival::Stale);
         let n = r.new_epoch(0);
         assert_eq!(n, e(2, "b:1"), "the announced floor itself is a valid generation");
         assert_eq!(r.new_epoch(10).gen, 11);

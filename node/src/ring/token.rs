@@ -47,11 +47,15 @@ pub struct Token {
     pub hop: u64,
     /// Visits per bank in the current cycle.
     pub visits: BTreeMap<String, u32>,
+    /// Per bank, the hop at which it last passed this token on. A bank takes a token of its
+    /// current epoch only if this matches its own last pass (see `Ring::last_passed`).
+    #[serde(default)]
+    pub passed_by: BTreeMap<String, u64>,
     pub queue: Vec<Queued>,
 }
 
 impl Token {
     pub fn new(epoch: Epoch) -> Token {
-        Token { epoch, hop: 0, visits: BTreeMap::new(), queue: Vec::new() }
+        Token { epoch, hop: 0, visits: BTreeMap::new(), passed_by: BTreeMap::new(), queue: Vec::new() }
     }
 }
