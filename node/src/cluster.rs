@@ -20,7 +20,8 @@ pub struct Cluster {
     log_level: String,
 }
 
-/// Short protocol timings so faults resolve within a test's patience.
+/// Short protocol timings so faults are noticed and repaired within a test's patience (the
+/// loopback tests and `bench chaos`).
 pub const TEST_TIMING: &str = "
 peer_timeout_ms = 1000
 package_wait_ms = 10000

@@ -73,7 +73,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let code = match args.cmd {
         Some(Cmd::Chaos { banks, seconds, clients, seed, node_bin: bin }) => rt.block_on(async {
-            let c = Cluster::start_with(banks, node_bin(bin), CHAOS_TIMING).await;
+            let c = Cluster::start_with(banks, node_bin(bin), node::cluster::TEST_TIMING).await;
             eprintln!("chaos: {banks} banks, {clients} clients, {seconds} s, seed {seed}");
             let r = bench::chaos(c, Duration::from_secs(seconds), clients, seed, |m| eprintln!("chaos: {m}")).await;
             println!("{}", serde_json::to_string_pretty(&r).unwrap());
@@ -90,17 +90,6 @@ fn main() {
     std::process::exit(code);
 }
 
-/// Chaos wants faults noticed and repaired quickly.
-const CHAOS_TIMING: &str = "
-peer_timeout_ms = 1000
-idle_hold_ms = 2
-token_loss_ms = 300
-startup_check_ms = 100
-block_ms = 100
-resolve_after_ms = 500
-presume_abort_ms = 2000
-ping_backoff_max_ms = 300
-";
 
 async fn load(a: LoadArgs) -> i32 {
     let c = Cluster::start_with(a.banks, node_bin(a.node_bin.clone()), bench::BENCH_TIMING).await;
