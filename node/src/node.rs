@@ -83,6 +83,8 @@ pub struct Node {
     /// Idle visits of the token in a row (the idle hold grows with it).
     pub idle_streak: Mutex<u32>,
     pub peers: Peers,
+    /// Submissions being committed, and this origin's pending packages.
+    pub intake: crate::package::intake::Intake,
     /// Clients waiting for the outcome of a package accepted here, by package id.
     pub waiters: Mutex<BTreeMap<String, Arc<Notify>>>,
     pub counters: Mutex<Counters>,
@@ -96,6 +98,7 @@ impl Node {
         ring.accept_stale = env.planted == PlantedBug::AcceptStaleToken;
         let mut store = store;
         store.skip_refund = env.planted == PlantedBug::SkipRefund;
+        let intake = crate::package::intake::Intake::new(store.outbox()?);
         let others: Vec<String> = ring.members.iter().filter(|m| **m != me).cloned().collect();
         Ok(Arc::new(Node {
             me,
@@ -115,6 +118,7 @@ impl Node {
             recovering: Mutex::new(false),
             idle_streak: Mutex::new(0),
             peers: Peers::new(others),
+            intake,
             waiters: Mutex::new(BTreeMap::new()),
             counters: Mutex::new(Counters::default()),
         }))

@@ -31,6 +31,20 @@ pub fn per_bank(b: &BankAudit) -> Vec<String> {
     b.audit.self_check().into_iter().map(|p| format!("books: {}: {}", b.name, p.replace(&format!("{}/", b.addr), ""))).collect()
 }
 
+/// The outbox a bank keeps in memory (what its token visits queue) is exactly its pending
+/// records: one missing would never be executed, one extra would run again.
+pub fn outbox_mirror(b: &BankAudit, in_memory: &[u64]) -> Vec<String> {
+    let on_disk: Vec<u64> = {
+        let mut v: Vec<u64> = b.audit.records.iter().filter(|r| r.status == Status::Pending).map(|r| r.seq).collect();
+        v.sort();
+        v
+    };
+    if on_disk == in_memory {
+        return vec![];
+    }
+    vec![format!("outbox: {}: pending records {on_disk:?} but the in-memory outbox holds {in_memory:?}", b.name)]
+}
+
 /// Every record of every bank, by package id.
 fn records<'a>(banks: &[BankAudit<'a>]) -> BTreeMap<&'a str, &'a Record> {
     let mut m = BTreeMap::new();

@@ -845,9 +845,11 @@ impl Harness<'_> {
             .collect();
         let mut problems = Vec::new();
         let mut counts = CheckCounts::default();
-        for b in banks.iter().flatten() {
+        for (b, n) in banks.iter().zip(&nodes) {
+            let (Some(b), Some(n)) = (b, n) else { continue };
             counts.per_bank += 1;
             problems.extend(check::per_bank(b));
+            problems.extend(check::outbox_mirror(b, &n.intake.pending_seqs()));
         }
         let all: Option<Vec<BankAudit>> = banks.iter().cloned().collect();
         if let Some(all) = &all {

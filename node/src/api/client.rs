@@ -5,7 +5,7 @@ use super::Body;
 use crate::domain::{Cpf, User};
 use crate::error::Error;
 use crate::node::{Node, PeerError};
-use crate::package::{Package, Record};
+use crate::package::{intake, Package, Record};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -114,14 +114,8 @@ fn view(r: &Record) -> PackageView {
 /// gets the same package, never a second execution.
 async fn submit_package(State(node): S, Body(p): Body<Package>) -> Result<(StatusCode, Json<PackageView>), Error> {
     p.validate(|b| node.is_member(b))?;
-    let me = node.me.clone();
     let id = p.id.clone();
-    let (record, new) = node.db(move |s| s.submit(&p, &me)).await?;
-    if new {
-        node.count(|c| c.submitted += 1);
-        node.emit("package_accepted", id.clone());
-        node.work_arrived.notify_one();
-    }
+    let (record, _new) = intake::submit(&node, p).await?;
     if record.outcome().is_some() {
         return Ok((StatusCode::OK, Json(view(&record))));
     }

@@ -36,6 +36,7 @@ pub async fn finish_here(node: &Arc<Node>, items: Vec<Finish>) -> Result<usize, 
 pub async fn decide_here(node: &Arc<Node>, items: Vec<Decide>) -> Result<Vec<PackageView>, Error> {
     let args = items.into_iter().map(|d| (d.package, d.outcome, d.results)).collect();
     let done = node.db(move |s| s.decide_many(args)).await?;
+    node.intake.decided(&done.iter().filter_map(|d| d.as_ref().ok()).map(|(r, _)| r).collect::<Vec<_>>());
     let mut out = Vec::new();
     for d in done {
         let (r, how) = d?;

@@ -132,7 +132,7 @@ async fn hold_and_pass(node: &Arc<Node>, mut token: Token) {
         if execute && !token.queue.is_empty() {
             execute_queue(node, &mut token).await;
         }
-        let added = add_outbox(node, &mut token).await;
+        let added = add_outbox(node, &mut token);
         if added == 0 && token.queue.is_empty() && !execute {
             // Nothing to do: keep the token a moment, longer the longer the ring stays idle
             // (an idle ring must not spin), but hand it on as soon as a client brings work.
@@ -140,7 +140,7 @@ async fn hold_and_pass(node: &Arc<Node>, mut token: Token) {
             // `biased` (see `run`): work that arrived as the hold ended still goes in.
             tokio::select! {
                 biased;
-                _ = node.work_arrived.notified() => { add_outbox(node, &mut token).await; }
+                _ = node.work_arrived.notified() => { add_outbox(node, &mut token); }
                 _ = tokio::time::sleep(hold) => {}
             }
         } else {
@@ -207,16 +207,16 @@ async fn pass_to(node: &Arc<Node>, next: &str, token: &Token) -> Option<PassAnsw
 /// An origin with more pending adds the rest at a later visit, oldest first.
 pub const MAX_QUEUE: usize = 1024;
 
-async fn add_outbox(node: &Arc<Node>, token: &mut Token) -> usize {
-    let Ok(pending) = node.db(|s| s.outbox()).await else { return 0 };
+fn add_outbox(node: &Node, token: &mut Token) -> usize {
+    let pending = node.intake.pending(MAX_QUEUE);
     let queued: std::collections::BTreeSet<String> = token.queue.iter().map(|q| q.package.id.clone()).collect();
     let mut added = 0;
-    for r in pending {
+    for q in pending {
         if token.queue.len() >= MAX_QUEUE {
             break;
         }
-        if !queued.contains(&r.package.id) {
-            token.queue.push(Queued { package: r.package, origin: r.origin });
+        if !queued.contains(&q.package.id) {
+            token.queue.push(q);
             added += 1;
         }
     }

@@ -246,22 +246,23 @@ impl Store {
     /// Accepts a package at its origin. Returns the record and whether it is new. The same id
     /// with the same content is the same package (a retry); with other content, a conflict.
     pub fn submit(&self, package: &Package, origin: &str) -> Result<(Record, bool), Error> {
+        self.submit_many(std::slice::from_ref(package), origin)?.pop().expect("one answer per package")
+    }
+
+    /// Accepts several packages in one transaction (group commit: one fsync for all), in
+    /// order, so a repeated id within the batch is a retry of the first. A package refused
+    /// for its content (id reused) is answered in its slot and does not stop the others; a
+    /// storage failure fails them all.
+    pub fn submit_many(&self, packages: &[Package], origin: &str) -> Result<Vec<Result<(Record, bool), Error>>, Error> {
         self.write(|tx| {
-            let mut records = tx.open_table(RECORDS).map_err(internal)?;
-            if let Some(v) = records.get(package.id.as_str()).map_err(internal)? {
-                let r: Record = dec(v.value())?;
-                if &r.package != package {
-                    return Err(Error::conflict("id_reused", format!("package id {} was used for a different package", package.id)));
+            let mut out = Vec::with_capacity(packages.len());
+            for p in packages {
+                match submit_in(tx, p, origin) {
+                    Err(e) if e.kind == crate::error::Kind::Conflict => out.push(Err(e)),
+                    other => out.push(Ok(other?)),
                 }
-                return Ok((r, false));
             }
-            let mut meta = tx.open_table(META).map_err(internal)?;
-            let seq = meta.get(META_RECORD_SEQ).map_err(internal)?.map(|v| v.value()).unwrap_or(0) + 1;
-            meta.insert(META_RECORD_SEQ, seq).map_err(internal)?;
-            let r = Record::new(package.clone(), origin.to_string(), seq);
-            records.insert(package.id.as_str(), enc(&r).as_slice()).map_err(internal)?;
-            tx.open_table(OUTBOX).map_err(internal)?.insert(seq, package.id.as_str()).map_err(internal)?;
-            Ok((r, true))
+            Ok(out)
         })
     }
 
@@ -438,6 +439,25 @@ fn prepare_in(tx: &redb::WriteTransaction, package: &str, origin: &str, legs: &[
         tx.open_table(IN_DOUBT).map_err(internal)?.insert(package, origin).map_err(internal)?;
     }
     Ok(votes)
+}
+
+/// Refuses before writing anything, so a refusal leaves the transaction usable.
+fn submit_in(tx: &redb::WriteTransaction, package: &Package, origin: &str) -> Result<(Record, bool), Error> {
+    let mut records = tx.open_table(RECORDS).map_err(internal)?;
+    if let Some(v) = records.get(package.id.as_str()).map_err(internal)? {
+        let r: Record = dec(v.value())?;
+        if &r.package != package {
+            return Err(Error::conflict("id_reused", format!("package id {} was used for a different package", package.id)));
+        }
+        return Ok((r, false));
+    }
+    let mut meta = tx.open_table(META).map_err(internal)?;
+    let seq = meta.get(META_RECORD_SEQ).map_err(internal)?.map(|v| v.value()).unwrap_or(0) + 1;
+    meta.insert(META_RECORD_SEQ, seq).map_err(internal)?;
+    let r = Record::new(package.clone(), origin.to_string(), seq);
+    records.insert(package.id.as_str(), enc(&r).as_slice()).map_err(internal)?;
+    tx.open_table(OUTBOX).map_err(internal)?.insert(seq, package.id.as_str()).map_err(internal)?;
+    Ok((r, true))
 }
 
 fn decide_in(tx: &redb::WriteTransaction, id: &str, outcome: Outcome, results: Vec<OpResult>) -> Result<(Record, Decided), Error> {

@@ -143,3 +143,25 @@ fn a_creation_cut_by_a_crash_does_not_keep_the_bank_down() {
     std::fs::write(other.path().join("bank.redb"), vec![0u8; 4096]).unwrap();
     assert!(Store::open_dir(other.path()).is_err());
 }
+
+#[test]
+fn a_group_of_submissions_commits_together_and_answers_each_in_its_slot() {
+    let s = store();
+    let pkg = |id: &str, cents: u64| Package {
+        id: id.into(),
+        operations: vec![Operation { kind: OpKind::Deposit, from: None, to: Some(AccountRef { bank: "me".into(), account: "000001".into() }), amount: Cents(cents) }],
+    };
+    s.submit(&pkg("old", 5), "me").unwrap();
+    let answers = s.submit_many(&[pkg("a", 1), pkg("old", 6), pkg("b", 2), pkg("a", 1), pkg("old", 5)], "me").unwrap();
+    assert_eq!(answers.len(), 5);
+    let (a, a_new) = answers[0].as_ref().unwrap();
+    assert!(a_new);
+    assert_eq!(answers[1].as_ref().unwrap_err().code, "id_reused", "other content under a used id is refused");
+    assert!(answers[2].as_ref().unwrap().1, "a refusal does not stop the packages after it");
+    let (again, again_new) = answers[3].as_ref().unwrap();
+    assert!(!again_new, "the same id twice in one group is a retry of the first");
+    assert_eq!(again.seq, a.seq);
+    assert!(!answers[4].as_ref().unwrap().1);
+    let outbox: Vec<String> = s.outbox().unwrap().into_iter().map(|r| r.package.id).collect();
+    assert_eq!(outbox, vec!["old", "a", "b"], "accepted once each, in order");
+}
