@@ -86,7 +86,7 @@ pub struct Node {
     /// Submissions being committed, and this origin's pending packages.
     pub intake: crate::package::intake::Intake,
     /// Clients waiting for the outcome of a package accepted here, by package id.
-    pub waiters: Mutex<BTreeMap<String, Arc<Notify>>>,
+    pub waiters: Mutex<BTreeMap<String, Arc<crate::package::intake::Waiter>>>,
     pub counters: Mutex<Counters>,
 }
 

@@ -5,7 +5,8 @@ use super::Body;
 use crate::domain::{Cpf, User};
 use crate::error::Error;
 use crate::node::{Node, PeerError};
-use crate::package::{intake, Package, Record};
+use crate::package::intake::{self, Waiter};
+use crate::package::{Package, Record};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -115,49 +116,73 @@ fn view(r: &Record) -> PackageView {
 async fn submit_package(State(node): S, Body(p): Body<Package>) -> Result<(StatusCode, Json<PackageView>), Error> {
     p.validate(|b| node.is_member(b))?;
     let id = p.id.clone();
+    // Registered before the package exists, so its decision cannot pass unseen.
+    let waiter = Waiting::new(&node, &id);
     let (record, _new) = intake::submit(&node, p).await?;
     if record.outcome().is_some() {
         return Ok((StatusCode::OK, Json(view(&record))));
     }
-    let r = wait_decided(&node, &id, Duration::from_millis(node.timing.package_wait_ms)).await?;
+    let r = waiter.wait(&node, Duration::from_millis(node.timing.package_wait_ms)).await?;
     let code = if r.outcome().is_some() { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((code, Json(view(&r))))
 }
 
-/// Waits until the package is decided and its executor reports it settled (every reachable
-/// bank applied the outcome, so balances show it), or `max` passes. A decided package whose
-/// settle notice does not come is answered after `peer_timeout_ms`. Returns the record.
-pub async fn wait_decided(node: &Arc<Node>, id: &str, max: Duration) -> Result<Record, Error> {
-    let deadline = tokio::time::Instant::now() + max;
-    let grace = Duration::from_millis(node.timing.peer_timeout_ms);
-    let notify = node.waiters.lock().unwrap().entry(id.to_string()).or_default().clone();
-    let result = async {
-        let mut woken = false;
+/// One client's place among those waiting for a package; leaving it (even by the request
+/// being dropped) removes the entry once nobody waits.
+struct Waiting {
+    node: Arc<Node>,
+    id: String,
+    waiter: Arc<Waiter>,
+}
+
+impl Waiting {
+    fn new(node: &Arc<Node>, id: &str) -> Waiting {
+        let waiter = node.waiters.lock().unwrap().entry(id.to_string()).or_default().clone();
+        Waiting { node: node.clone(), id: id.to_string(), waiter }
+    }
+
+    /// Waits until the package is decided and its executor reports it settled (every
+    /// reachable bank applied the outcome, so balances show it), or `max` passes. A decided
+    /// package whose settle notice does not come (decided by a presumed abort, or the notice
+    /// lost) is answered after `peer_timeout_ms`. Returns the record.
+    async fn wait(&self, node: &Arc<Node>, max: Duration) -> Result<Record, Error> {
+        let deadline = tokio::time::Instant::now() + max;
+        let grace = Duration::from_millis(node.timing.peer_timeout_ms);
+        let mut grace_ends = None;
         loop {
-            // Registered before reading, so a notice in between is not missed.
-            let settled = notify.notified();
+            // Registered before looking, so a notice in between is not missed.
+            let settled = self.waiter.notify.notified();
             tokio::pin!(settled);
             settled.as_mut().enable();
-            let i = id.to_string();
-            let r = node.db(move |s| s.record(&i)).await?.ok_or_else(|| Error::internal("accepted package vanished"))?;
-            let decided = r.outcome().is_some();
-            if decided && woken {
-                return Ok(r);
+            let (decided, is_settled) = self.waiter.state();
+            if let (Some(r), true) = (&decided, is_settled) {
+                return Ok(r.clone());
             }
-            let limit = if decided { deadline.min(tokio::time::Instant::now() + grace) } else { deadline };
-            match tokio::time::timeout_at(limit, settled).await {
-                Ok(()) => woken = true,
-                Err(_) => return Ok(r),
+            let limit = match decided {
+                Some(_) => *grace_ends.get_or_insert_with(|| deadline.min(tokio::time::Instant::now() + grace)),
+                None => deadline,
+            };
+            if tokio::time::timeout_at(limit, settled).await.is_err() {
+                return match self.waiter.state().0 {
+                    Some(r) => Ok(r),
+                    None => {
+                        let id = self.id.clone();
+                        node.db(move |s| s.record(&id)).await?.ok_or_else(|| Error::internal("accepted package vanished"))
+                    }
+                };
             }
         }
     }
-    .await;
-    let mut w = node.waiters.lock().unwrap();
-    // The last waiter for this id removes the entry (the map holds one reference).
-    if Arc::strong_count(&notify) == 2 {
-        w.remove(id);
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut w = self.node.waiters.lock().unwrap();
+        // The map holds one reference, this client another: the last client removes it.
+        if Arc::strong_count(&self.waiter) == 2 {
+            w.remove(&self.id);
+        }
     }
-    result
 }
 
 async fn get_package(State(node): S, Path(id): Path<String>) -> Result<Json<PackageView>, Error> {

@@ -77,7 +77,7 @@ async fn decide(State(node): S, Body(d): Body<Vec<Decide>>) -> Result<Json<Vec<P
 }
 
 async fn settled(State(node): S, Body(ids): Body<Vec<String>>) -> Json<bool> {
-    executor::settled_here(&node, &ids);
+    crate::package::intake::tell_settled(&node, &ids);
     Json(true)
 }
 

@@ -4,7 +4,8 @@
 //! The `*_here` functions are what one bank does when asked (by the network, or by itself
 //! without a network hop).
 
-use super::record::{results_from_legs, Decided};
+use super::intake;
+use super::record::{results_from_legs, Decided, Record};
 use super::{Outcome, Status};
 use crate::api::wire::{Decide, Finish, PackageView, Prepare, Votes};
 use crate::error::Error;
@@ -36,7 +37,9 @@ pub async fn finish_here(node: &Arc<Node>, items: Vec<Finish>) -> Result<usize, 
 pub async fn decide_here(node: &Arc<Node>, items: Vec<Decide>) -> Result<Vec<PackageView>, Error> {
     let args = items.into_iter().map(|d| (d.package, d.outcome, d.results)).collect();
     let done = node.db(move |s| s.decide_many(args)).await?;
-    node.intake.decided(&done.iter().filter_map(|d| d.as_ref().ok()).map(|(r, _)| r).collect::<Vec<_>>());
+    let standing: Vec<&Record> = done.iter().filter_map(|d| d.as_ref().ok()).map(|(r, _)| r).collect();
+    node.intake.decided(&standing);
+    intake::tell_decided(node, &standing);
     let mut out = Vec::new();
     for d in done {
         let (r, how) = d?;
@@ -50,16 +53,6 @@ pub async fn decide_here(node: &Arc<Node>, items: Vec<Decide>) -> Result<Vec<Pac
         out.push(PackageView { id: r.package.id, status: r.status, results: r.results });
     }
     Ok(out)
-}
-
-/// Wakes the clients waiting at this origin for these packages.
-pub fn settled_here(node: &Node, ids: &[String]) {
-    let w = node.waiters.lock().unwrap();
-    for id in ids {
-        if let Some(n) = w.get(id) {
-            n.notify_waiters();
-        }
-    }
 }
 
 async fn prepare_at(node: Arc<Node>, bank: String, items: Vec<Prepare>) -> Result<Vec<Votes>, String> {
@@ -215,7 +208,7 @@ pub async fn execute_batch(node: &Arc<Node>, batch: &[Queued]) -> Vec<Status> {
     }
     for (origin, ids) in settled {
         if origin == node.me {
-            settled_here(node, &ids);
+            intake::tell_settled(node, &ids);
         } else {
             let n = node.clone();
             tokio::spawn(async move { n.call::<_, bool>(&origin, Method::POST, "/peer/settled", Some(&ids)).await });

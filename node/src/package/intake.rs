@@ -69,6 +69,42 @@ impl Intake {
     }
 }
 
+/// The clients waiting at this origin for one package: what they learned so far, so that
+/// answering them needs no read of the store.
+#[derive(Default)]
+pub struct Waiter {
+    pub notify: tokio::sync::Notify,
+    state: Mutex<(Option<Record>, bool)>,
+}
+
+impl Waiter {
+    /// The record as decided here, and whether its executor reported it settled.
+    pub fn state(&self) -> (Option<Record>, bool) {
+        self.state.lock().unwrap().clone()
+    }
+}
+
+/// Records decided here reach the clients waiting for them (the settled notice wakes them).
+pub fn tell_decided(node: &Node, records: &[&Record]) {
+    let w = node.waiters.lock().unwrap();
+    for r in records {
+        if let Some(waiter) = w.get(&r.package.id) {
+            waiter.state.lock().unwrap().0 = Some((*r).clone());
+        }
+    }
+}
+
+/// The executor reports these packages settled: every reachable bank applied the outcome.
+pub fn tell_settled(node: &Node, ids: &[String]) {
+    let w = node.waiters.lock().unwrap();
+    for id in ids {
+        if let Some(waiter) = w.get(id) {
+            waiter.state.lock().unwrap().1 = true;
+            waiter.notify.notify_waiters();
+        }
+    }
+}
+
 /// Accepts a package durably (with whatever else is being submitted at the same moment).
 /// Returns the record and whether it is new.
 pub async fn submit(node: &Arc<Node>, package: Package) -> Answer {
