@@ -20,6 +20,8 @@ pub const BENCH_TIMING: &str = "";
 #[derive(Clone, Debug)]
 pub struct Sent {
     pub origin: usize,
+    /// The package touches more than one bank.
+    pub cross: bool,
     pub id: String,
     pub status: String,
     pub latency: Duration,
@@ -31,16 +33,20 @@ pub struct Accounts {
     pub funded: u64,
 }
 
-/// Opens `per_bank` funded accounts at every bank.
+/// Opens `per_bank` funded accounts at every bank (funded by packages of many deposits, so
+/// setting up does not wait for the token once per account).
 pub async fn setup(c: &Cluster, per_bank: usize, funds: u64) -> Accounts {
     let mut keys = vec![Vec::new(); c.addrs.len()];
     let mut funded = 0;
     for (i, bank_keys) in keys.iter_mut().enumerate() {
         for u in 0..per_bank {
-            let k = c.account(i, &cpf(700_000 + (i * 1000 + u) as u32)).await;
-            c.deposit(i, &k, funds, &format!("fund-{i}-{u}")).await;
-            funded += funds;
-            bank_keys.push(k);
+            bank_keys.push(c.account(i, &cpf(700_000 + (i * 1000 + u) as u32)).await);
+        }
+        for (n, chunk) in bank_keys.chunks(crate::package::spec::MAX_OPERATIONS).enumerate() {
+            let ops: Vec<Value> = chunk.iter().map(|k| json!({"kind": "deposit", "to": c.at(i, k), "amount": funds})).collect();
+            let (code, v) = c.post(i, "/packages", json!({"id": format!("fund-{i}-{n}"), "operations": ops})).await;
+            assert!(code == 200 && v["status"] == "committed", "funding bank {i}: {code} {v}");
+            funded += funds * chunk.len() as u64;
         }
     }
     Accounts { keys, funded }
@@ -53,10 +59,20 @@ pub enum Mix {
     ThreeLeg,
 }
 
-fn pick_mix(rng: &mut ChaCha8Rng) -> Mix {
-    match rng.random_range(0..10) {
-        0..=2 => Mix::SameBank,
-        3..=7 => Mix::CrossBank,
+/// Which packages a load sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Load {
+    /// 30% same-bank transfers, 50% cross-bank transfers, 20% three-leg packages.
+    Standard,
+    /// Only packages across banks: 70% cross-bank transfers, 30% three-leg packages.
+    CrossBank,
+}
+
+fn pick_mix(load: Load, rng: &mut ChaCha8Rng) -> Mix {
+    match (load, rng.random_range(0..10)) {
+        (Load::Standard, 0..=2) => Mix::SameBank,
+        (Load::Standard, 3..=7) | (Load::CrossBank, 0..=6) => Mix::CrossBank,
         _ => Mix::ThreeLeg,
     }
 }
@@ -99,8 +115,44 @@ pub async fn post(t: &HttpTransport<HttpConnector>, addr: &str, path: &str, body
     }
 }
 
+/// Sends one package and waits for its answer; latency counts from `since`.
+async fn send_one(transport: &HttpTransport<HttpConnector>, addrs: &[String], origin: usize, id: String, mix: Mix, body: &Value, since: Instant) -> Sent {
+    let (code, v) = post(transport, &addrs[origin], "/packages", body, Duration::from_secs(15)).await;
+    let status = match code {
+        200 | 202 => v["status"].as_str().unwrap_or("?").to_string(),
+        0 => "unreachable".to_string(),
+        _ => format!("http {code}"),
+    };
+    Sent { origin, cross: !matches!(mix, Mix::SameBank), id, status, latency: since.elapsed() }
+}
+
+/// Open loop: packages are sent at a fixed `rate` per second for `dur`, whether or not the
+/// earlier ones were answered, so a slow consortium shows as latency (measured from when
+/// each package was due, not when it went out) rather than as fewer packages sent.
+pub async fn drive_rate(addrs: Arc<Vec<String>>, acc: Arc<Accounts>, load: Load, rate: f64, dur: Duration, tag: &str, seed: u64) -> Vec<Sent> {
+    let transport = Arc::new(tcp_transport());
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let start = Instant::now();
+    let total = (rate * dur.as_secs_f64()) as usize;
+    let mut tasks = Vec::with_capacity(total);
+    for n in 0..total {
+        let due = start + Duration::from_secs_f64(n as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let id = format!("{tag}-{n}");
+        let mix = pick_mix(load, &mut rng);
+        let (origin, body) = make_package(&addrs, &acc, mix, &id, &mut rng);
+        let (addrs, transport) = (addrs.clone(), transport.clone());
+        tasks.push(tokio::spawn(async move { send_one(&transport, &addrs, origin, id, mix, &body, due).await }));
+    }
+    let mut all = Vec::with_capacity(total);
+    for t in tasks {
+        all.push(t.await.unwrap());
+    }
+    all
+}
+
 /// `clients` concurrent clients send packages for `dur`; each waits for its answer.
-pub async fn drive(addrs: Arc<Vec<String>>, acc: Arc<Accounts>, clients: usize, dur: Duration, tag: &str, seed: u64) -> Vec<Sent> {
+pub async fn drive(addrs: Arc<Vec<String>>, acc: Arc<Accounts>, load: Load, clients: usize, dur: Duration, tag: &str, seed: u64) -> Vec<Sent> {
     let transport = Arc::new(tcp_transport());
     let stop = Instant::now() + dur;
     let mut tasks = Vec::new();
@@ -114,17 +166,12 @@ pub async fn drive(addrs: Arc<Vec<String>>, acc: Arc<Accounts>, clients: usize, 
             while Instant::now() < stop {
                 let id = format!("{tag}-{c}-{n}");
                 n += 1;
-                let mix = pick_mix(&mut rng);
+                let mix = pick_mix(load, &mut rng);
                 let (origin, body) = make_package(&addrs, &acc, mix, &id, &mut rng);
-                let t0 = Instant::now();
-                let (code, v) = post(&transport, &addrs[origin], "/packages", &body, Duration::from_secs(15)).await;
-                let status = match code {
-                    200 | 202 => v["status"].as_str().unwrap_or("?").to_string(),
-                    0 => "unreachable".to_string(),
-                    _ => format!("http {code}"),
-                };
-                sent.push(Sent { origin, id, status, latency: t0.elapsed() });
-                if code == 0 {
+                let s = send_one(&transport, &addrs, origin, id, mix, &body, Instant::now()).await;
+                let unreachable = s.status == "unreachable";
+                sent.push(s);
+                if unreachable {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
@@ -161,9 +208,14 @@ pub fn cpu_seconds(c: &Cluster) -> f64 {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Level {
+    /// Closed loop: this many clients, each waiting for its answer. Open loop: 0.
     pub clients: usize,
+    /// Open loop: packages sent per second.
+    pub rate: Option<f64>,
     pub seconds: f64,
     pub committed_per_s: f64,
+    /// Committed packages that touch more than one bank, per second.
+    pub cross_bank_committed_per_s: f64,
     pub aborted_per_s: f64,
     pub other: usize,
     pub p50_ms: f64,
@@ -181,14 +233,16 @@ pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-pub fn summarize(clients: usize, secs: f64, sent: &[Sent], cpu: f64) -> Level {
+pub fn summarize(clients: usize, rate: Option<f64>, secs: f64, sent: &[Sent], cpu: f64) -> Level {
     let mut lat: Vec<Duration> = sent.iter().filter(|s| s.status == "committed" || s.status == "aborted").map(|s| s.latency).collect();
     lat.sort();
     let count = |st: &str| sent.iter().filter(|s| s.status == st).count();
     Level {
         clients,
+        rate,
         seconds: secs,
         committed_per_s: count("committed") as f64 / secs,
+        cross_bank_committed_per_s: sent.iter().filter(|s| s.cross && s.status == "committed").count() as f64 / secs,
         aborted_per_s: count("aborted") as f64 / secs,
         other: sent.len() - count("committed") - count("aborted"),
         p50_ms: percentile(&lat, 0.5),
@@ -272,7 +326,7 @@ pub struct ChaosReport {
 pub async fn chaos(mut c: Cluster, dur: Duration, clients: usize, seed: u64, log: impl Fn(&str)) -> ChaosReport {
     let acc = Arc::new(setup(&c, 4, 1_000_000).await);
     let addrs = Arc::new(c.addrs.clone());
-    let load = tokio::spawn(drive(addrs, acc.clone(), clients, dur, "chaos", seed));
+    let load = tokio::spawn(drive(addrs, acc.clone(), Load::Standard, clients, dur, "chaos", seed));
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut report = ChaosReport::default();
     let stop = Instant::now() + dur;

@@ -8,9 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Starts N real `node` processes on 127.0.0.1 (data in a temporary folder, real fsync),
-/// opens and funds accounts, then drives packages (30% same-bank transfers, 50% cross-bank,
-/// 20% three-leg packages) from C concurrent clients at each level, and checks at the end
-/// that money is conserved.
+/// opens and funds accounts, measures an idle consortium, then drives packages: from C
+/// concurrent clients at each level (closed loop: each waits for its answer), then at R
+/// packages per second at each rate (open loop: latency includes queueing). Checks at the
+/// end that money is conserved and nothing is left held or blocked.
+///
+/// "cross/s" counts committed packages that touch more than one bank.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -28,6 +31,13 @@ struct LoadArgs {
     /// Client concurrency levels to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
     clients: Vec<usize>,
+    /// Open-loop rates to measure, packages per second, comma-separated (`--rates` alone:
+    /// none).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "500")]
+    rates: Vec<f64>,
+    /// Which packages to send.
+    #[arg(long, value_enum, default_value_t = bench::Load::Standard)]
+    load: bench::Load,
     /// Seconds of load per level.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -105,16 +115,32 @@ async fn load(a: LoadArgs) -> i32 {
 
     let addrs = Arc::new(c.addrs.clone());
     let mut levels: Vec<Level> = Vec::new();
-    println!("{:>7} {:>11} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9}", "clients", "committed/s", "aborted/s", "other", "p50 ms", "p90 ms", "p99 ms", "max ms", "node CPU%");
-    for &clients in &a.clients {
+    println!(
+        "{:>9} {:>11} {:>8} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "load", "committed/s", "cross/s", "aborted/s", "other", "p50 ms", "p90 ms", "p99 ms", "max ms", "node CPU%"
+    );
+    let dur = Duration::from_secs(a.seconds);
+    let levels_to_run = a.clients.iter().map(|&n| (n, None)).chain(a.rates.iter().map(|&r| (0, Some(r))));
+    for (clients, rate) in levels_to_run {
         let cpu0 = bench::cpu_seconds(&c);
         let t0 = Instant::now();
-        let sent = bench::drive(addrs.clone(), acc.clone(), clients, Duration::from_secs(a.seconds), &format!("c{clients}"), clients as u64).await;
-        let secs = t0.elapsed().as_secs_f64();
-        let l = bench::summarize(clients, secs, &sent, bench::cpu_seconds(&c) - cpu0);
+        let sent = match rate {
+            None => bench::drive(addrs.clone(), acc.clone(), a.load, clients, dur, &format!("c{clients}"), clients as u64).await,
+            Some(r) => bench::drive_rate(addrs.clone(), acc.clone(), a.load, r, dur, &format!("r{r}"), r as u64).await,
+        };
+        let secs = match rate {
+            None => t0.elapsed().as_secs_f64(),
+            Some(_) => dur.as_secs_f64(), // the sending window; late answers count against latency
+        };
+        let l = bench::summarize(clients, rate, secs, &sent, bench::cpu_seconds(&c) - cpu0);
+        let label = match rate {
+            None => format!("{clients} cl"),
+            Some(r) => format!("{r}/s"),
+        };
         println!(
-            "{:>7} {:>11.1} {:>9.1} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.0}",
-            l.clients, l.committed_per_s, l.aborted_per_s, l.other, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, 100.0 * l.node_cpu_s / secs
+            "{:>9} {:>11.1} {:>8.1} {:>9.1} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.0}",
+            label, l.committed_per_s, l.cross_bank_committed_per_s, l.aborted_per_s, l.other, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms,
+            100.0 * l.node_cpu_s / t0.elapsed().as_secs_f64()
         );
         levels.push(l);
     }
@@ -130,6 +156,7 @@ async fn load(a: LoadArgs) -> i32 {
         let out = serde_json::json!({
             "banks": a.banks,
             "accounts_per_bank": a.accounts,
+            "load": a.load,
             "seconds_per_level": a.seconds,
             "idle": {"seconds": a.idle_seconds, "node_cpu_s": idle_cpu, "core_percent": 100.0 * idle_cpu / a.idle_seconds as f64},
             "levels": levels,
