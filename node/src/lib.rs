@@ -18,3 +18,4 @@ pub mod peers;
 pub mod ring;
 pub mod server;
 pub mod store;
+pub mod writer;

@@ -83,7 +83,9 @@ pub struct Node {
     /// Idle visits of the token in a row (the idle hold grows with it).
     pub idle_streak: Mutex<u32>,
     pub peers: Peers,
-    /// Submissions being committed, and this origin's pending packages.
+    /// Writes waiting for the next group commit.
+    pub writer: crate::writer::Writer,
+    /// This origin's pending packages.
     pub intake: crate::package::intake::Intake,
     /// Clients waiting for the outcome of a package accepted here, by package id.
     pub waiters: Mutex<BTreeMap<String, Arc<crate::package::intake::Waiter>>>,
@@ -118,6 +120,7 @@ impl Node {
             recovering: Mutex::new(false),
             idle_streak: Mutex::new(0),
             peers: Peers::new(others),
+            writer: Default::default(),
             intake,
             waiters: Mutex::new(BTreeMap::new()),
             counters: Mutex::new(Counters::default()),

@@ -12,7 +12,7 @@ use hyper::Method;
 use std::future::Future;
 use std::sync::Arc;
 
-/// Builds the node and starts its background tasks (intake, ring driver, resolver, ping loops).
+/// Builds the node and starts its background tasks (writer, ring driver, resolver, ping loops).
 /// The caller serves `api::router(node)` on its listener.
 pub fn start(config: &Config, store: Store, env: Env) -> Result<Arc<Node>, Error> {
     config.check().map_err(|e| Error::bad_request("bad_config", e))?;
@@ -21,7 +21,7 @@ pub fn start(config: &Config, store: Store, env: Env) -> Result<Arc<Node>, Error
     for peer in node.peers.claim_unpinged() {
         spawn_ping_loop(node.clone(), peer);
     }
-    tokio::spawn(crate::package::intake::run(node.clone()));
+    tokio::spawn(crate::writer::run(node.clone()));
     tokio::spawn(crate::ring::driver::run(node.clone()));
     tokio::spawn(crate::package::resolver::run(node.clone()));
     Ok(node)

@@ -5,7 +5,9 @@
 //! without a network hop).
 
 use super::intake;
-use super::record::{results_from_legs, Decided, Record};
+use super::record::{results_from_legs, Decided};
+use crate::store::{Write, Written};
+use crate::writer;
 use super::{Outcome, Status};
 use crate::api::wire::{Decide, Finish, PackageView, Prepare, Votes};
 use crate::error::Error;
@@ -15,18 +17,22 @@ use hyper::Method;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// Prepares this bank's legs of several packages in one transaction (participant side).
+/// Prepares this bank's legs of several packages, in one group commit (participant side).
 pub async fn prepare_here(node: &Arc<Node>, items: Vec<Prepare>) -> Result<Vec<Votes>, Error> {
-    let votes = node
-        .db(move |s| s.prepare_many(items.iter().map(|p| (p.package.as_str(), p.origin.as_str(), p.legs.as_slice()))))
-        .await?;
-    Ok(votes.into_iter().map(|votes| Votes { votes }).collect())
+    let write = Write::Prepare(items.into_iter().map(|p| (p.package, p.origin, p.legs)).collect());
+    match writer::write(node, write).await? {
+        Written::Prepare(votes) => Ok(votes.into_iter().map(|votes| Votes { votes }).collect()),
+        other => unreachable!("a prepare answered {other:?}"),
+    }
 }
 
 /// Applies outcomes to this bank's legs (participant side). Returns how many legs moved money.
 pub async fn finish_here(node: &Arc<Node>, items: Vec<Finish>) -> Result<usize, Error> {
     let shown: Vec<String> = items.iter().map(|f| format!("{} {:?}", f.package, f.outcome)).collect();
-    let moved = node.db(move |s| s.finish_many(items.iter().map(|f| (f.package.as_str(), f.outcome)))).await?;
+    let moved = match writer::write(node, Write::Finish(items.into_iter().map(|f| (f.package, f.outcome)).collect())).await? {
+        Written::Finish(moved) => moved,
+        other => unreachable!("a finish answered {other:?}"),
+    };
     if moved > 0 {
         node.emit("legs_finished", format!("{} legs: {}", moved, shown.join(", ")));
     }
@@ -35,11 +41,10 @@ pub async fn finish_here(node: &Arc<Node>, items: Vec<Finish>) -> Result<usize, 
 
 /// Decides packages at their origin (compare-and-set); answers the decisions that stand.
 pub async fn decide_here(node: &Arc<Node>, items: Vec<Decide>) -> Result<Vec<PackageView>, Error> {
-    let args = items.into_iter().map(|d| (d.package, d.outcome, d.results)).collect();
-    let done = node.db(move |s| s.decide_many(args)).await?;
-    let standing: Vec<&Record> = done.iter().filter_map(|d| d.as_ref().ok()).map(|(r, _)| r).collect();
-    node.intake.decided(&standing);
-    intake::tell_decided(node, &standing);
+    let done = match writer::write(node, Write::Decide(items.into_iter().map(|d| (d.package, d.outcome, d.results)).collect())).await? {
+        Written::Decide(done) => done,
+        other => unreachable!("a decide answered {other:?}"),
+    };
     let mut out = Vec::new();
     for d in done {
         let (r, how) = d?;

@@ -36,6 +36,32 @@ const META_ACCOUNT_SEQ: &str = "account_seq";
 const META_RECORD_SEQ: &str = "record_seq";
 const META_EPOCH_GEN: &str = "epoch_gen";
 
+/// One write of a group commit (`Store::write_group`): what a bank writes for packages.
+#[derive(Clone, Debug)]
+pub enum Write {
+    /// Accept a package at its origin.
+    Submit { package: Package, origin: String },
+    /// Prepare legs held here: (package, origin, legs), in order.
+    Prepare(Vec<(String, String, Vec<Leg>)>),
+    /// Decide records of this origin (compare-and-set): (package, outcome, per-operation results).
+    Decide(Vec<(String, Outcome, Vec<OpResult>)>),
+    /// Apply outcomes to legs held here.
+    Finish(Vec<(String, Outcome)>),
+}
+
+/// The answer to each `Write`, in the same slot.
+#[derive(Clone, Debug)]
+pub enum Written {
+    /// The record, and whether it is new (same id, same content: a retry).
+    Submit(Result<(Record, bool), Error>),
+    /// Per package, its votes.
+    Prepare(Vec<Vec<LegVote>>),
+    /// Per package, the record as it now stands and whether this write decided it.
+    Decide(Vec<Result<(Record, Decided), Error>>),
+    /// How many legs moved money.
+    Finish(usize),
+}
+
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
@@ -246,24 +272,7 @@ impl Store {
     /// Accepts a package at its origin. Returns the record and whether it is new. The same id
     /// with the same content is the same package (a retry); with other content, a conflict.
     pub fn submit(&self, package: &Package, origin: &str) -> Result<(Record, bool), Error> {
-        self.submit_many(std::slice::from_ref(package), origin)?.pop().expect("one answer per package")
-    }
-
-    /// Accepts several packages in one transaction (group commit: one fsync for all), in
-    /// order, so a repeated id within the batch is a retry of the first. A package refused
-    /// for its content (id reused) is answered in its slot and does not stop the others; a
-    /// storage failure fails them all.
-    pub fn submit_many(&self, packages: &[Package], origin: &str) -> Result<Vec<Result<(Record, bool), Error>>, Error> {
-        self.write(|tx| {
-            let mut out = Vec::with_capacity(packages.len());
-            for p in packages {
-                match submit_in(tx, p, origin) {
-                    Err(e) if e.kind == crate::error::Kind::Conflict => out.push(Err(e)),
-                    other => out.push(Ok(other?)),
-                }
-            }
-            Ok(out)
-        })
+        self.write(|tx| submit_in(tx, package, origin))
     }
 
     pub fn record(&self, id: &str) -> Result<Option<Record>, Error> {
@@ -295,20 +304,6 @@ impl Store {
         self.write(|tx| decide_in(tx, id, outcome, results))
     }
 
-    /// Decides several packages in one transaction; an unknown id is reported in its slot.
-    pub fn decide_many(&self, items: Vec<(String, Outcome, Vec<OpResult>)>) -> Result<Vec<Result<(Record, Decided), Error>>, Error> {
-        self.write(|tx| {
-            let mut out = Vec::new();
-            for (id, o, r) in items {
-                match decide_in(tx, &id, o, r) {
-                    Err(e) if e.kind == crate::error::Kind::NotFound => out.push(Err(e)),
-                    other => out.push(Ok(other?)),
-                }
-            }
-            Ok(out)
-        })
-    }
-
     // ---- participant legs ----
 
     /// Prepares this bank's legs of a package, all in one transaction. Idempotent.
@@ -316,22 +311,48 @@ impl Store {
         self.write(|tx| prepare_in(tx, package, origin, legs))
     }
 
-    /// Prepares several packages in one transaction (one fsync for the batch), in order.
-    pub fn prepare_many<'a>(&self, items: impl IntoIterator<Item = (&'a str, &'a str, &'a [Leg])>) -> Result<Vec<Vec<LegVote>>, Error> {
-        self.write(|tx| items.into_iter().map(|(p, o, l)| prepare_in(tx, p, o, l)).collect())
-    }
-
-
     /// Applies the package's outcome to this bank's legs. Idempotent; returns how many legs
     /// moved money.
     pub fn finish(&self, package: &str, outcome: Outcome) -> Result<usize, Error> {
-        self.finish_many([(package, outcome)])
+        self.write(|tx| finish_in(tx, package, outcome, self.skip_refund))
     }
 
-    /// Finishes several packages in one transaction.
-    pub fn finish_many<'a>(&self, items: impl IntoIterator<Item = (&'a str, Outcome)>) -> Result<usize, Error> {
-        let skip_refund = self.skip_refund;
-        self.write(|tx| items.into_iter().map(|(p, o)| finish_in(tx, p, o, skip_refund)).sum())
+    // ---- group commit ----
+
+    /// Applies several writes in one transaction (one fsync for all), in order: the same
+    /// outcome as applying them one after the other. A write refused for its content (a
+    /// reused package id, a decide for an unknown package) is answered in its slot and
+    /// changes nothing; a storage failure fails them all.
+    pub fn write_group(&self, writes: &[Write]) -> Result<Vec<Written>, Error> {
+        self.write(|tx| {
+            let soft = |e: &Error| matches!(e.kind, crate::error::Kind::Conflict | crate::error::Kind::NotFound);
+            let mut out = Vec::with_capacity(writes.len());
+            for w in writes {
+                out.push(match w {
+                    Write::Submit { package, origin } => match submit_in(tx, package, origin) {
+                        Err(e) if soft(&e) => Written::Submit(Err(e)),
+                        other => Written::Submit(Ok(other?)),
+                    },
+                    Write::Prepare(items) => {
+                        Written::Prepare(items.iter().map(|(p, o, legs)| prepare_in(tx, p, o, legs)).collect::<Result<_, _>>()?)
+                    }
+                    Write::Decide(items) => {
+                        let mut each = Vec::with_capacity(items.len());
+                        for (id, o, r) in items {
+                            match decide_in(tx, id, *o, r.clone()) {
+                                Err(e) if soft(&e) => each.push(Err(e)),
+                                other => each.push(Ok(other?)),
+                            }
+                        }
+                        Written::Decide(each)
+                    }
+                    Write::Finish(items) => {
+                        Written::Finish(items.iter().map(|(p, o)| finish_in(tx, p, *o, self.skip_refund)).sum::<Result<usize, Error>>()?)
+                    }
+                });
+            }
+            Ok(out)
+        })
     }
 
     /// Packages with legs prepared here whose outcome this bank has not learned: (id, origin).

@@ -145,23 +145,44 @@ fn a_creation_cut_by_a_crash_does_not_keep_the_bank_down() {
 }
 
 #[test]
-fn a_group_of_submissions_commits_together_and_answers_each_in_its_slot() {
+fn a_group_commit_applies_writes_in_order_and_answers_each_in_its_slot() {
     let s = store();
+    let a = funded(&s, 1, 100);
     let pkg = |id: &str, cents: u64| Package {
         id: id.into(),
-        operations: vec![Operation { kind: OpKind::Deposit, from: None, to: Some(AccountRef { bank: "me".into(), account: "000001".into() }), amount: Cents(cents) }],
+        operations: vec![Operation { kind: OpKind::Withdraw, from: Some(AccountRef { bank: "me".into(), account: a.key.clone() }), to: None, amount: Cents(cents) }],
     };
+    let sub = |id: &str, cents: u64| Write::Submit { package: pkg(id, cents), origin: "me".into() };
+    let debit = |cents: u64| vec![Leg { index: 0, side: Side::Debit, account: a.key.clone(), amount: Cents(cents) }];
     s.submit(&pkg("old", 5), "me").unwrap();
-    let answers = s.submit_many(&[pkg("a", 1), pkg("old", 6), pkg("b", 2), pkg("a", 1), pkg("old", 5)], "me").unwrap();
-    assert_eq!(answers.len(), 5);
-    let (a, a_new) = answers[0].as_ref().unwrap();
-    assert!(a_new);
-    assert_eq!(answers[1].as_ref().unwrap_err().code, "id_reused", "other content under a used id is refused");
-    assert!(answers[2].as_ref().unwrap().1, "a refusal does not stop the packages after it");
-    let (again, again_new) = answers[3].as_ref().unwrap();
-    assert!(!again_new, "the same id twice in one group is a retry of the first");
-    assert_eq!(again.seq, a.seq);
-    assert!(!answers[4].as_ref().unwrap().1);
+    let answers = s
+        .write_group(&[
+            sub("a", 70),
+            sub("old", 6),
+            Write::Prepare(vec![("a".into(), "me".into(), debit(70))]),
+            sub("a", 70),
+            Write::Decide(vec![("a".into(), Outcome::Commit, vec![OpResult { index: 0, ok: true, reason: None }]), ("nobody".into(), Outcome::Abort, vec![])]),
+            Write::Finish(vec![("a".into(), Outcome::Commit)]),
+            // After the finish in the same group: sees the balance the finish left.
+            Write::Prepare(vec![("b".into(), "me".into(), debit(40))]),
+        ])
+        .unwrap();
+    assert_eq!(answers.len(), 7);
+    let Written::Submit(Ok((ra, true))) = &answers[0] else { panic!("{:?}", answers[0]) };
+    let Written::Submit(Err(e)) = &answers[1] else { panic!("{:?}", answers[1]) };
+    assert_eq!(e.code, "id_reused", "other content under a used id is refused, and the group goes on");
+    let Written::Prepare(v) = &answers[2] else { panic!() };
+    assert!(v[0][0].ok);
+    let Written::Submit(Ok((again, false))) = &answers[3] else { panic!("{:?}", answers[3]) };
+    assert_eq!(again.seq, ra.seq, "the same id twice in one group is a retry of the first");
+    let Written::Decide(d) = &answers[4] else { panic!() };
+    assert_eq!(d[0].as_ref().unwrap().1, Decided::Now);
+    assert_eq!(d[1].as_ref().unwrap_err().kind, crate::error::Kind::NotFound, "an unknown id is answered in its slot");
+    assert!(matches!(answers[5], Written::Finish(1)));
+    let Written::Prepare(v) = &answers[6] else { panic!() };
+    assert!(!v[0][0].ok, "30 left after the committed 70: a debit of 40 is refused");
+    assert_eq!(s.account(&a.key).unwrap().unwrap().balance, Cents(30));
     let outbox: Vec<String> = s.outbox().unwrap().into_iter().map(|r| r.package.id).collect();
-    assert_eq!(outbox, vec!["old", "a", "b"], "accepted once each, in order");
+    assert_eq!(outbox, vec!["old"], "a was accepted once and decided");
+    assert!(s.audit().unwrap().self_check().is_empty());
 }
