@@ -28,8 +28,8 @@ struct LoadArgs {
     /// Number of banks.
     #[arg(long, default_value_t = 4)]
     banks: usize,
-    /// Client concurrency levels to measure, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+    /// Client concurrency levels to measure, comma-separated (`--clients` alone: none).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "1,4,16,64")]
     clients: Vec<usize>,
     /// Open-loop rates to measure, packages per second, comma-separated (`--rates` alone:
     /// none).

@@ -129,11 +129,25 @@ async fn hold_and_pass(node: &Arc<Node>, mut token: Token) {
             return drop_token(node, &token, "superseded while held");
         }
         let execute = node.ring.lock().unwrap().visit(&mut token);
-        if execute && !token.queue.is_empty() {
-            execute_queue(node, &mut token).await;
+        let mut added = 0;
+        let mut executed = false;
+        if execute {
+            // The executor's own packages go in first: added after executing, they would
+            // ride a whole rotation before the next execution (a quarter of all packages on
+            // four banks, and the worst latencies).
+            added += add_outbox(node, &mut token);
+            if !token.queue.is_empty() {
+                execute_queue(node, &mut token).await;
+                executed = true;
+            }
         }
-        let added = add_outbox(node, &mut token);
-        if added == 0 && token.queue.is_empty() && !execute {
+        // Whatever arrived meanwhile (or, not executing, everything pending) rides along.
+        added += add_outbox(node, &mut token);
+        if added > 0 || executed || !token.queue.is_empty() {
+            Ring::mark_busy(&mut token);
+        }
+        let ring_idle = node.ring.lock().unwrap().ring_idle(&token);
+        if ring_idle && !execute {
             // Nothing to do: keep the token a moment, longer the longer the ring stays idle
             // (an idle ring must not spin), but hand it on as soon as a client brings work.
             let hold = idle_hold(node, true);

@@ -154,6 +154,20 @@ impl Ring {
         false
     }
 
+    /// This bank added or executed packages at this visit: the ring is busy.
+    pub fn mark_busy(token: &mut Token) {
+        token.busy_hop = token.hop;
+    }
+
+    /// Whether the token has gone a whole rotation without carrying work (`Token::busy_hop`).
+    /// Only then may a bank hold it idle: right after work anywhere, the ring keeps it moving
+    /// so the next package does not find it parked (found by the bench: when the executor
+    /// ran its own packages at once, the other banks never saw work and a lone client waited
+    /// behind their 25 ms holds).
+    pub fn ring_idle(&self, token: &Token) -> bool {
+        token.hop.saturating_sub(token.busy_hop) >= self.members.len() as u64
+    }
+
     /// The next online bank after this one in ring order; None if this bank is alone.
     pub fn successor(&self, online: impl Fn(&str) -> bool) -> Option<String> {
         let me = self.members.iter().position(|m| *m == self.me).expect("a bank is a member of its ring");
@@ -214,6 +228,22 @@ mod tests {
 
     fn ring(me: &str) -> Ring {
         Ring::new(me, &["b:1".into(), "a:1".into(), "c:1".into()], 0)
+    }
+
+    #[test]
+    fn the_ring_is_idle_only_a_rotation_after_the_last_work() {
+        let r = ring("a:1");
+        let mut t = Token::new(e(1, "a:1"));
+        t.hop = 10;
+        Ring::mark_busy(&mut t);
+        for hop in 10..13 {
+            t.hop = hop;
+            assert!(!r.ring_idle(&t), "hop {hop}: work went by within the last rotation of 3 banks");
+        }
+        t.hop = 13;
+        assert!(r.ring_idle(&t));
+        Ring::mark_busy(&mut t);
+        assert!(!r.ring_idle(&t));
     }
 
     #[test]

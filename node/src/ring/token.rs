@@ -51,11 +51,16 @@ pub struct Token {
     /// current epoch only if this matches its own last pass (see `Ring::last_passed`).
     #[serde(default)]
     pub passed_by: BTreeMap<String, u64>,
+    /// The hop at which a bank last added or executed packages. Banks hold an idle token
+    /// longer and longer, but only once the whole ring has been idle for a rotation: a bank
+    /// cannot tell from its own visits alone that work went by elsewhere.
+    #[serde(default)]
+    pub busy_hop: u64,
     pub queue: Vec<Queued>,
 }
 
 impl Token {
     pub fn new(epoch: Epoch) -> Token {
-        Token { epoch, hop: 0, visits: BTreeMap::new(), passed_by: BTreeMap::new(), queue: Vec::new() }
+        Token { epoch, hop: 0, visits: BTreeMap::new(), passed_by: BTreeMap::new(), busy_hop: 0, queue: Vec::new() }
     }
 }
