@@ -206,6 +206,16 @@ pub fn cpu_seconds(c: &Cluster) -> f64 {
         .sum()
 }
 
+/// The machine's (steal, total) CPU ticks so far: time the hypervisor gave to other guests
+/// while this one wanted to run. On a shared virtual machine it is what makes one run differ
+/// from the next, so every level reports it.
+pub fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest times are inside user and nice)
+    (f.get(7).copied().unwrap_or(0), f.iter().take(8).sum())
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Level {
     /// Closed loop: this many clients, each waiting for its answer. Open loop: 0.
@@ -223,6 +233,8 @@ pub struct Level {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub node_cpu_s: f64,
+    /// Share of the machine's CPU time stolen by the hypervisor during the level.
+    pub steal_percent: f64,
 }
 
 pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -250,6 +262,7 @@ pub fn summarize(clients: usize, rate: Option<f64>, secs: f64, sent: &[Sent], cp
         p99_ms: percentile(&lat, 0.99),
         max_ms: lat.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         node_cpu_s: cpu,
+        steal_percent: 0.0,
     }
 }
 

@@ -35,6 +35,10 @@ struct LoadArgs {
     /// none).
     #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "500")]
     rates: Vec<f64>,
+    /// Run every level this many times (the machine is shared: runs differ); a summary
+    /// gives each level's median.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// Which packages to send.
     #[arg(long, value_enum, default_value_t = bench::Load::Standard)]
     load: bench::Load,
@@ -116,33 +120,57 @@ async fn load(a: LoadArgs) -> i32 {
     let addrs = Arc::new(c.addrs.clone());
     let mut levels: Vec<Level> = Vec::new();
     println!(
-        "{:>9} {:>11} {:>8} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9}",
-        "load", "committed/s", "cross/s", "aborted/s", "other", "p50 ms", "p90 ms", "p99 ms", "max ms", "node CPU%"
+        "{:>9} {:>11} {:>8} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
+        "load", "committed/s", "cross/s", "aborted/s", "other", "p50 ms", "p90 ms", "p99 ms", "max ms", "node CPU%", "steal%"
     );
     let dur = Duration::from_secs(a.seconds);
-    let levels_to_run = a.clients.iter().map(|&n| (n, None)).chain(a.rates.iter().map(|&r| (0, Some(r))));
-    for (clients, rate) in levels_to_run {
+    let one_pass: Vec<(usize, Option<f64>)> = a.clients.iter().map(|&n| (n, None)).chain(a.rates.iter().map(|&r| (0, Some(r)))).collect();
+    let runs = a.repeat.max(1);
+    for (run, (clients, rate)) in (0..runs).flat_map(|run| one_pass.iter().map(move |l| (run, *l))) {
         let cpu0 = bench::cpu_seconds(&c);
+        let ticks0 = bench::cpu_ticks();
         let t0 = Instant::now();
         let sent = match rate {
-            None => bench::drive(addrs.clone(), acc.clone(), a.load, clients, dur, &format!("c{clients}"), clients as u64).await,
-            Some(r) => bench::drive_rate(addrs.clone(), acc.clone(), a.load, r, dur, &format!("r{r}"), r as u64).await,
+            None => bench::drive(addrs.clone(), acc.clone(), a.load, clients, dur, &format!("c{clients}-{run}"), (run * 1000 + clients) as u64).await,
+            Some(r) => bench::drive_rate(addrs.clone(), acc.clone(), a.load, r, dur, &format!("r{r}-{run}"), (run * 1000) as u64 + r as u64).await,
         };
         let secs = match rate {
             None => t0.elapsed().as_secs_f64(),
             Some(_) => dur.as_secs_f64(), // the sending window; late answers count against latency
         };
-        let l = bench::summarize(clients, rate, secs, &sent, bench::cpu_seconds(&c) - cpu0);
+        let mut l = bench::summarize(clients, rate, secs, &sent, bench::cpu_seconds(&c) - cpu0);
+        let ticks1 = bench::cpu_ticks();
+        l.steal_percent = 100.0 * (ticks1.0 - ticks0.0) as f64 / (ticks1.1 - ticks0.1).max(1) as f64;
         let label = match rate {
             None => format!("{clients} cl"),
             Some(r) => format!("{r}/s"),
         };
         println!(
-            "{:>9} {:>11.1} {:>8.1} {:>9.1} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.0}",
+            "{:>9} {:>11.1} {:>8.1} {:>9.1} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.0} {:>6.1}",
             label, l.committed_per_s, l.cross_bank_committed_per_s, l.aborted_per_s, l.other, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms,
-            100.0 * l.node_cpu_s / t0.elapsed().as_secs_f64()
+            100.0 * l.node_cpu_s / t0.elapsed().as_secs_f64(), l.steal_percent
         );
         levels.push(l);
+    }
+    if runs > 1 {
+        println!("median of {runs} runs:");
+        for &(clients, rate) in &one_pass {
+            let same: Vec<&Level> = levels.iter().filter(|l| l.clients == clients && l.rate == rate).collect();
+            let median = |f: &dyn Fn(&Level) -> f64| {
+                let mut v: Vec<f64> = same.iter().map(|l| f(l)).collect();
+                v.sort_by(|x, y| x.total_cmp(y));
+                v[v.len() / 2]
+            };
+            let label = match rate {
+                None => format!("{clients} cl"),
+                Some(r) => format!("{r}/s"),
+            };
+            println!(
+                "{:>9} {:>11.1} {:>8.1} {:>9.1} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9} {:>6.1}",
+                label, median(&|l| l.committed_per_s), median(&|l| l.cross_bank_committed_per_s), median(&|l| l.aborted_per_s), "",
+                median(&|l| l.p50_ms), median(&|l| l.p90_ms), median(&|l| l.p99_ms), median(&|l| l.max_ms), "", median(&|l| l.steal_percent)
+            );
+        }
     }
     let problems = bench::check_books(&c, &acc, Duration::from_secs(60)).await;
     if problems.is_empty() {
@@ -158,6 +186,7 @@ async fn load(a: LoadArgs) -> i32 {
             "accounts_per_bank": a.accounts,
             "load": a.load,
             "seconds_per_level": a.seconds,
+            "repeat": runs,
             "idle": {"seconds": a.idle_seconds, "node_cpu_s": idle_cpu, "core_percent": 100.0 * idle_cpu / a.idle_seconds as f64},
             "levels": levels,
             "money_conserved": problems.is_empty(),
