@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SEEDS ?= 2000
 
-.PHONY: run build test sim fuzz bench chaos clean
+.PHONY: run build test sim fuzz bench bench-target chaos clean
 
 ## run: a local consortium of 4 banks on 127.0.0.1:7001-7004, data in ./data (Ctrl-C stops)
 run: build
@@ -23,9 +23,14 @@ sim:
 fuzz:
 	$(CARGO) run -p sim -- fuzz --seeds $(SEEDS)
 
-## bench: throughput and latency of 4 real banks on loopback at 1/4/16/64 clients (+ JSON)
+## bench: throughput and latency of 4 real banks on loopback: 1/4/16/64 clients, then 500 packages/s (+ JSON)
 bench: build
 	./target/debug/bench --json bench.json
+
+## bench-target: the performance targets' measurement: cross-bank packages only, 100 accounts per bank,
+## 64 clients and an open loop at 500/s, each run 3 times (medians at the end)
+bench-target: build
+	./target/debug/bench --load cross-bank --accounts 100 --clients 64 --rates 500 --repeat 3 --json bench-target.json
 
 ## chaos: kill -9 / restart / SIGSTOP banks for 60 s under load, then check every promise
 chaos: build
