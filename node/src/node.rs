@@ -230,7 +230,7 @@ impl Node {
     }
 
     pub async fn status(&self) -> Result<StatusView, Error> {
-        let queued = self.db(|s| Ok(s.outbox()?.len())).await?;
+        let queued = self.intake.pending_count();
         let in_doubt = self.db(|s| Ok(s.in_doubt()?.len())).await?;
         let ring = self.ring.lock().unwrap().clone();
         Ok(StatusView {

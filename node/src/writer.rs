@@ -57,20 +57,20 @@ pub async fn run(node: Arc<Node>) {
                 Err(_) => break,
             }
         }
-        let writes: Vec<Write> = group.iter().map(|j| j.write.clone()).collect();
-        match node.db(move |s| s.write_group(&writes)).await {
+        let (writes, replies): (Vec<Write>, Vec<_>) = group.into_iter().map(|j| (j.write, j.reply)).unzip();
+        match node.db(move |s| s.write_group(writes)).await {
             Ok(answers) => {
-                assert_eq!(answers.len(), group.len(), "one answer per write");
+                assert_eq!(answers.len(), replies.len(), "one answer per write");
                 for a in &answers {
                     committed(&node, a);
                 }
-                for (j, a) in group.into_iter().zip(answers) {
-                    let _ = j.reply.send(Ok(a)); // the asker may have gone; the write stands
+                for (reply, a) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(Ok(a)); // the asker may have gone; the write stands
                 }
             }
             Err(e) => {
-                for j in group {
-                    let _ = j.reply.send(Err(e.clone()));
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }

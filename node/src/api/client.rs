@@ -122,7 +122,7 @@ async fn submit_package(State(node): S, Body(p): Body<Package>) -> Result<(Statu
     if record.outcome().is_some() {
         return Ok((StatusCode::OK, Json(view(&record))));
     }
-    let r = waiter.wait(&node, Duration::from_millis(node.timing.package_wait_ms)).await?;
+    let r = waiter.wait(Duration::from_millis(node.timing.package_wait_ms)).await?;
     let code = if r.outcome().is_some() { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((code, Json(view(&r))))
 }
@@ -145,7 +145,8 @@ impl Waiting {
     /// reachable bank applied the outcome, so balances show it), or `max` passes. A decided
     /// package whose settle notice does not come (decided by a presumed abort, or the notice
     /// lost) is answered after `peer_timeout_ms`. Returns the record.
-    async fn wait(&self, node: &Arc<Node>, max: Duration) -> Result<Record, Error> {
+    async fn wait(&self, max: Duration) -> Result<Record, Error> {
+        let node = &self.node;
         let deadline = tokio::time::Instant::now() + max;
         let grace = Duration::from_millis(node.timing.peer_timeout_ms);
         let mut grace_ends = None;

@@ -104,6 +104,19 @@ fn main() {
     std::process::exit(code);
 }
 
+/// One row of the table; `counts` (packages neither committed nor aborted, node CPU%) only
+/// for a measured level, not for a median.
+fn print_row(l: &Level, counts: Option<(usize, f64)>) {
+    let label = match l.rate {
+        None => format!("{} cl", l.clients),
+        Some(r) => format!("{r}/s"),
+    };
+    let (other, cpu) = counts.map_or((String::new(), String::new()), |(o, c)| (o.to_string(), format!("{c:.0}")));
+    println!(
+        "{:>9} {:>11.1} {:>8.1} {:>9.1} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9} {:>6.1}",
+        label, l.committed_per_s, l.cross_bank_committed_per_s, l.aborted_per_s, other, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, cpu, l.steal_percent
+    );
+}
 
 async fn load(a: LoadArgs) -> i32 {
     let c = Cluster::start_with(a.banks, node_bin(a.node_bin.clone()), bench::BENCH_TIMING).await;
@@ -141,35 +154,30 @@ async fn load(a: LoadArgs) -> i32 {
         let mut l = bench::summarize(clients, rate, secs, &sent, bench::cpu_seconds(&c) - cpu0);
         let ticks1 = bench::cpu_ticks();
         l.steal_percent = 100.0 * (ticks1.0 - ticks0.0) as f64 / (ticks1.1 - ticks0.1).max(1) as f64;
-        let label = match rate {
-            None => format!("{clients} cl"),
-            Some(r) => format!("{r}/s"),
-        };
-        println!(
-            "{:>9} {:>11.1} {:>8.1} {:>9.1} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.0} {:>6.1}",
-            label, l.committed_per_s, l.cross_bank_committed_per_s, l.aborted_per_s, l.other, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms,
-            100.0 * l.node_cpu_s / t0.elapsed().as_secs_f64(), l.steal_percent
-        );
+        print_row(&l, Some((l.other, 100.0 * l.node_cpu_s / t0.elapsed().as_secs_f64())));
         levels.push(l);
     }
     if runs > 1 {
         println!("median of {runs} runs:");
         for &(clients, rate) in &one_pass {
             let same: Vec<&Level> = levels.iter().filter(|l| l.clients == clients && l.rate == rate).collect();
-            let median = |f: &dyn Fn(&Level) -> f64| {
+            let median = |f: fn(&Level) -> f64| {
                 let mut v: Vec<f64> = same.iter().map(|l| f(l)).collect();
                 v.sort_by(|x, y| x.total_cmp(y));
                 v[v.len() / 2]
             };
-            let label = match rate {
-                None => format!("{clients} cl"),
-                Some(r) => format!("{r}/s"),
+            let m = Level {
+                committed_per_s: median(|l| l.committed_per_s),
+                cross_bank_committed_per_s: median(|l| l.cross_bank_committed_per_s),
+                aborted_per_s: median(|l| l.aborted_per_s),
+                p50_ms: median(|l| l.p50_ms),
+                p90_ms: median(|l| l.p90_ms),
+                p99_ms: median(|l| l.p99_ms),
+                max_ms: median(|l| l.max_ms),
+                steal_percent: median(|l| l.steal_percent),
+                ..same[0].clone()
             };
-            println!(
-                "{:>9} {:>11.1} {:>8.1} {:>9.1} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9} {:>6.1}",
-                label, median(&|l| l.committed_per_s), median(&|l| l.cross_bank_committed_per_s), median(&|l| l.aborted_per_s), "",
-                median(&|l| l.p50_ms), median(&|l| l.p90_ms), median(&|l| l.p99_ms), median(&|l| l.max_ms), "", median(&|l| l.steal_percent)
-            );
+            print_row(&m, None);
         }
     }
     let problems = bench::check_books(&c, &acc, Duration::from_secs(60)).await;

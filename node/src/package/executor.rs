@@ -6,13 +6,13 @@
 
 use super::intake;
 use super::record::{results_from_legs, Decided};
-use crate::store::{Write, Written};
-use crate::writer;
 use super::{Outcome, Status};
 use crate::api::wire::{Decide, Finish, PackageView, Prepare, Votes};
 use crate::error::Error;
 use crate::node::{Node, PeerError};
 use crate::ring::Queued;
+use crate::store::{Write, Written};
+use crate::writer;
 use hyper::Method;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

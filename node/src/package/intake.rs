@@ -26,9 +26,14 @@ impl Intake {
         Intake { outbox: Mutex::new(outbox) }
     }
 
-    /// Pending packages of this origin, oldest first, at most `max`.
-    pub fn pending(&self, max: usize) -> Vec<Queued> {
-        self.outbox.lock().unwrap().values().take(max).cloned().collect()
+    /// Pending packages of this origin that `queued` does not already hold, oldest first, at
+    /// most `max`.
+    pub fn pending(&self, queued: impl Fn(&str) -> bool, max: usize) -> Vec<Queued> {
+        self.outbox.lock().unwrap().values().filter(|q| !queued(&q.package.id)).take(max).cloned().collect()
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.outbox.lock().unwrap().len()
     }
 
     /// Acceptance numbers of the pending packages (checkers compare them with the store).

@@ -222,18 +222,11 @@ async fn pass_to(node: &Arc<Node>, next: &str, token: &Token) -> Option<PassAnsw
 pub const MAX_QUEUE: usize = 1024;
 
 fn add_outbox(node: &Node, token: &mut Token) -> usize {
-    let pending = node.intake.pending(MAX_QUEUE);
-    let queued: std::collections::BTreeSet<String> = token.queue.iter().map(|q| q.package.id.clone()).collect();
-    let mut added = 0;
-    for q in pending {
-        if token.queue.len() >= MAX_QUEUE {
-            break;
-        }
-        if !queued.contains(&q.package.id) {
-            token.queue.push(q);
-            added += 1;
-        }
-    }
+    let room = MAX_QUEUE.saturating_sub(token.queue.len());
+    let queued: std::collections::BTreeSet<&str> = token.queue.iter().map(|q| q.package.id.as_str()).collect();
+    let new = node.intake.pending(|id| queued.contains(id), room);
+    let added = new.len();
+    token.queue.extend(new);
     added
 }
 

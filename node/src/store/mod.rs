@@ -37,7 +37,7 @@ const META_RECORD_SEQ: &str = "record_seq";
 const META_EPOCH_GEN: &str = "epoch_gen";
 
 /// One write of a group commit (`Store::write_group`): what a bank writes for packages.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum Write {
     /// Accept a package at its origin.
     Submit { package: Package, origin: String },
@@ -323,13 +323,13 @@ impl Store {
     /// outcome as applying them one after the other. A write refused for its content (a
     /// reused package id, a decide for an unknown package) is answered in its slot and
     /// changes nothing; a storage failure fails them all.
-    pub fn write_group(&self, writes: &[Write]) -> Result<Vec<Written>, Error> {
+    pub fn write_group(&self, writes: Vec<Write>) -> Result<Vec<Written>, Error> {
         self.write(|tx| {
             let soft = |e: &Error| matches!(e.kind, crate::error::Kind::Conflict | crate::error::Kind::NotFound);
             let mut out = Vec::with_capacity(writes.len());
             for w in writes {
                 out.push(match w {
-                    Write::Submit { package, origin } => match submit_in(tx, package, origin) {
+                    Write::Submit { package, origin } => match submit_in(tx, &package, &origin) {
                         Err(e) if soft(&e) => Written::Submit(Err(e)),
                         other => Written::Submit(Ok(other?)),
                     },
@@ -339,7 +339,7 @@ impl Store {
                     Write::Decide(items) => {
                         let mut each = Vec::with_capacity(items.len());
                         for (id, o, r) in items {
-                            match decide_in(tx, id, *o, r.clone()) {
+                            match decide_in(tx, &id, o, r) {
                                 Err(e) if soft(&e) => each.push(Err(e)),
                                 other => each.push(Ok(other?)),
                             }

@@ -156,7 +156,7 @@ fn a_group_commit_applies_writes_in_order_and_answers_each_in_its_slot() {
     let debit = |cents: u64| vec![Leg { index: 0, side: Side::Debit, account: a.key.clone(), amount: Cents(cents) }];
     s.submit(&pkg("old", 5), "me").unwrap();
     let answers = s
-        .write_group(&[
+        .write_group(vec![
             sub("a", 70),
             sub("old", 6),
             Write::Prepare(vec![("a".into(), "me".into(), debit(70))]),
