@@ -12,9 +12,14 @@ pub struct LogEvents;
 /// noise in a production log, so logged at debug level.
 pub const CHATTY: &[&str] = &["token_accepted", "package_prepared", "pass_retry"];
 
+/// Event kinds an operator should look at: a message from the network was refused.
+pub const WARNINGS: &[&str] = &["refused"];
+
 impl Events for LogEvents {
     fn emit(&self, bank: &str, kind: &'static str, detail: String) {
-        if CHATTY.contains(&kind) {
+        if WARNINGS.contains(&kind) {
+            tracing::warn!(bank, event = kind, "{detail}");
+        } else if CHATTY.contains(&kind) {
             tracing::debug!(bank, event = kind, "{detail}");
         } else {
             tracing::info!(bank, event = kind, "{detail}");

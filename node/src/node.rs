@@ -131,6 +131,15 @@ impl Node {
         self.events.emit(&self.me, kind, detail);
     }
 
+    /// A message from the network was refused: it contradicts this bank's records or breaks
+    /// the protocol's rules. Counted by reason and logged with its sender; never a reason to
+    /// stop (the simulator counts a refusal of an honest member's message as a violation).
+    /// `from` is who the message says sent it: until banks sign their messages, a claim.
+    pub fn refused(&self, from: &str, e: &Error) {
+        self.count(|c| *c.refused.entry(e.code.to_string()).or_default() += 1);
+        self.emit("refused", format!("from {from}: {} ({})", e.message, e.code));
+    }
+
     pub fn count(&self, f: impl FnOnce(&mut Counters)) {
         f(&mut self.counters.lock().unwrap());
     }

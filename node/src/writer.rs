@@ -83,7 +83,7 @@ fn committed(node: &Node, a: &Written) {
         Written::Submit(Ok((r, true))) => {
             node.intake.accepted(r);
             node.count(|c| c.submitted += 1);
-            node.emit("package_accepted", r.package.id.clone());
+            node.emit("package_accepted", r.key().to_string());
             node.work_arrived.notify_one();
         }
         Written::Decide(each) => {

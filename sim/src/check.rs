@@ -5,7 +5,7 @@ use crate::run::{fmt_time, EpochId};
 use std::time::Duration;
 use crate::workload::Acks;
 use node::package::leg::{LegRecord, LegState};
-use node::package::{OpKind, Record, Side, Status};
+use node::package::{OpKind, PackageKey, Record, Side, Status};
 use node::store::Audit;
 use std::collections::BTreeMap;
 
@@ -22,7 +22,7 @@ fn short(addr: &str) -> &str {
 
 fn leg_desc(l: &LegRecord) -> String {
     let side = if l.leg.side == Side::Debit { "debit" } else { "credit" };
-    format!("{side} leg {} of package {} ({} cents)", l.leg.index, l.package, l.leg.amount.0)
+    format!("{side} leg {} of package {} ({} cents)", l.leg.index, l.key(), l.leg.amount.0)
 }
 
 /// One bank's books agree with its own leg records: held and blocked money on each account
@@ -45,12 +45,12 @@ pub fn outbox_mirror(b: &BankAudit, in_memory: &[u64]) -> Vec<String> {
     vec![format!("outbox: {}: pending records {on_disk:?} but the in-memory outbox holds {in_memory:?}", b.name)]
 }
 
-/// Every record of every bank, by package id.
-fn records<'a>(banks: &[BankAudit<'a>]) -> BTreeMap<&'a str, &'a Record> {
+/// Every record of every bank, by package identity (origin, id).
+fn records<'a>(banks: &[BankAudit<'a>]) -> BTreeMap<PackageKey, &'a Record> {
     let mut m = BTreeMap::new();
     for b in banks {
         for r in &b.audit.records {
-            m.insert(r.package.id.as_str(), r);
+            m.insert(r.key(), r);
         }
     }
     m
@@ -65,7 +65,7 @@ fn records<'a>(banks: &[BankAudit<'a>]) -> BTreeMap<&'a str, &'a Record> {
 pub fn global(banks: &[BankAudit]) -> Vec<String> {
     let mut problems = Vec::new();
     let recs = records(banks);
-    let status = |id: &str| recs.get(id).map(|r| r.status);
+    let status = |l: &LegRecord| recs.get(&l.key()).map(|r| r.status);
 
     // What committed packages move into each (bank, account).
     let mut expected: BTreeMap<(String, String), i128> = BTreeMap::new();
@@ -93,7 +93,7 @@ pub fn global(banks: &[BankAudit]) -> Vec<String> {
     for b in banks {
         let mut adjust: BTreeMap<&str, i128> = BTreeMap::new();
         for l in b.audit.legs.iter().filter(|l| l.state == LegState::Prepared) {
-            if status(&l.package) == Some(Status::Committed) {
+            if status(l) == Some(Status::Committed) {
                 let a = adjust.entry(l.leg.account.as_str()).or_default();
                 match l.leg.side {
                     Side::Debit => *a -= l.leg.amount.0 as i128,
@@ -110,8 +110,8 @@ pub fn global(banks: &[BankAudit]) -> Vec<String> {
                 // debits, all their credits, or the net) first: the likely culprits.
                 let off = (actual - want).unsigned_abs();
                 let legs: Vec<&LegRecord> = b.audit.legs.iter().filter(|l| l.leg.account == a.key).collect();
-                let culprit = |id: &str| {
-                    let mine = legs.iter().filter(|l| l.package == id);
+                let culprit = |key: &PackageKey| {
+                    let mine = legs.iter().filter(|l| l.key() == *key);
                     let (mut debits, mut credits) = (0u128, 0u128);
                     for l in mine {
                         match l.leg.side {
@@ -124,10 +124,10 @@ pub fn global(banks: &[BankAudit]) -> Vec<String> {
                 let mut shown: Vec<(bool, String)> = legs
                     .iter()
                     .map(|l| {
-                        let c = culprit(&l.package);
+                        let c = culprit(&l.key());
                         let mark = if c { " (moves exactly the difference)" } else { "" };
                         let side = if l.leg.side == Side::Debit { "debit" } else { "credit" };
-                        (c, format!("{} {:?}/{} {side}{mark}", l.package, status(&l.package).unwrap_or(Status::Pending), leg_state(&l.state)))
+                        (c, format!("{} {:?}/{} {side}{mark}", l.key(), status(l).unwrap_or(Status::Pending), leg_state(&l.state)))
                     })
                     .collect();
                 shown.sort_by_key(|x| !x.0);
@@ -163,7 +163,7 @@ pub fn global(banks: &[BankAudit]) -> Vec<String> {
     // Atomicity: a leg's final state follows its package's record.
     for b in banks {
         for l in &b.audit.legs {
-            let st = status(&l.package);
+            let st = status(l);
             let bad = match (&l.state, st) {
                 (_, None) => Some("its origin has no record of it".to_string()),
                 (LegState::Committed, Some(s)) if s != Status::Committed => Some(format!("it is committed but the record at its origin is {s:?}")),
@@ -244,7 +244,7 @@ pub fn settled(banks: &[BankAudit]) -> Vec<String> {
     let recs = records(banks);
     for b in banks {
         for r in b.audit.records.iter().filter(|r| r.status == Status::Pending) {
-            problems.push(format!("liveness: package {} is still pending at its origin {} after the settle period", r.package.id, b.name));
+            problems.push(format!("liveness: package {} is still pending at its origin {} after the settle period", r.key(), b.name));
         }
         for id in &b.audit.in_doubt {
             problems.push(format!("liveness: {} still has package {id} in doubt after the settle period", b.name));
@@ -265,12 +265,12 @@ pub fn settled(banks: &[BankAudit]) -> Vec<String> {
         for (bank, legs) in r.package.legs_by_bank() {
             let Some(b) = banks.iter().find(|b| b.addr == bank) else { continue };
             for l in legs {
-                let found = b.audit.legs.iter().find(|x| x.package == r.package.id && x.leg.index == l.index && x.leg.side == l.side);
+                let found = b.audit.legs.iter().find(|x| x.key() == r.key() && x.leg.index == l.index && x.leg.side == l.side);
                 match found {
                     Some(x) if x.state == LegState::Committed => {}
                     Some(x) => problems.push(format!(
                         "atomicity: committed package {} has its leg {} at {} account {} in state {}",
-                        r.package.id,
+                        r.key(),
                         l.index,
                         b.name,
                         l.account,
@@ -278,7 +278,7 @@ pub fn settled(banks: &[BankAudit]) -> Vec<String> {
                     )),
                     None => problems.push(format!(
                         "atomicity: committed package {} never prepared its leg {} at {} account {}",
-                        r.package.id, l.index, b.name, l.account
+                        r.key(), l.index, b.name, l.account
                     )),
                 }
             }

@@ -120,7 +120,7 @@ pub(crate) struct State {
     pub rng: rand_chacha::ChaCha8Rng,
     /// Banks whose power went off inside a step: (bank, reason, restart after ms).
     pub host_crashes: Vec<(usize, String, Option<u64>)>,
-    /// Package id → (status, time, bank) of its `package_decided` event.
+    /// Package (`id@origin`) → (status, time, bank) of its `package_decided` event.
     pub decided: BTreeMap<String, (String, Duration, usize)>,
     /// Token passes accepted once the faults are over and half the settle period passed:
     /// (time, epoch, hop, bank), in the order they happened.
@@ -207,6 +207,12 @@ impl Events for Recorder {
         st.trace.push(line(t, &who, kind, &detail));
         let Some(i) = i else { return };
         match kind {
+            // Every message in this consortium comes from an honest member (adversaries'
+            // messages are told apart by their sender): a refusal means the protocol broke
+            // its own rules, or a new check is wrong. Either is a bug to see, not to hide.
+            "refused" => {
+                Shared::violation_locked(&mut st, t, format!("trust: {who} refused a message of an honest member: {detail}"));
+            }
             "package_decided" => {
                 let mut it = detail.split_whitespace();
                 let (id, status) = (it.next().unwrap_or("").to_string(), it.next().unwrap_or("").to_string());
@@ -780,7 +786,8 @@ impl Harness<'_> {
                     Some(p) => {
                         let dest = to.as_ref().map(|b| self.sh.addrs[self.bank(b)].clone()).unwrap_or(p.to.clone());
                         self.sh.note(format!("inject a copy of token {} hop {} into {}", p.epoch, p.hop, self.sh.short(&dest)));
-                        let _ = self.inject.send((dest, p.call));
+                        let call = self.as_from_predecessor(p.call, &dest);
+                        let _ = self.inject.send((dest, call));
                     }
                     None => self.sh.note("duplicate_token: no token pass seen yet"),
                 }
@@ -798,6 +805,23 @@ impl Harness<'_> {
                 self.sh.note(format!("pause {name} for {for_ms} ms"));
             }
         }
+    }
+
+    /// A copy of a token pass as a member could send it to `dest`: from `dest`'s ring
+    /// predecessor if the original came from `dest` itself (a bank never passes to itself,
+    /// and refuses a token that says so). The copy is still a second token.
+    fn as_from_predecessor(&self, mut call: Call, dest: &str) -> Call {
+        let Some(body) = &call.body else { return call };
+        let Ok(mut pass) = serde_json::from_slice::<node::api::wire::TokenPass>(body) else { return call };
+        if pass.from != dest {
+            return call;
+        }
+        let mut ring: Vec<&String> = self.sh.addrs.iter().collect();
+        ring.sort_by_key(|a| ring_key(a));
+        let at = ring.iter().position(|a| *a == dest).unwrap_or(0);
+        pass.from = ring[(at + ring.len() - 1) % ring.len()].clone();
+        call.body = Some(serde_json::to_vec(&pass).expect("wire types serialize"));
+        call
     }
 
     /// Faults stop: pending restarts and unpauses happen now, partitions and holds end,

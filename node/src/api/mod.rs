@@ -60,6 +60,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
+/// A JSON body of a call between banks: like `Body`, and a body that does not parse is a
+/// refused message (counted and logged), since no honest member sends one.
+pub struct PeerBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<Node>> for PeerBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, node: &Arc<Node>) -> Result<Self, Self::Rejection> {
+        let path = req.uri().path().to_string();
+        match Body::<T>::from_request(req, node).await {
+            Ok(Body(v)) => Ok(PeerBody(v)),
+            Err(e) => {
+                node.refused(peer::UNKNOWN_SENDER, &Error::new(e.kind, e.code, format!("{path}: {}", e.message)));
+                Err(e)
+            }
+        }
+    }
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|e| {
         let code = if e.is_syntax() || e.is_eof() { "malformed_json" } else { "bad_field" };

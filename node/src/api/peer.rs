@@ -2,7 +2,7 @@
 //! network made) answers what the first one did and changes nothing more.
 
 use super::wire::{Alert, Block, Decide, Finish, PackageView, PassAnswer, Ping, Prepare, Probe, TokenPass, Votes};
-use super::{Body, PEER_KEY_HEADER};
+use super::{PeerBody as Body, PEER_KEY_HEADER};
 use crate::error::Error;
 use crate::node::Node;
 use crate::package::executor;
@@ -47,33 +47,37 @@ async fn ping(State(node): S) -> Json<Ping> {
     Json(Ping { bank: node.me.clone() })
 }
 
-async fn token(State(node): S, Body(pass): Body<TokenPass>) -> Json<PassAnswer> {
-    Json(driver::receive(&node, pass))
+async fn token(State(node): S, Body(pass): Body<TokenPass>) -> Result<Json<PassAnswer>, Error> {
+    Ok(Json(driver::receive(&node, pass)?))
 }
 
 async fn probe(State(node): S) -> Json<Probe> {
     Json(driver::probe(&node))
 }
 
-async fn alert(State(node): S, Body(a): Body<Alert>) -> Json<bool> {
-    Json(driver::on_alert(&node, a))
+async fn alert(State(node): S, Body(a): Body<Alert>) -> Result<Json<bool>, Error> {
+    Ok(Json(driver::receive_alert(&node, a)?))
 }
 
-async fn block(State(node): S, Body(b): Body<Block>) -> Json<bool> {
-    driver::on_block(&node, b.gen);
-    Json(true)
+async fn block(State(node): S, Body(b): Body<Block>) -> Result<Json<bool>, Error> {
+    driver::receive_block(&node, b)?;
+    Ok(Json(true))
 }
+
+/// Until banks sign their messages, nothing says who sent a 2PC message: it is reported as
+/// coming from the network.
+pub(crate) const UNKNOWN_SENDER: &str = "unauthenticated peer";
 
 async fn prepare(State(node): S, Body(p): Body<Vec<Prepare>>) -> Result<Json<Vec<Votes>>, Error> {
-    Ok(Json(executor::prepare_here(&node, p).await?))
+    Ok(Json(executor::prepare_here(&node, UNKNOWN_SENDER, p).await?))
 }
 
 async fn finish(State(node): S, Body(f): Body<Vec<Finish>>) -> Result<Json<usize>, Error> {
-    Ok(Json(executor::finish_here(&node, f).await?))
+    Ok(Json(executor::finish_here(&node, UNKNOWN_SENDER, f).await?))
 }
 
 async fn decide(State(node): S, Body(d): Body<Vec<Decide>>) -> Result<Json<Vec<PackageView>>, Error> {
-    Ok(Json(executor::decide_here(&node, d).await?))
+    Ok(Json(executor::decide_here(&node, UNKNOWN_SENDER, d).await?))
 }
 
 async fn settled(State(node): S, Body(ids): Body<Vec<String>>) -> Json<bool> {

@@ -3,7 +3,7 @@
 
 use crate::domain::{Account, AccountKind, Cpf};
 use crate::package::leg::LegVote;
-use crate::package::{Leg, OpResult, Outcome, Package, Status};
+use crate::package::{OpResult, Outcome, Package, Status};
 use crate::ring::Token;
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +99,10 @@ pub struct Counters {
     pub duplicates_dropped: u64,
     pub faults: u64,
     pub presumed_aborts: u64,
+    /// Messages from the network refused because they contradict this bank's records or
+    /// break the protocol's rules, by reason (each is also logged with its sender).
+    #[serde(default)]
+    pub refused: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -158,27 +162,39 @@ pub struct Block {
     pub gen: u64,
 }
 
+/// Prepare this bank's legs of a package. It carries the whole package: each participant
+/// derives its own legs from it, so no executor can hand it legs of its choosing, and it
+/// compares the package's digest with any earlier prepare under the same (origin, id).
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Prepare {
-    pub package: String,
     pub origin: String,
-    pub legs: Vec<Leg>,
+    pub package: Package,
 }
 
+/// A participant's answer to one prepare: its votes on its legs, in the order the package
+/// gives them, or why it refused the whole prepare.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Votes {
     pub votes: Vec<LegVote>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Finish {
-    pub package: String,
+    pub origin: String,
+    pub id: String,
     pub outcome: Outcome,
 }
 
+/// Decide a package at its origin (the bank the message is sent to: `origin` must name it).
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Decide {
-    pub package: String,
+    pub origin: String,
+    pub id: String,
     pub outcome: Outcome,
     /// Empty for a presumed abort.
     pub results: Vec<OpResult>,

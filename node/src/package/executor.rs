@@ -6,6 +6,7 @@
 
 use super::intake;
 use super::record::{results_from_legs, Decided};
+use super::spec::{Leg, PackageKey, MAX_ID_LEN};
 use super::{Outcome, Status};
 use crate::api::wire::{Decide, Finish, PackageView, Prepare, Votes};
 use crate::error::Error;
@@ -17,43 +18,124 @@ use hyper::Method;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+/// Most packages one 2PC round carries (one prepare, decide and finish message per bank);
+/// also the most items a bank takes in one such message.
+pub const MAX_BATCH: usize = 256;
+
+fn too_many(n: usize) -> Result<(), Error> {
+    if n > MAX_BATCH {
+        return Err(Error::bad_request("batch_too_large", format!("{n} items in one message; at most {MAX_BATCH}")));
+    }
+    Ok(())
+}
+
+/// Refuses (and reports) a message from the network.
+fn refuse<T>(node: &Node, from: &str, e: Error) -> Result<T, Error> {
+    node.refused(from, &e);
+    Err(e)
+}
+
+/// This bank's legs of a prepared package, derived here from the whole package: an executor
+/// cannot hand a participant legs of its choosing.
+fn legs_here(node: &Node, p: &Prepare) -> Result<Vec<Leg>, Error> {
+    if !node.is_member(&p.origin) {
+        return Err(Error::rule("unknown_origin", format!("origin {} is not a bank of the consortium", p.origin)));
+    }
+    p.package.validate(|b| node.is_member(b))?;
+    let legs = p.package.legs_by_bank().remove(&node.me).unwrap_or_default();
+    if legs.is_empty() {
+        return Err(Error::rule("no_legs_here", format!("package {} has no leg at {}", p.package.key(&p.origin), node.me)));
+    }
+    Ok(legs)
+}
+
 /// Prepares this bank's legs of several packages, in one group commit (participant side).
-pub async fn prepare_here(node: &Arc<Node>, items: Vec<Prepare>) -> Result<Vec<Votes>, Error> {
-    let write = Write::Prepare(items.into_iter().map(|p| (p.package, p.origin, p.legs)).collect());
-    match writer::write(node, write).await? {
-        Written::Prepare(votes) => Ok(votes.into_iter().map(|votes| Votes { votes }).collect()),
+/// `from` is the bank that asked.
+pub async fn prepare_here(node: &Arc<Node>, from: &str, items: Vec<Prepare>) -> Result<Vec<Votes>, Error> {
+    if let Err(e) = too_many(items.len()) {
+        return refuse(node, from, e);
+    }
+    let mut writes = Vec::with_capacity(items.len());
+    for p in items {
+        match legs_here(node, &p) {
+            Ok(legs) => writes.push((p.origin, p.package, legs)),
+            Err(e) => return refuse(node, from, e),
+        }
+    }
+    match writer::write(node, Write::Prepare(writes)).await? {
+        Written::Prepare(each) => Ok(each
+            .into_iter()
+            .map(|r| match r {
+                Ok(votes) => Votes { votes, refused: None },
+                Err(e) => {
+                    node.refused(from, &e);
+                    Votes { votes: Vec::new(), refused: Some(e.to_string()) }
+                }
+            })
+            .collect()),
         other => unreachable!("a prepare answered {other:?}"),
     }
 }
 
-/// Applies outcomes to this bank's legs (participant side). Returns how many legs moved money.
-pub async fn finish_here(node: &Arc<Node>, items: Vec<Finish>) -> Result<usize, Error> {
-    let shown: Vec<String> = items.iter().map(|f| format!("{} {:?}", f.package, f.outcome)).collect();
-    let moved = match writer::write(node, Write::Finish(items.into_iter().map(|f| (f.package, f.outcome)).collect())).await? {
-        Written::Finish(moved) => moved,
+/// Applies outcomes to this bank's legs (participant side). Returns how many legs moved
+/// money. An outcome that contradicts this bank's legs is refused in its slot; the others
+/// still apply.
+pub async fn finish_here(node: &Arc<Node>, from: &str, items: Vec<Finish>) -> Result<usize, Error> {
+    if let Err(e) = too_many(items.len()) {
+        return refuse(node, from, e);
+    }
+    for f in &items {
+        if !node.is_member(&f.origin) || f.id.is_empty() || f.id.len() > MAX_ID_LEN {
+            return refuse(node, from, Error::bad_request("bad_finish", format!("finish of {}@{}: no such package can exist", f.id, f.origin)));
+        }
+    }
+    let keys: Vec<(PackageKey, Outcome)> = items.into_iter().map(|f| (PackageKey { origin: f.origin, id: f.id }, f.outcome)).collect();
+    let shown: Vec<String> = keys.iter().map(|(k, o)| format!("{k} {o:?}")).collect();
+    let each = match writer::write(node, Write::Finish(keys)).await? {
+        Written::Finish(each) => each,
         other => unreachable!("a finish answered {other:?}"),
     };
+    let mut moved = 0;
+    for r in each {
+        match r {
+            Ok(n) => moved += n,
+            Err(e) => node.refused(from, &e),
+        }
+    }
     if moved > 0 {
         node.emit("legs_finished", format!("{} legs: {}", moved, shown.join(", ")));
     }
     Ok(moved)
 }
 
-/// Decides packages at their origin (compare-and-set); answers the decisions that stand.
-pub async fn decide_here(node: &Arc<Node>, items: Vec<Decide>) -> Result<Vec<PackageView>, Error> {
-    let done = match writer::write(node, Write::Decide(items.into_iter().map(|d| (d.package, d.outcome, d.results)).collect())).await? {
+/// Decides packages at their origin, this bank (compare-and-set); answers the decisions that
+/// stand. A decide this bank refuses (an unknown package, malformed results) has no answer.
+pub async fn decide_here(node: &Arc<Node>, from: &str, items: Vec<Decide>) -> Result<Vec<PackageView>, Error> {
+    if let Err(e) = too_many(items.len()) {
+        return refuse(node, from, e);
+    }
+    if let Some(d) = items.iter().find(|d| d.origin != node.me) {
+        return refuse(node, from, Error::rule("not_the_origin", format!("decide of {}@{} sent to {}: only a package's origin decides it", d.id, d.origin, node.me)));
+    }
+    let done = match writer::write(node, Write::Decide(items.into_iter().map(|d| (d.id, d.outcome, d.results)).collect())).await? {
         Written::Decide(done) => done,
         other => unreachable!("a decide answered {other:?}"),
     };
     let mut out = Vec::new();
     for d in done {
-        let (r, how) = d?;
+        let (r, how) = match d {
+            Ok(x) => x,
+            Err(e) => {
+                node.refused(from, &e);
+                continue;
+            }
+        };
         if how == Decided::Now {
             node.count(|c| match r.status {
                 Status::Committed => c.committed += 1,
                 _ => c.aborted += 1,
             });
-            node.emit("package_decided", format!("{} {:?}", r.package.id, r.status));
+            node.emit("package_decided", format!("{} {:?}", r.key(), r.status));
         }
         out.push(PackageView { id: r.package.id, status: r.status, results: r.results });
     }
@@ -62,7 +144,8 @@ pub async fn decide_here(node: &Arc<Node>, items: Vec<Decide>) -> Result<Vec<Pac
 
 async fn prepare_at(node: Arc<Node>, bank: String, items: Vec<Prepare>) -> Result<Vec<Votes>, String> {
     if bank == node.me {
-        return prepare_here(&node, items).await.map_err(|e| e.message);
+        let me = node.me.clone();
+        return prepare_here(&node, &me, items).await.map_err(|e| e.message);
     }
     node.call(&bank, Method::POST, "/peer/prepare", Some(&items)).await.map_err(|e| match e {
         PeerError::Unreachable(_) => format!("bank {bank} unreachable"),
@@ -72,7 +155,7 @@ async fn prepare_at(node: Arc<Node>, bank: String, items: Vec<Prepare>) -> Resul
 
 pub async fn decide_at(node: &Arc<Node>, origin: &str, items: Vec<Decide>) -> Result<Vec<PackageView>, PeerError> {
     if origin == node.me {
-        return decide_here(node, items).await.map_err(|e| PeerError::Refused(e.status(), e.message));
+        return decide_here(node, origin, items).await.map_err(|e| PeerError::Refused(e.status(), e.message));
     }
     node.call(origin, Method::POST, "/peer/decide", Some(&items)).await
 }
@@ -80,9 +163,32 @@ pub async fn decide_at(node: &Arc<Node>, origin: &str, items: Vec<Decide>) -> Re
 /// Tells one bank the outcomes; a failure is left to that bank's resolver.
 pub async fn finish_at(node: Arc<Node>, bank: String, items: Vec<Finish>) -> bool {
     if bank == node.me {
-        return finish_here(&node, items).await.is_ok();
+        let me = node.me.clone();
+        return finish_here(&node, &me, items).await.is_ok();
     }
     node.call::<_, usize>(&bank, Method::POST, "/peer/finish", Some(&items)).await.is_ok()
+}
+
+/// Checks a participant's answer to a prepare against what was asked: one answer per
+/// package, one vote per leg in order. The answer comes from the network: a malformed one
+/// counts as that bank refusing every leg, never as a reason to stop.
+fn check_votes(bank: &str, asked: &[(PackageKey, Vec<Leg>)], answer: &[Votes]) -> Result<(), Error> {
+    let bad = |m: String| Err(Error::bad_request("malformed_votes", format!("bank {bank}: {m}")));
+    if answer.len() != asked.len() {
+        return bad(format!("answered {} of {} prepares", answer.len(), asked.len()));
+    }
+    for ((key, legs), v) in asked.iter().zip(answer) {
+        if v.refused.is_some() {
+            if !v.votes.is_empty() {
+                return bad(format!("refused {key} and voted on it"));
+            }
+            continue;
+        }
+        if v.votes.len() != legs.len() || v.votes.iter().zip(legs).any(|(v, l)| (v.index, v.side) != (l.index, l.side)) {
+            return bad(format!("votes on {key} do not match its legs"));
+        }
+    }
+    Ok(())
 }
 
 /// Splits a queue into batches that can each run as one 2PC round without changing any
@@ -119,37 +225,46 @@ pub fn plan_batches(queue: &[Queued], max_batch: usize) -> Vec<Vec<Queued>> {
 /// Returns each package's decided status, or Pending if its origin could not be reached (its
 /// outbox will bring the package back).
 pub async fn execute_batch(node: &Arc<Node>, batch: &[Queued]) -> Vec<Status> {
-    // Phase 1: prepare everywhere at once, one message per bank.
-    let mut prepares: BTreeMap<String, Vec<Prepare>> = BTreeMap::new();
+    // Phase 1: prepare everywhere at once, one message per bank, each carrying the whole
+    // packages (every participant derives its own legs).
+    let mut prepares: BTreeMap<String, (Vec<Prepare>, Vec<(PackageKey, Vec<Leg>)>)> = BTreeMap::new();
     let mut banks_of: Vec<Vec<String>> = Vec::new();
     for q in batch {
         let by_bank = q.package.legs_by_bank();
         banks_of.push(by_bank.keys().cloned().collect());
         for (bank, legs) in by_bank {
-            prepares.entry(bank).or_default().push(Prepare { package: q.package.id.clone(), origin: q.origin.clone(), legs });
+            let (items, asked) = prepares.entry(bank).or_default();
+            items.push(Prepare { origin: q.origin.clone(), package: q.package.clone() });
+            asked.push((q.key(), legs));
         }
     }
     let tasks: Vec<_> = prepares
         .into_iter()
-        .map(|(bank, items)| {
-            let expect: Vec<(String, Vec<u32>)> = items.iter().map(|p| (p.package.clone(), p.legs.iter().map(|l| l.index).collect())).collect();
-            (bank.clone(), expect, tokio::spawn(prepare_at(node.clone(), bank, items)))
-        })
+        .map(|(bank, (items, asked))| (bank.clone(), asked, tokio::spawn(prepare_at(node.clone(), bank, items))))
         .collect();
-    let mut failures: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
-    for (bank, expect, t) in tasks {
-        match t.await.unwrap_or_else(|e| Err(format!("prepare task at {bank}: {e}"))) {
+    let mut failures: BTreeMap<PackageKey, Vec<(u32, String)>> = BTreeMap::new();
+    for (bank, asked, t) in tasks {
+        let answer = t.await.unwrap_or_else(|e| Err(format!("prepare task at {bank}: {e}")));
+        let answer = answer.and_then(|all| match check_votes(&bank, &asked, &all) {
+            Ok(()) => Ok(all),
+            Err(e) => {
+                node.refused(&bank, &e);
+                Err(e.message)
+            }
+        });
+        match answer {
             Ok(all) => {
-                assert_eq!(all.len(), expect.len(), "bank {bank} answered {} of {} prepares", all.len(), expect.len());
-                for ((id, legs), v) in expect.into_iter().zip(all) {
-                    assert_eq!(v.votes.len(), legs.len(), "bank {bank} voted on {} of {} legs of {id}", v.votes.len(), legs.len());
-                    let f = failures.entry(id).or_default();
-                    f.extend(v.votes.into_iter().filter(|v| !v.ok).map(|v| (v.index, v.reason.unwrap_or_default())));
+                for ((key, legs), v) in asked.into_iter().zip(all) {
+                    let f = failures.entry(key).or_default();
+                    match v.refused {
+                        Some(why) => f.extend(legs.iter().map(|l| (l.index, format!("bank {bank} refused: {why}")))),
+                        None => f.extend(v.votes.into_iter().filter(|v| !v.ok).map(|v| (v.index, v.reason.unwrap_or_default()))),
+                    }
                 }
             }
             Err(reason) => {
-                for (id, legs) in expect {
-                    failures.entry(id).or_default().extend(legs.into_iter().map(|i| (i, reason.clone())));
+                for (key, legs) in asked {
+                    failures.entry(key).or_default().extend(legs.into_iter().map(|l| (l.index, reason.clone())));
                 }
             }
         }
@@ -158,25 +273,31 @@ pub async fn execute_batch(node: &Arc<Node>, batch: &[Queued]) -> Vec<Status> {
     // Phase 2: each origin's records decide; whoever got there first wins.
     let mut decides: BTreeMap<String, Vec<Decide>> = BTreeMap::new();
     for q in batch {
-        let mut f = failures.remove(&q.package.id).unwrap_or_default();
+        let mut f = failures.remove(&q.key()).unwrap_or_default();
         f.sort_by_key(|x| x.0);
         let (outcome, results) = results_from_legs(q.package.operations.len(), &f);
         // Between the two phases: every vote is in, nothing is decided yet (the simulator
         // crashes executors here).
-        node.emit("package_prepared", format!("{} {outcome:?}", q.package.id));
-        decides.entry(q.origin.clone()).or_default().push(Decide { package: q.package.id.clone(), outcome, results });
+        node.emit("package_prepared", format!("{} {outcome:?}", q.key()));
+        decides.entry(q.origin.clone()).or_default().push(Decide { origin: q.origin.clone(), id: q.package.id.clone(), outcome, results });
     }
     let tasks: Vec<_> = decides
         .into_iter()
         .map(|(origin, items)| {
             let n = node.clone();
-            (origin.clone(), tokio::spawn(async move { decide_at(&n, &origin, items).await }))
+            let asked: BTreeSet<String> = items.iter().map(|d| d.id.clone()).collect();
+            (origin.clone(), asked, tokio::spawn(async move { decide_at(&n, &origin, items).await }))
         })
         .collect();
-    let mut decided: BTreeMap<String, Status> = BTreeMap::new();
-    for (origin, t) in tasks {
+    let mut decided: BTreeMap<PackageKey, Status> = BTreeMap::new();
+    for (origin, asked, t) in tasks {
         match t.await {
-            Ok(Ok(views)) => decided.extend(views.into_iter().map(|v| (v.id, v.status))),
+            Ok(Ok(views)) => {
+                // Only answers about what was asked, and only decisions, count.
+                for v in views.into_iter().filter(|v| asked.contains(&v.id) && v.status != Status::Pending) {
+                    decided.insert(PackageKey { origin: origin.clone(), id: v.id }, v.status);
+                }
+            }
             Ok(Err(e)) => node.emit("decide_failed", format!("origin {origin}: {e}")),
             Err(e) => node.emit("decide_failed", format!("origin {origin}: {e}")),
         }
@@ -186,7 +307,7 @@ pub async fn execute_batch(node: &Arc<Node>, batch: &[Queued]) -> Vec<Status> {
     let mut finishes: BTreeMap<String, Vec<Finish>> = BTreeMap::new();
     let mut statuses = Vec::with_capacity(batch.len());
     for (q, banks) in batch.iter().zip(&banks_of) {
-        let status = decided.get(&q.package.id).copied().unwrap_or(Status::Pending);
+        let status = decided.get(&q.key()).copied().unwrap_or(Status::Pending);
         statuses.push(status);
         let outcome = match status {
             Status::Committed => Outcome::Commit,
@@ -194,7 +315,7 @@ pub async fn execute_batch(node: &Arc<Node>, batch: &[Queued]) -> Vec<Status> {
             Status::Pending => continue,
         };
         for b in banks {
-            finishes.entry(b.clone()).or_default().push(Finish { package: q.package.id.clone(), outcome });
+            finishes.entry(b.clone()).or_default().push(Finish { origin: q.origin.clone(), id: q.package.id.clone(), outcome });
         }
     }
     let tasks: Vec<_> = finishes.into_iter().map(|(bank, items)| tokio::spawn(finish_at(node.clone(), bank, items))).collect();
@@ -256,6 +377,32 @@ mod tests {
     fn credits_to_one_account_commute() {
         let queue = vec![q("p1", &[("a", "1"), ("z", "1")]), q("p2", &[("b", "1"), ("z", "1")]), q("p3", &[("z", "1"), ("c", "1")])];
         assert_eq!(ids(&plan_batches(&queue, 10)), vec![vec!["p1", "p2"], vec!["p3"]], "a debit waits for the credits before it");
+    }
+
+    #[test]
+    fn answers_to_a_prepare_must_match_what_was_asked() {
+        use crate::package::leg::LegVote;
+        use crate::package::Side;
+        let leg = |index: u32, side: Side| Leg { index, side, account: "1".into(), amount: Cents(1) };
+        let vote = |index: u32, side: Side| LegVote { index, side, ok: true, reason: None };
+        let asked = vec![(PackageKey::new("o", "p"), vec![leg(0, Side::Debit), leg(1, Side::Credit)]), (PackageKey::new("o2", "p"), vec![leg(0, Side::Credit)])];
+        let good = vec![
+            Votes { votes: vec![vote(0, Side::Debit), vote(1, Side::Credit)], refused: None },
+            Votes { votes: vec![], refused: Some("package_mismatch".into()) },
+        ];
+        assert!(check_votes("b", &asked, &good).is_ok());
+        let mut short = good.clone();
+        short.pop();
+        assert!(check_votes("b", &asked, &short).is_err(), "one answer missing");
+        let mut swapped = good.clone();
+        swapped[0].votes.reverse();
+        assert!(check_votes("b", &asked, &swapped).is_err(), "votes out of order");
+        let mut extra = good.clone();
+        extra[0].votes.push(vote(2, Side::Debit));
+        assert!(check_votes("b", &asked, &extra).is_err(), "a vote on a leg never asked");
+        let mut both = good;
+        both[1].votes.push(vote(0, Side::Credit));
+        assert_eq!(check_votes("b", &asked, &both).unwrap_err().code, "malformed_votes", "refused and voted");
     }
 
     #[test]

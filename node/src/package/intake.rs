@@ -28,8 +28,8 @@ impl Intake {
 
     /// Pending packages of this origin that `queued` does not already hold, oldest first, at
     /// most `max`.
-    pub fn pending(&self, queued: impl Fn(&str) -> bool, max: usize) -> Vec<Queued> {
-        self.outbox.lock().unwrap().values().filter(|q| !queued(&q.package.id)).take(max).cloned().collect()
+    pub fn pending(&self, queued: impl Fn(&super::PackageKey) -> bool, max: usize) -> Vec<Queued> {
+        self.outbox.lock().unwrap().values().filter(|q| !queued(&q.key())).take(max).cloned().collect()
     }
 
     pub fn pending_count(&self) -> usize {

@@ -1,13 +1,14 @@
 //! A participant bank's side of a package: the legs it prepared and how they end.
 //!
-//! Prepare is idempotent by (package id, index, side): a repeated prepare answers what the
-//! first one did. A bank that learns the outcome before (or without) a prepare keeps a
+//! Prepare is idempotent by (origin, package id, index, side): a repeated prepare answers what
+//! the first one did (the store first checks that it is the same package, by digest). A bank that learns the outcome before (or without) a prepare keeps a
 //! tombstone, so a prepare that arrives late for an aborted package is refused instead of
 //! holding money nobody will release.
 
 use super::record::Outcome;
-use super::spec::{Leg, Side};
+use super::spec::{Leg, PackageKey, Side};
 use crate::domain::Account;
+use crate::error::Error;
 use crate::ledger::{self, Refusal};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,10 @@ pub struct LegVote {
 }
 
 impl LegRecord {
+    pub fn key(&self) -> PackageKey {
+        PackageKey::new(&self.origin, &self.package)
+    }
+
     pub fn vote(&self) -> LegVote {
         let (ok, reason) = match &self.state {
             LegState::Prepared | LegState::Committed => (true, None),
@@ -68,7 +73,21 @@ pub fn prepare(package: &str, origin: &str, leg: &Leg, account: Option<&mut Acco
     LegRecord { package: package.to_string(), origin: origin.to_string(), leg: leg.clone(), state }
 }
 
-/// Ends a leg with the package's outcome. Returns whether the account changed. Only a
+/// Whether `outcome` may end this leg. A commit of a leg this bank refused, or an outcome
+/// against the one already applied, contradicts this bank's records: it can only come from a
+/// forged or broken message, so it is refused (and nothing of the package moves), never
+/// applied and never a reason to stop.
+pub fn check_finish(rec: &LegRecord, outcome: Outcome) -> Result<(), Error> {
+    let contradiction = match (&rec.state, outcome) {
+        (LegState::Refused(r), Outcome::Commit) => format!("its leg {} was refused here ({r})", rec.leg.index),
+        (LegState::Committed, Outcome::Abort) => format!("its leg {} is already committed here", rec.leg.index),
+        (LegState::Aborted, Outcome::Commit) => format!("its leg {} is already aborted here", rec.leg.index),
+        _ => return Ok(()),
+    };
+    Err(Error::conflict("outcome_contradicts_legs", format!("package {}: {outcome:?} refused: {contradiction}", rec.key())))
+}
+
+/// Ends a leg with the package's outcome (`check_finish` passed). Returns whether the account changed. Only a
 /// prepared leg moves money; every other state is final already.
 pub fn finish(rec: &mut LegRecord, outcome: Outcome, account: &mut Account, skip_refund: bool) -> bool {
     match (&rec.state, outcome) {
@@ -90,11 +109,12 @@ pub fn finish(rec: &mut LegRecord, outcome: Outcome, account: &mut Account, skip
             rec.state = LegState::Aborted;
             true
         }
+        // The store runs check_finish on every leg first: reaching these is this bank's bug.
         (LegState::Refused(_), Outcome::Commit) => {
-            panic!("package {} committed although leg {:?} was refused", rec.package, rec.leg)
+            panic!("package {} committed although leg {:?} was refused", rec.key(), rec.leg)
         }
         (LegState::Committed, Outcome::Abort) | (LegState::Aborted, Outcome::Commit) => {
-            panic!("package {} decided both ways (leg {:?} is {:?})", rec.package, rec.leg, rec.state)
+            panic!("package {} decided both ways (leg {:?} is {:?})", rec.key(), rec.leg, rec.state)
         }
         _ => false,
     }
@@ -142,6 +162,20 @@ mod tests {
         let mut r = prepare("p", "o", &leg(Side::Debit, 4), Some(&mut a));
         assert!(!finish(&mut r, Outcome::Abort, &mut a, false));
         assert_eq!(a, acct(0));
+    }
+
+    #[test]
+    fn contradicting_outcomes_are_refused_before_anything_moves() {
+        let mut a = acct(0);
+        let refused = prepare("p", "o", &leg(Side::Debit, 4), Some(&mut a));
+        assert_eq!(check_finish(&refused, Outcome::Commit).unwrap_err().code, "outcome_contradicts_legs");
+        assert!(check_finish(&refused, Outcome::Abort).is_ok());
+        let mut a = acct(10);
+        let mut r = prepare("p", "o", &leg(Side::Credit, 4), Some(&mut a));
+        assert!(check_finish(&r, Outcome::Commit).is_ok() && check_finish(&r, Outcome::Abort).is_ok());
+        finish(&mut r, Outcome::Abort, &mut a, false);
+        assert!(check_finish(&r, Outcome::Commit).is_err());
+        assert!(check_finish(&r, Outcome::Abort).is_ok(), "a repeat is fine");
     }
 
     #[test]

@@ -16,4 +16,4 @@ pub mod resolver;
 pub mod spec;
 
 pub use record::{OpResult, Outcome, Record, Status};
-pub use spec::{AccountRef, Leg, OpKind, Operation, Package, Side};
+pub use spec::{AccountRef, Leg, OpKind, Operation, Package, PackageDigest, PackageKey, Side};

@@ -5,7 +5,8 @@
 //! later attempt learns that decision instead. That single rule is what makes execution
 //! exactly-once even when two tokens briefly exist or messages are duplicated.
 
-use super::spec::Package;
+use super::spec::{Package, PackageKey};
+use crate::error::Error;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +66,10 @@ impl Record {
         Record { package, origin, status: Status::Pending, results: Vec::new(), seq }
     }
 
+    pub fn key(&self) -> PackageKey {
+        self.package.key(&self.origin)
+    }
+
     pub fn outcome(&self) -> Option<Outcome> {
         match self.status {
             Status::Pending => None,
@@ -75,19 +80,23 @@ impl Record {
 
     /// Compare-and-set from pending. A commit must come with every operation ok; an abort
     /// with at least one reason (or, for presumed abort, none: the reason is filled in).
-    pub fn decide(&mut self, outcome: Outcome, results: Vec<OpResult>) -> Decided {
-        if self.status != Status::Pending {
-            return Decided::Already;
-        }
+    /// Results come from the network (another bank's decide), so a malformed set is refused,
+    /// never asserted: it must not stop this bank.
+    pub fn decide(&mut self, outcome: Outcome, results: Vec<OpResult>) -> Result<Decided, Error> {
         let n = self.package.operations.len();
+        let in_order = results.iter().enumerate().all(|(i, r)| r.index as usize == i);
+        let bad = |m: &str| Err(Error::bad_request("bad_decision", format!("package {}: {m}", self.key())));
         match outcome {
-            Outcome::Commit => {
-                assert!(results.len() == n && results.iter().all(|r| r.ok), "commit needs every operation ok");
+            Outcome::Commit if results.len() != n || !in_order || !results.iter().all(|r| r.ok) => {
+                return bad("a commit needs one ok result per operation, in order");
             }
-            Outcome::Abort => {
-                assert!(results.is_empty() || results.len() == n, "results cover every operation");
-                assert!(results.is_empty() || results.iter().any(|r| !r.ok), "an abort names a failed operation");
+            Outcome::Abort if !results.is_empty() && (results.len() != n || !in_order || results.iter().all(|r| r.ok)) => {
+                return bad("an abort has no results (presumed) or one per operation, in order, naming a failure");
             }
+            _ => {}
+        }
+        if self.status != Status::Pending {
+            return Ok(Decided::Already);
         }
         self.results = if results.is_empty() {
             (0..n as u32)
@@ -97,7 +106,7 @@ impl Record {
             results
         };
         self.status = outcome.status();
-        Decided::Now
+        Ok(Decided::Now)
     }
 }
 
@@ -144,9 +153,9 @@ mod tests {
         let mut r = record(2);
         let (o, res) = results_from_legs(2, &[]);
         assert_eq!(o, Outcome::Commit);
-        assert_eq!(r.decide(o, res.clone()), Decided::Now);
+        assert_eq!(r.decide(o, res.clone()), Ok(Decided::Now));
         assert_eq!(r.status, Status::Committed);
-        assert_eq!(r.decide(Outcome::Abort, vec![]), Decided::Already);
+        assert_eq!(r.decide(Outcome::Abort, vec![]), Ok(Decided::Already));
         assert_eq!(r.status, Status::Committed, "a later abort never overturns a commit");
         assert_eq!(r.results, res);
     }
@@ -154,10 +163,10 @@ mod tests {
     #[test]
     fn presumed_abort_fills_reasons() {
         let mut r = record(2);
-        assert_eq!(r.decide(Outcome::Abort, vec![]), Decided::Now);
+        assert_eq!(r.decide(Outcome::Abort, vec![]), Ok(Decided::Now));
         assert_eq!(r.status, Status::Aborted);
         assert!(r.results.iter().all(|x| !x.ok && x.reason.is_some()));
-        assert_eq!(r.decide(Outcome::Commit, results_from_legs(2, &[]).1), Decided::Already);
+        assert_eq!(r.decide(Outcome::Commit, results_from_legs(2, &[]).1), Ok(Decided::Already));
         assert_eq!(r.status, Status::Aborted);
     }
 
@@ -171,9 +180,28 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "commit needs every operation ok")]
-    fn commit_with_failure_is_a_bug() {
+    fn malformed_decisions_are_refused_and_change_nothing() {
+        let ok = |i: u32| OpResult { index: i, ok: true, reason: None };
+        let no = |i: u32| OpResult { index: i, ok: false, reason: Some("x".into()) };
+        let cases: Vec<(Outcome, Vec<OpResult>)> = vec![
+            (Outcome::Commit, vec![no(0), ok(1)]),
+            (Outcome::Commit, vec![ok(0)]),
+            (Outcome::Commit, vec![]),
+            (Outcome::Commit, vec![ok(1), ok(0)]),
+            (Outcome::Commit, vec![ok(0), ok(1), ok(2)]),
+            (Outcome::Abort, vec![ok(0), ok(1)]),
+            (Outcome::Abort, vec![no(0)]),
+            (Outcome::Abort, vec![no(0), no(7)]),
+        ];
+        for (o, res) in cases {
+            let mut r = record(2);
+            let before = r.clone();
+            assert_eq!(r.decide(o, res.clone()).unwrap_err().code, "bad_decision", "{o:?} {res:?}");
+            assert_eq!(r, before);
+        }
+        // Malformed is refused even once decided: the answer never depends on the state.
         let mut r = record(1);
-        r.decide(Outcome::Commit, vec![OpResult { index: 0, ok: false, reason: None }]);
+        r.decide(Outcome::Abort, vec![]).unwrap();
+        assert!(r.decide(Outcome::Commit, vec![no(0)]).is_err());
     }
 }

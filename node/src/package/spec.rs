@@ -3,7 +3,68 @@
 use crate::domain::Cents;
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// A package's identity: the id its client chose, scoped by the bank that accepted it (its
+/// origin). The same id at two origins is two packages: a participant that filed legs by the
+/// client's id alone let one client's package answer for another's (issue 9: 1.00 deposited
+/// became 2.00). Every table, message, map and log line names a package by this key.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PackageKey {
+    pub origin: String,
+    pub id: String,
+}
+
+impl PackageKey {
+    pub fn new(origin: &str, id: &str) -> PackageKey {
+        PackageKey { origin: origin.to_string(), id: id.to_string() }
+    }
+}
+
+/// `id@origin`: how logs and the simulator's trace name a package.
+impl std::fmt::Display for PackageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.id, self.origin)
+    }
+}
+
+/// SHA-256 of a package's canonical bytes (`Package::canonical_bytes`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PackageDigest(pub [u8; 32]);
+
+impl PackageDigest {
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for PackageDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.hex()[..16])
+    }
+}
+
+impl Serialize for PackageDigest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for PackageDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bad = || serde::de::Error::custom("a package digest is 64 hex digits");
+        if s.len() != 64 {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+        }
+        Ok(PackageDigest(out))
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,7 +127,57 @@ impl Operation {
     }
 }
 
+/// Domain separation of a package's canonical bytes: no other signed or hashed thing of the
+/// consortium starts with these bytes, and a new layout gets a new version.
+const PACKAGE_DOMAIN: &[u8] = b"bank-consortium/package/v1";
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_ref(out: &mut Vec<u8>, r: Option<&AccountRef>) {
+    match r {
+        None => out.push(0),
+        Some(r) => {
+            out.push(1);
+            put_str(out, &r.bank);
+            put_str(out, &r.account);
+        }
+    }
+}
+
 impl Package {
+    /// The package as accepted at `origin`, in bytes that do not depend on a JSON encoder:
+    /// versioned, domain-separated, every field length-prefixed, so two different packages
+    /// never have the same bytes. What a participant compares (and, later, what holders sign).
+    pub fn canonical_bytes(&self, origin: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + 96 * self.operations.len());
+        put_str(&mut out, std::str::from_utf8(PACKAGE_DOMAIN).expect("ascii"));
+        put_str(&mut out, origin);
+        put_str(&mut out, &self.id);
+        out.extend_from_slice(&(self.operations.len() as u32).to_be_bytes());
+        for op in &self.operations {
+            out.push(match op.kind {
+                OpKind::Transfer => 1,
+                OpKind::Deposit => 2,
+                OpKind::Withdraw => 3,
+            });
+            put_ref(&mut out, op.from.as_ref());
+            put_ref(&mut out, op.to.as_ref());
+            out.extend_from_slice(&op.amount.0.to_be_bytes());
+        }
+        out
+    }
+
+    pub fn digest(&self, origin: &str) -> PackageDigest {
+        PackageDigest(Sha256::digest(self.canonical_bytes(origin)).into())
+    }
+
+    pub fn key(&self, origin: &str) -> PackageKey {
+        PackageKey::new(origin, &self.id)
+    }
+
     /// Checks everything that can be checked without touching balances. `is_bank` tells
     /// whether an address is a member of the consortium.
     pub fn validate(&self, is_bank: impl Fn(&str) -> bool) -> Result<(), Error> {
@@ -165,6 +276,27 @@ mod tests {
         assert_eq!(legs["b"][0].side, Side::Credit);
         assert_eq!(legs["c"][0].index, 1);
         assert_eq!(p.banks().into_iter().collect::<Vec<_>>(), vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn the_digest_covers_origin_id_and_every_field() {
+        let p = Package { id: "p1".into(), operations: vec![transfer("a", "b", 5)] };
+        let d = p.digest("a");
+        assert_eq!(d, p.clone().digest("a"), "deterministic");
+        assert_ne!(d, p.digest("b"), "the same package at another origin is another package");
+        let mut q = p.clone();
+        q.operations[0].amount = Cents(6);
+        assert_ne!(d, q.digest("a"));
+        let mut q = p.clone();
+        q.operations[0].to.as_mut().unwrap().account = "3".into();
+        assert_ne!(d, q.digest("a"));
+        // Length prefixes: moving a byte from one field to the next changes the bytes.
+        let a = Package { id: "x".into(), operations: vec![Operation { kind: OpKind::Deposit, from: None, to: r("ab", "c"), amount: Cents(1) }] };
+        let b = Package { id: "x".into(), operations: vec![Operation { kind: OpKind::Deposit, from: None, to: r("a", "bc"), amount: Cents(1) }] };
+        assert_ne!(a.canonical_bytes("o"), b.canonical_bytes("o"));
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(serde_json::from_str::<PackageDigest>(&json).unwrap(), d);
+        assert!(serde_json::from_str::<PackageDigest>("\"zz\"").is_err());
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! its loss, and regenerates it. Every decision is delegated to `rules`.
 
 use super::rules::{Arrival, Ring};
-use super::token::{Queued, Token};
+use super::token::{Queued, Token, MAX_COUNTER, MAX_QUEUE};
 use crate::api::wire::{Alert, Block, PassAnswer, Probe, TokenPass};
 use crate::config::ms;
+use crate::error::Error;
 use crate::node::{Node, PeerError};
 use crate::package::executor;
 use hyper::Method;
@@ -12,8 +13,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// A token arrived from `pass.from`. Called by the HTTP handler; never waits.
-pub fn receive(node: &Arc<Node>, pass: TokenPass) -> PassAnswer {
+/// A token arrived from `pass.from`. Called by the HTTP handler; never waits. A token that
+/// cannot be one of this ring's is refused before any rule of arrival sees it.
+pub fn receive(node: &Arc<Node>, pass: TokenPass) -> Result<PassAnswer, Error> {
+    let checked = node.ring.lock().unwrap().check_token(&pass.from, &pass.token);
+    if let Err(why) = checked {
+        let e = Error::bad_request("bad_token", format!("token {} hop {}: {why}", pass.token.epoch, pass.token.hop));
+        node.refused(&pass.from, &e);
+        return Err(e);
+    }
+    Ok(arrive(node, pass))
+}
+
+fn arrive(node: &Arc<Node>, pass: TokenPass) -> PassAnswer {
     let blocked = node.blocked();
     let t = pass.token;
     let mine = t.passed_by.get(&node.me).copied();
@@ -163,7 +175,8 @@ async fn hold_and_pass(node: &Arc<Node>, mut token: Token) {
         if !still_current(node, &token) {
             return drop_token(node, &token, "superseded while held");
         }
-        token.hop += 1;
+        // Checked on arrival to be at most MAX_COUNTER: adding one never wraps.
+        token.hop = token.hop.checked_add(1).expect("hops are checked on arrival");
         token.passed_by.insert(node.me.clone(), token.hop);
         loop {
             let next = node.ring.lock().unwrap().successor(|b| node.peers.is_online(b));
@@ -210,6 +223,11 @@ async fn pass_to(node: &Arc<Node>, next: &str, token: &Token) -> Option<PassAnsw
     for attempt in 0..2 {
         match node.raw_call::<_, PassAnswer>(next, Method::POST, "/peer/token", Some(&pass)).await {
             Ok(a) => return Some(a),
+            // A refusal is an answer: the token was not taken. Retrying cannot change it.
+            Err(PeerError::Refused(status, m)) => {
+                node.emit("pass_refused", format!("{next} ({status}): {m}"));
+                return Some(PassAnswer::Stale);
+            }
             Err(e) if attempt == 0 => node.emit("pass_retry", format!("{next}: {e}")),
             Err(e) => node.peer_failed(next, &e.to_string()),
         }
@@ -217,21 +235,15 @@ async fn pass_to(node: &Arc<Node>, next: &str, token: &Token) -> Option<PassAnsw
     None
 }
 
-/// Most packages a token carries: bounds the size of a pass (see `api::MAX_PEER_BODY_BYTES`).
-/// An origin with more pending adds the rest at a later visit, oldest first.
-pub const MAX_QUEUE: usize = 1024;
-
 fn add_outbox(node: &Node, token: &mut Token) -> usize {
     let room = MAX_QUEUE.saturating_sub(token.queue.len());
-    let queued: std::collections::BTreeSet<&str> = token.queue.iter().map(|q| q.package.id.as_str()).collect();
-    let new = node.intake.pending(|id| queued.contains(id), room);
+    let queued: std::collections::BTreeSet<crate::package::PackageKey> = token.queue.iter().map(|q| q.key()).collect();
+    let new = node.intake.pending(|key| queued.contains(key), room);
     let added = new.len();
     token.queue.extend(new);
     added
 }
 
-/// Most packages one 2PC round carries (one prepare, decide and finish message per bank).
-const MAX_BATCH: usize = 256;
 
 /// Executes the queue in batches of independent packages: packages that share an account
 /// run one after the other in queue order, so no package sees another half-done. A package
@@ -240,7 +252,7 @@ async fn execute_queue(node: &Arc<Node>, token: &mut Token) {
     let queue = std::mem::take(&mut token.queue);
     // Dropped from the queue: its origin re-queues it when back.
     let ready: Vec<Queued> = queue.into_iter().filter(|q| node.reachable(&q.origin)).collect();
-    for batch in executor::plan_batches(&ready, MAX_BATCH) {
+    for batch in executor::plan_batches(&ready, executor::MAX_BATCH) {
         if !still_current(node, token) {
             return;
         }
@@ -250,7 +262,7 @@ async fn execute_queue(node: &Arc<Node>, token: &mut Token) {
             // is its own disk failing (found by the simulator: power lost inside the decide's
             // commit). Not a logic error: the record stays pending in the outbox and the
             // package runs again, or its participants presume abort.
-            node.emit("package_executed", format!("{} {status:?}", q.package.id));
+            node.emit("package_executed", format!("{} {status:?}", q.key()));
         }
     }
 }
@@ -269,7 +281,7 @@ async fn check_for_loss(node: &Arc<Node>, loss: Duration) -> bool {
         if peer == node.me || !node.peers.is_online(&peer) {
             continue;
         }
-        if let Ok(p) = node.call::<(), Probe>(&peer, Method::GET, "/peer/ring/probe", None).await {
+        if let Some(p) = probe_peer(node, &peer).await {
             max_gen = max_gen.max(p.newest_gen);
             if p.holding || p.seen_ms_ago.is_some_and(|ago| ms(ago) < loss / 2) {
                 return true;
@@ -285,6 +297,17 @@ async fn check_for_loss(node: &Arc<Node>, loss: Duration) -> bool {
         raise_fault(node, format!("token lost: nobody saw it for {} ms (max gen seen {max_gen})", loss.as_millis())).await;
     }
     false
+}
+
+/// Asks a peer about the token. An answer with a generation above the ceiling is refused:
+/// it would push every new epoch out of range.
+async fn probe_peer(node: &Arc<Node>, peer: &str) -> Option<Probe> {
+    let p = node.call::<(), Probe>(peer, Method::GET, "/peer/ring/probe", None).await.ok()?;
+    if p.newest_gen > MAX_COUNTER {
+        node.refused(peer, &Error::bad_request("bad_probe", format!("probe answer with generation {} above {MAX_COUNTER}", p.newest_gen)));
+        return None;
+    }
+    Some(p)
 }
 
 /// Reports a fault to the lowest-address online bank (maybe this one).
@@ -324,6 +347,28 @@ pub fn on_alert(node: &Arc<Node>, a: Alert) -> bool {
     true
 }
 
+/// A block announcement from the network: refused unless it can be one of this ring's.
+pub fn receive_block(node: &Arc<Node>, b: Block) -> Result<(), Error> {
+    let checked = node.ring.lock().unwrap().check_block(&b.from, b.gen);
+    if let Err(why) = checked {
+        let e = Error::bad_request("bad_block", format!("block of generation {}: {why}", b.gen));
+        node.refused(&b.from, &e);
+        return Err(e);
+    }
+    on_block(node, b.gen);
+    Ok(())
+}
+
+/// An alert from the network: only another member may raise one.
+pub fn receive_alert(node: &Arc<Node>, a: Alert) -> Result<bool, Error> {
+    if a.from == node.me || !node.is_member(&a.from) {
+        let e = Error::bad_request("bad_alert", format!("alert from {}: not another bank of the consortium", a.from));
+        node.refused(&a.from, &e);
+        return Err(e);
+    }
+    Ok(on_alert(node, a))
+}
+
 pub fn on_block(node: &Arc<Node>, gen: u64) {
     if !node.ring.lock().unwrap().block(gen) {
         node.emit("block_ignored", format!("gen {gen} is old news"));
@@ -339,7 +384,7 @@ async fn recover(node: Arc<Node>) {
     let mut seen = probe(&node).newest_gen;
     for peer in node.members() {
         if peer != node.me && node.peers.is_online(&peer) {
-            if let Ok(p) = node.call::<(), Probe>(&peer, Method::GET, "/peer/ring/probe", None).await {
+            if let Some(p) = probe_peer(&node, &peer).await {
                 seen = seen.max(p.newest_gen);
             }
         }

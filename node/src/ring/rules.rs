@@ -1,7 +1,7 @@
 //! Token rules as plain code. The driver feeds in what happened; these functions say what
 //! it means. Nothing here touches the network, the clock or the disk.
 
-use super::token::{Epoch, Token};
+use super::token::{Epoch, Token, MAX_COUNTER, MAX_QUEUE};
 use crate::net::ring_key;
 use std::time::Duration;
 
@@ -65,6 +65,66 @@ impl Ring {
         members.sort_by_key(|a| ring_key(a));
         members.dedup();
         Ring { me: me.to_string(), members, newest: None, floor_gen, last_hop: 0, holding: false, passing: None, recent_hops: Vec::new(), last_passed: None, accept_stale: false }
+    }
+
+    fn is_member(&self, bank: &str) -> bool {
+        self.members.iter().any(|m| m == bank)
+    }
+
+    /// Whether a token from the network can be a token of this ring at all, before any rule
+    /// of arrival looks at it: sent by another member, created by a member, counters below
+    /// the ceiling, a queue of well-formed packages of member origins, each at most once.
+    /// A token that fails is refused (a 4xx, counted), never taken and never persisted.
+    pub fn check_token(&self, from: &str, t: &Token) -> Result<(), String> {
+        if from == self.me || !self.is_member(from) {
+            return Err(format!("sender {from} is not another bank of the consortium"));
+        }
+        if !self.is_member(&t.epoch.creator) {
+            return Err(format!("epoch creator {} is not a bank of the consortium", t.epoch.creator));
+        }
+        if t.epoch.gen == 0 || t.epoch.gen > MAX_COUNTER || t.hop > MAX_COUNTER {
+            return Err(format!("generation {} or hop {} out of range (1..={MAX_COUNTER})", t.epoch.gen, t.hop));
+        }
+        if t.busy_hop > t.hop {
+            return Err(format!("busy hop {} is ahead of hop {}", t.busy_hop, t.hop));
+        }
+        for (bank, v) in &t.visits {
+            if !self.is_member(bank) || *v > 2 {
+                return Err(format!("visit count {v} of {bank}"));
+            }
+        }
+        for (bank, h) in &t.passed_by {
+            if !self.is_member(bank) || *h > t.hop {
+                return Err(format!("pass record {h} of {bank} (hop {})", t.hop));
+            }
+        }
+        if t.queue.len() > MAX_QUEUE {
+            return Err(format!("{} packages queued; at most {MAX_QUEUE}", t.queue.len()));
+        }
+        let mut keys = std::collections::BTreeSet::new();
+        for q in &t.queue {
+            if !self.is_member(&q.origin) {
+                return Err(format!("package {} from non-member origin", q.key()));
+            }
+            if let Err(e) = q.package.validate(|b| self.is_member(b)) {
+                return Err(format!("package {}: {}", q.key(), e.message));
+            }
+            if !keys.insert(q.key()) {
+                return Err(format!("package {} queued twice", q.key()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a block (recovery) announcement from the network can be one of this ring's.
+    pub fn check_block(&self, from: &str, gen: u64) -> Result<(), String> {
+        if from == self.me || !self.is_member(from) {
+            return Err(format!("sender {from} is not another bank of the consortium"));
+        }
+        if gen == 0 || gen > MAX_COUNTER {
+            return Err(format!("generation {gen} out of range (1..={MAX_COUNTER})"));
+        }
+        Ok(())
     }
 
     /// A token of `epoch` at `hop` arrived; `mine` is its record of this bank's last pass
@@ -145,7 +205,7 @@ impl Ring {
     /// the token visits twice in the cycle. Executing starts a new cycle.
     pub fn visit(&self, token: &mut Token) -> bool {
         let v = token.visits.entry(self.me.clone()).or_insert(0);
-        *v += 1;
+        *v = v.saturating_add(1);
         if *v >= 2 {
             token.visits.clear();
             token.visits.insert(self.me.clone(), 1);
@@ -183,7 +243,8 @@ impl Ring {
     /// A new epoch above every generation this bank knows of (`seen_gen` from asking others),
     /// and at least the floor a recovery announced (tokens of the floor are not stale).
     pub fn new_epoch(&mut self, seen_gen: u64) -> Epoch {
-        let gen = (self.newest.as_ref().map_or(0, |e| e.gen).max(seen_gen) + 1).max(self.floor_gen);
+        // Generations from the network are checked against MAX_COUNTER, far below u64::MAX.
+        let gen = (self.newest.as_ref().map_or(0, |e| e.gen).max(seen_gen).min(MAX_COUNTER).saturating_add(1)).max(self.floor_gen);
         let e = Epoch { gen, creator: self.me.clone() };
         self.floor_gen = gen;
         self.newest = Some(e.clone());
@@ -364,6 +425,60 @@ mod tests {
         assert!(a.visit(&mut t));
         assert_eq!(t.visits.len(), 1);
         assert!(!b.visit(&mut t), "a new cycle started");
+    }
+
+    #[test]
+    fn tokens_from_outside_the_ring_or_with_wild_counters_are_refused() {
+        use crate::domain::Cents;
+        use crate::package::{AccountRef, OpKind, Operation, Package};
+        use crate::ring::Queued;
+        let r = ring("b:1");
+        let good = || {
+            let mut t = Token::new(e(3, "a:1"));
+            t.hop = 10;
+            t.busy_hop = 9;
+            t.visits.insert("a:1".into(), 1);
+            t.passed_by.insert("a:1".into(), 10);
+            let op = Operation { kind: OpKind::Deposit, from: None, to: Some(AccountRef { bank: "c:1".into(), account: "1".into() }), amount: Cents(5) };
+            t.queue.push(Queued { package: Package { id: "p".into(), operations: vec![op] }, origin: "a:1".into() });
+            t
+        };
+        assert_eq!(r.check_token("a:1", &good()), Ok(()));
+        assert!(r.check_token("x:1", &good()).is_err(), "not a member");
+        assert!(r.check_token("b:1", &good()).is_err(), "from itself");
+        let bad: Vec<(&str, Box<dyn Fn(&mut Token)>)> = vec![
+            ("creator", Box::new(|t| t.epoch.creator = "x:1".into())),
+            ("gen 0", Box::new(|t| t.epoch.gen = 0)),
+            ("huge gen", Box::new(|t| t.epoch.gen = u64::MAX)),
+            ("huge hop", Box::new(|t| t.hop = MAX_COUNTER + 1)),
+            ("busy ahead", Box::new(|t| t.busy_hop = 11)),
+            ("visits", Box::new(|t| { t.visits.insert("a:1".into(), u32::MAX); })),
+            ("visitor", Box::new(|t| { t.visits.insert("x:1".into(), 1); })),
+            ("passed ahead", Box::new(|t| { t.passed_by.insert("c:1".into(), 11); })),
+            ("queued twice", Box::new(|t| { let q = t.queue[0].clone(); t.queue.push(q); })),
+            ("origin", Box::new(|t| t.queue[0].origin = "x:1".into())),
+            ("bad package", Box::new(|t| t.queue[0].package.operations[0].amount = Cents(0))),
+            ("unknown bank", Box::new(|t| t.queue[0].package.operations[0].to.as_mut().unwrap().bank = "x:1".into())),
+        ];
+        for (what, f) in bad {
+            let mut t = good();
+            f(&mut t);
+            assert!(r.check_token("a:1", &t).is_err(), "{what}");
+        }
+        let mut t = good();
+        let q = t.queue[0].clone();
+        t.queue.push(Queued { origin: "c:1".into(), ..q });
+        assert_eq!(r.check_token("a:1", &t), Ok(()), "the same id at another origin is another package");
+        assert!(r.check_block("a:1", MAX_COUNTER).is_ok());
+        assert!(r.check_block("a:1", MAX_COUNTER + 1).is_err());
+        assert!(r.check_block("x:1", 2).is_err());
+    }
+
+    #[test]
+    fn new_epochs_never_overflow() {
+        let mut r = ring("a:1");
+        let e = r.new_epoch(u64::MAX);
+        assert_eq!(e.gen, MAX_COUNTER + 1, "capped, not wrapped");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The token that circulates among the banks.
 
 use crate::net::ring_key;
-use crate::package::Package;
+use crate::package::{Package, PackageKey};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -34,10 +34,28 @@ impl std::fmt::Display for Epoch {
 
 /// A package waiting in the token, with the bank that holds its record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Queued {
     pub package: Package,
     pub origin: String,
 }
+
+impl Queued {
+    pub fn key(&self) -> PackageKey {
+        self.package.key(&self.origin)
+    }
+}
+
+/// Most packages a token carries: bounds the size of a pass (see `api::MAX_PEER_BODY_BYTES`).
+/// An origin with more pending adds the rest at a later visit, oldest first.
+pub const MAX_QUEUE: usize = 1024;
+
+/// Ceiling of every counter that arrives from the network (generation, hop). Far above any
+/// count a ring reaches (2^62 passes at a million a second is 146,000 years), far enough
+/// below u64::MAX that adding to it never wraps. A token or block above it is refused and
+/// never persisted: it used to overflow a counter, be saved, and stop the bank again after
+/// every restart.
+pub const MAX_COUNTER: u64 = 1 << 62;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Token {

@@ -10,8 +10,9 @@ use crate::domain::{Account, AccountKind, Cents, Cpf, User};
 use crate::error::Error;
 use crate::package::leg::{self, LegRecord, LegState, LegVote};
 use crate::package::record::{Decided, OpResult, Outcome, Record};
-use crate::package::spec::{Leg, Package, Side};
-use redb::{Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition};
+use crate::package::spec::{Leg, Package, PackageDigest, PackageKey, Side};
+use serde::Deserialize;
+use redb::{Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition, TableHandle};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -24,13 +25,27 @@ const HOLDERS: TableDefinition<&str, ()> = TableDefinition::new("holders");
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 /// Origin records still pending, by acceptance order: what this bank must get executed.
 const OUTBOX: TableDefinition<u64, &str> = TableDefinition::new("outbox");
-/// "package/index/side" → leg record, for legs this bank holds as a participant.
-const LEGS: TableDefinition<&str, &[u8]> = TableDefinition::new("legs");
-/// Packages with at least one prepared leg here, and their origin: the in-doubt set.
-const IN_DOUBT: TableDefinition<&str, &str> = TableDefinition::new("in_doubt");
-/// Outcomes this bank learned as a participant (tombstones, so late prepares are refused).
-const OUTCOMES: TableDefinition<&str, &[u8]> = TableDefinition::new("outcomes");
+/// (origin, package id, operation index, side) → leg record, for legs this bank holds as a
+/// participant. Every participant table is keyed by (origin, id): the package's identity.
+const LEGS: TableDefinition<(&str, &str, u32, u8), &[u8]> = TableDefinition::new("participant_legs");
+/// (origin, package id) → what this bank knows of a package it takes part in: the digest of
+/// the package it prepared (a prepare of other content under the same key is refused), and
+/// the outcome once learned (a tombstone, so a late prepare is refused).
+const PARTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("participant_packages");
+/// Packages with at least one prepared leg here whose outcome is not known: the in-doubt set.
+const IN_DOUBT: TableDefinition<(&str, &str), ()> = TableDefinition::new("participant_in_doubt");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Tables of the layout before package identity was (origin, id). Such a database cannot be
+/// read safely by this version (its legs are filed by the client's id alone).
+const LEGACY_TABLES: &[&str] = &["legs", "outcomes", "in_doubt"];
+
+/// A participant's row for one package (`PARTS`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participation {
+    /// Digest of the package whose legs were prepared here; None if the outcome came first.
+    pub digest: Option<PackageDigest>,
+    pub outcome: Option<Outcome>,
+}
 
 const META_ACCOUNT_SEQ: &str = "account_seq";
 const META_RECORD_SEQ: &str = "record_seq";
@@ -41,12 +56,12 @@ const META_EPOCH_GEN: &str = "epoch_gen";
 pub enum Write {
     /// Accept a package at its origin.
     Submit { package: Package, origin: String },
-    /// Prepare legs held here: (package, origin, legs), in order.
-    Prepare(Vec<(String, String, Vec<Leg>)>),
+    /// Prepare legs held here: (origin, the whole package, this bank's legs of it), in order.
+    Prepare(Vec<(String, Package, Vec<Leg>)>),
     /// Decide records of this origin (compare-and-set): (package, outcome, per-operation results).
     Decide(Vec<(String, Outcome, Vec<OpResult>)>),
     /// Apply outcomes to legs held here.
-    Finish(Vec<(String, Outcome)>),
+    Finish(Vec<(PackageKey, Outcome)>),
 }
 
 /// The answer to each `Write`, in the same slot.
@@ -54,12 +69,12 @@ pub enum Write {
 pub enum Written {
     /// The record, and whether it is new (same id, same content: a retry).
     Submit(Result<(Record, bool), Error>),
-    /// Per package, its votes.
-    Prepare(Vec<Vec<LegVote>>),
+    /// Per package, its votes, or why the prepare was refused.
+    Prepare(Vec<Result<Vec<LegVote>, Error>>),
     /// Per package, the record as it now stands and whether this write decided it.
     Decide(Vec<Result<(Record, Decided), Error>>),
-    /// How many legs moved money.
-    Finish(usize),
+    /// Per package, how many legs moved money, or why the outcome was refused.
+    Finish(Vec<Result<usize, Error>>),
 }
 
 #[derive(Clone)]
@@ -75,7 +90,7 @@ pub struct Audit {
     pub accounts: Vec<Account>,
     pub records: Vec<Record>,
     pub legs: Vec<LegRecord>,
-    pub in_doubt: Vec<String>,
+    pub in_doubt: Vec<PackageKey>,
 }
 
 fn internal(e: impl std::fmt::Display) -> Error {
@@ -90,17 +105,15 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(b).map_err(|e| internal(format!("corrupt row: {e}")))
 }
 
-fn leg_key(package: &str, leg: &Leg) -> String {
-    let side = match leg.side {
-        Side::Debit => "d",
-        Side::Credit => "c",
-    };
-    format!("{package}/{:05}/{side}", leg.index)
+fn side_byte(side: Side) -> u8 {
+    match side {
+        Side::Debit => 0,
+        Side::Credit => 1,
+    }
 }
 
-/// Keys of every leg of `package`: ids never contain '/', and '0' follows '/' in ASCII.
-fn leg_range(package: &str) -> (String, String) {
-    (format!("{package}/"), format!("{package}0"))
+fn leg_key<'a>(key: &'a PackageKey, leg: &Leg) -> (&'a str, &'a str, u32, u8) {
+    (key.origin.as_str(), key.id.as_str(), leg.index, side_byte(leg.side))
 }
 
 impl Store {
@@ -144,9 +157,17 @@ impl Store {
             tx.open_table(HOLDERS).map_err(internal)?;
             tx.open_table(RECORDS).map_err(internal)?;
             tx.open_table(OUTBOX).map_err(internal)?;
+            for t in tx.list_tables().map_err(internal)? {
+                if LEGACY_TABLES.contains(&t.name()) {
+                    return Err(Error::internal(format!(
+                        "this database was written by an older version of the bank (table {:?}: packages filed by id alone, not by origin and id); it cannot be opened safely: settle it with the older version, or start with a new data directory",
+                        t.name()
+                    )));
+                }
+            }
             tx.open_table(LEGS).map_err(internal)?;
+            tx.open_table(PARTS).map_err(internal)?;
             tx.open_table(IN_DOUBT).map_err(internal)?;
-            tx.open_table(OUTCOMES).map_err(internal)?;
             tx.open_table(META).map_err(internal)?;
         }
         tx.commit().map_err(internal)?;
@@ -307,14 +328,21 @@ impl Store {
     // ---- participant legs ----
 
     /// Prepares this bank's legs of a package, all in one transaction. Idempotent.
-    pub fn prepare(&self, package: &str, origin: &str, legs: &[Leg]) -> Result<Vec<LegVote>, Error> {
-        self.write(|tx| prepare_in(tx, package, origin, legs))
+    pub fn prepare(&self, origin: &str, package: &Package, legs: &[Leg]) -> Result<Vec<LegVote>, Error> {
+        self.write(|tx| prepare_in(tx, origin, package, legs))
     }
 
     /// Applies the package's outcome to this bank's legs. Idempotent; returns how many legs
     /// moved money.
-    pub fn finish(&self, package: &str, outcome: Outcome) -> Result<usize, Error> {
-        self.write(|tx| finish_in(tx, package, outcome, self.skip_refund))
+    pub fn finish(&self, key: &PackageKey, outcome: Outcome) -> Result<usize, Error> {
+        self.write(|tx| finish_in(tx, key, outcome, self.skip_refund))
+    }
+
+    pub fn participation(&self, key: &PackageKey) -> Result<Option<Participation>, Error> {
+        self.read(|tx| {
+            let t = tx.open_table(PARTS).map_err(internal)?;
+            t.get((key.origin.as_str(), key.id.as_str())).map_err(internal)?.map(|v| dec(v.value())).transpose()
+        })
     }
 
     // ---- group commit ----
@@ -325,44 +353,46 @@ impl Store {
     /// changes nothing; a storage failure fails them all.
     pub fn write_group(&self, writes: Vec<Write>) -> Result<Vec<Written>, Error> {
         self.write(|tx| {
-            let soft = |e: &Error| matches!(e.kind, crate::error::Kind::Conflict | crate::error::Kind::NotFound);
             let mut out = Vec::with_capacity(writes.len());
             for w in writes {
                 out.push(match w {
-                    Write::Submit { package, origin } => match submit_in(tx, &package, &origin) {
-                        Err(e) if soft(&e) => Written::Submit(Err(e)),
-                        other => Written::Submit(Ok(other?)),
-                    },
-                    Write::Prepare(items) => {
-                        Written::Prepare(items.iter().map(|(p, o, legs)| prepare_in(tx, p, o, legs)).collect::<Result<_, _>>()?)
-                    }
-                    Write::Decide(items) => {
-                        let mut each = Vec::with_capacity(items.len());
-                        for (id, o, r) in items {
-                            match decide_in(tx, &id, o, r) {
-                                Err(e) if soft(&e) => each.push(Err(e)),
-                                other => each.push(Ok(other?)),
-                            }
-                        }
-                        Written::Decide(each)
-                    }
-                    Write::Finish(items) => {
-                        Written::Finish(items.iter().map(|(p, o)| finish_in(tx, p, *o, self.skip_refund)).sum::<Result<usize, Error>>()?)
-                    }
+                    Write::Submit { package, origin } => Written::Submit(slot(submit_in(tx, &package, &origin))?),
+                    Write::Prepare(items) => Written::Prepare(
+                        items.iter().map(|(o, p, legs)| slot(prepare_in(tx, o, p, legs))).collect::<Result<_, _>>()?,
+                    ),
+                    Write::Decide(items) => Written::Decide(
+                        items.into_iter().map(|(id, o, r)| slot(decide_in(tx, &id, o, r))).collect::<Result<_, _>>()?,
+                    ),
+                    Write::Finish(items) => Written::Finish(
+                        items.iter().map(|(k, o)| slot(finish_in(tx, k, *o, self.skip_refund))).collect::<Result<_, _>>()?,
+                    ),
                 });
             }
             Ok(out)
         })
     }
 
-    /// Packages with legs prepared here whose outcome this bank has not learned: (id, origin).
-    pub fn in_doubt(&self) -> Result<Vec<(String, String)>, Error> {
+}
+
+/// A refusal answers its own slot of a group (every *_in function refuses before writing, so
+/// the transaction stays usable); a storage failure fails the whole group.
+fn slot<T>(r: Result<T, Error>) -> Result<Result<T, Error>, Error> {
+    match r {
+        Err(e) if e.kind == crate::error::Kind::Internal => Err(e),
+        other => Ok(other),
+    }
+}
+
+impl Store {
+    /// Packages with legs prepared here whose outcome this bank has not learned.
+    pub fn in_doubt(&self) -> Result<Vec<PackageKey>, Error> {
         self.read(|tx| {
             let t = tx.open_table(IN_DOUBT).map_err(internal)?;
             let mut out = Vec::new();
             for row in t.iter().map_err(internal)? {
-                let (k, v) = row.map_err(internal)?;
-                out.push((k.value().to_string(), v.value().to_string()));
+                let (k, _) = row.map_err(internal)?;
+                let (origin, id) = k.value();
+                out.push(PackageKey::new(origin, id));
             }
             Ok(out)
         })
@@ -402,62 +432,91 @@ impl Store {
                 a.legs.push(dec(row.map_err(internal)?.1.value())?);
             }
             for row in tx.open_table(IN_DOUBT).map_err(internal)?.iter().map_err(internal)? {
-                a.in_doubt.push(row.map_err(internal)?.0.value().to_string());
+                let (k, _) = row.map_err(internal)?;
+                let (origin, id) = k.value();
+                a.in_doubt.push(PackageKey::new(origin, id));
             }
             Ok(a)
         })
     }
 }
 
-fn prepare_in(tx: &redb::WriteTransaction, package: &str, origin: &str, legs: &[Leg]) -> Result<Vec<LegVote>, Error> {
-    let outcomes = tx.open_table(OUTCOMES).map_err(internal)?;
-    if let Some(v) = outcomes.get(package).map_err(internal)? {
-        let o: Outcome = dec(v.value())?;
-        // A late prepare for a finished package. After a commit every leg exists, so
-        // only legs that already have a record can be asked again.
-        let mut legs_t = tx.open_table(LEGS).map_err(internal)?;
-        let mut votes = Vec::with_capacity(legs.len());
-        for l in legs {
-            let k = leg_key(package, l);
-            let existing: Option<LegRecord> = legs_t.get(k.as_str()).map_err(internal)?.map(|v| dec(v.value())).transpose()?;
-            let rec = match existing {
-                Some(rec) => rec,
-                None => {
-                    assert_eq!(o, Outcome::Abort, "committed package {package} is missing leg {l:?}");
-                    let rec = LegRecord { package: package.into(), origin: origin.into(), leg: l.clone(), state: LegState::Aborted };
-                    legs_t.insert(k.as_str(), enc(&rec).as_slice()).map_err(internal)?;
-                    rec
-                }
-            };
-            votes.push(rec.vote());
+/// The legs of `key` this bank holds, in key order.
+fn legs_of(legs_t: &impl ReadableTable<(&'static str, &'static str, u32, u8), &'static [u8]>, key: &PackageKey) -> Result<Vec<LegRecord>, Error> {
+    let (o, id) = (key.origin.as_str(), key.id.as_str());
+    let mut out = Vec::new();
+    for row in legs_t.range((o, id, 0u32, 0u8)..=(o, id, u32::MAX, u8::MAX)).map_err(internal)? {
+        out.push(dec(row.map_err(internal)?.1.value())?);
+    }
+    Ok(out)
+}
+
+fn put_part(tx: &redb::WriteTransaction, key: &PackageKey, p: &Participation) -> Result<(), Error> {
+    let mut t = tx.open_table(PARTS).map_err(internal)?;
+    t.insert((key.origin.as_str(), key.id.as_str()), enc(p).as_slice()).map_err(internal)?;
+    Ok(())
+}
+
+/// Prepares `legs` (this bank's legs of `package` accepted at `origin`). Refuses, before
+/// writing anything, a package whose key this bank already knows with other content: a
+/// repeated prepare is answered with the first one's votes only if it is the same package.
+fn prepare_in(tx: &redb::WriteTransaction, origin: &str, package: &Package, legs: &[Leg]) -> Result<Vec<LegVote>, Error> {
+    let key = package.key(origin);
+    let digest = package.digest(origin);
+    let part: Option<Participation> = {
+        let t = tx.open_table(PARTS).map_err(internal)?;
+        let v = t.get((key.origin.as_str(), key.id.as_str())).map_err(internal)?;
+        v.map(|v| dec(v.value())).transpose()?
+    };
+    if let Some(known) = part.as_ref().and_then(|p| p.digest) {
+        if known != digest {
+            return Err(Error::conflict(
+                "package_mismatch",
+                format!("package {key} was prepared here with other content (digest {known:?}, this one {digest:?})"),
+            ));
         }
-        return Ok(votes);
     }
     let mut legs_t = tx.open_table(LEGS).map_err(internal)?;
     let mut accounts = tx.open_table(ACCOUNTS).map_err(internal)?;
     let mut votes = Vec::with_capacity(legs.len());
     let mut any_prepared = false;
+    let outcome = part.as_ref().and_then(|p| p.outcome);
     for l in legs {
-        let k = leg_key(package, l);
-        if let Some(v) = legs_t.get(k.as_str()).map_err(internal)? {
+        let k = leg_key(&key, l);
+        if let Some(v) = legs_t.get(k).map_err(internal)? {
+            // Same key, same digest: the same leg. Its first vote stands.
             let rec: LegRecord = dec(v.value())?;
-            assert_eq!(rec.leg, *l, "leg {k} prepared twice with different content");
+            assert_eq!(rec.leg, *l, "leg {key}/{}/{:?} differs under one digest", l.index, l.side);
             any_prepared |= rec.state == LegState::Prepared;
             votes.push(rec.vote());
             continue;
         }
-        let mut account: Option<Account> = accounts.get(l.account.as_str()).map_err(internal)?.map(|v| dec(v.value())).transpose()?;
-        let rec = leg::prepare(package, origin, l, account.as_mut());
-        if rec.state == LegState::Prepared {
-            let a = account.expect("prepared legs have an account");
-            accounts.insert(a.key.as_str(), enc(&a).as_slice()).map_err(internal)?;
-            any_prepared = true;
-        }
-        legs_t.insert(k.as_str(), enc(&rec).as_slice()).map_err(internal)?;
+        let rec = match outcome {
+            // A late prepare for a package whose outcome came first: only an abort can come
+            // without this bank's vote, so the leg is aborted without touching the account.
+            Some(o) => {
+                assert_eq!(o, Outcome::Abort, "package {key} committed here without its leg {l:?}");
+                LegRecord { package: key.id.clone(), origin: key.origin.clone(), leg: l.clone(), state: LegState::Aborted }
+            }
+            None => {
+                let mut account: Option<Account> = accounts.get(l.account.as_str()).map_err(internal)?.map(|v| dec(v.value())).transpose()?;
+                let rec = leg::prepare(&key.id, &key.origin, l, account.as_mut());
+                if rec.state == LegState::Prepared {
+                    let a = account.expect("prepared legs have an account");
+                    accounts.insert(a.key.as_str(), enc(&a).as_slice()).map_err(internal)?;
+                    any_prepared = true;
+                }
+                rec
+            }
+        };
+        legs_t.insert(k, enc(&rec).as_slice()).map_err(internal)?;
         votes.push(rec.vote());
     }
-    if any_prepared {
-        tx.open_table(IN_DOUBT).map_err(internal)?.insert(package, origin).map_err(internal)?;
+    if part.as_ref().and_then(|p| p.digest).is_none() {
+        put_part(tx, &key, &Participation { digest: Some(digest), outcome })?;
+    }
+    if any_prepared && outcome.is_none() {
+        tx.open_table(IN_DOUBT).map_err(internal)?.insert((key.origin.as_str(), key.id.as_str()), ()).map_err(internal)?;
     }
     Ok(votes)
 }
@@ -487,7 +546,7 @@ fn decide_in(tx: &redb::WriteTransaction, id: &str, outcome: Outcome, results: V
         Some(v) => dec(v.value())?,
         None => return Err(Error::not_found("package_not_found", format!("no package {id} at this origin"))),
     };
-    let d = r.decide(outcome, results);
+    let d = r.decide(outcome, results)?;
     if d == Decided::Now {
         records.insert(id, enc(&r).as_slice()).map_err(internal)?;
         tx.open_table(OUTBOX).map_err(internal)?.remove(r.seq).map_err(internal)?;
@@ -495,22 +554,37 @@ fn decide_in(tx: &redb::WriteTransaction, id: &str, outcome: Outcome, results: V
     Ok((r, d))
 }
 
-fn finish_in(tx: &redb::WriteTransaction, package: &str, outcome: Outcome, skip_refund: bool) -> Result<usize, Error> {
-    let mut outcomes = tx.open_table(OUTCOMES).map_err(internal)?;
-    if let Some(v) = outcomes.get(package).map_err(internal)? {
-        let known: Outcome = dec(v.value())?;
-        assert_eq!(known, outcome, "package {package} finished both ways");
+/// Applies `outcome` to this bank's legs of `key`. Refuses, before writing anything, an
+/// outcome that contradicts what this bank recorded: a commit of a package it never prepared
+/// or of a leg it refused, or the other outcome than the one already applied. Those can only
+/// come from a forged or broken message.
+fn finish_in(tx: &redb::WriteTransaction, key: &PackageKey, outcome: Outcome, skip_refund: bool) -> Result<usize, Error> {
+    let part: Option<Participation> = {
+        let t = tx.open_table(PARTS).map_err(internal)?;
+        let v = t.get((key.origin.as_str(), key.id.as_str())).map_err(internal)?;
+        v.map(|v| dec(v.value())).transpose()?
+    };
+    if let Some(known) = part.as_ref().and_then(|p| p.outcome) {
+        if known != outcome {
+            return Err(Error::conflict("outcome_contradicts_legs", format!("package {key}: {outcome:?} refused: it already ended here as {known:?}")));
+        }
         return Ok(0);
     }
-    outcomes.insert(package, enc(&outcome).as_slice()).map_err(internal)?;
+    let Some(part) = part else {
+        // Nothing prepared here: only an abort can be learned first (a tombstone, so a
+        // prepare that arrives late holds nothing). A commit needs this bank's yes vote.
+        if outcome == Outcome::Commit {
+            return Err(Error::conflict("outcome_contradicts_legs", format!("package {key}: commit refused: none of its legs was prepared here")));
+        }
+        put_part(tx, key, &Participation { digest: None, outcome: Some(outcome) })?;
+        return Ok(0);
+    };
     let mut legs_t = tx.open_table(LEGS).map_err(internal)?;
-    let mut accounts = tx.open_table(ACCOUNTS).map_err(internal)?;
-    let (lo, hi) = leg_range(package);
-    let mut recs: Vec<LegRecord> = Vec::new();
-    for row in legs_t.range(lo.as_str()..hi.as_str()).map_err(internal)? {
-        let (_, v) = row.map_err(internal)?;
-        recs.push(dec(v.value())?);
+    let recs = legs_of(&legs_t, key)?;
+    for rec in &recs {
+        leg::check_finish(rec, outcome)?;
     }
+    let mut accounts = tx.open_table(ACCOUNTS).map_err(internal)?;
     let mut moved = 0;
     for mut rec in recs {
         if rec.state != LegState::Prepared {
@@ -518,15 +592,16 @@ fn finish_in(tx: &redb::WriteTransaction, package: &str, outcome: Outcome, skip_
         }
         let mut a: Account = match accounts.get(rec.leg.account.as_str()).map_err(internal)? {
             Some(v) => dec(v.value())?,
-            None => panic!("prepared leg {:?} has no account", rec.leg),
+            None => panic!("prepared leg {:?} of {key} has no account", rec.leg),
         };
         if leg::finish(&mut rec, outcome, &mut a, skip_refund) {
             moved += 1;
         }
         accounts.insert(a.key.as_str(), enc(&a).as_slice()).map_err(internal)?;
-        legs_t.insert(leg_key(package, &rec.leg).as_str(), enc(&rec).as_slice()).map_err(internal)?;
+        legs_t.insert(leg_key(key, &rec.leg), enc(&rec).as_slice()).map_err(internal)?;
     }
-    tx.open_table(IN_DOUBT).map_err(internal)?.remove(package).map_err(internal)?;
+    put_part(tx, key, &Participation { digest: part.digest, outcome: Some(outcome) })?;
+    tx.open_table(IN_DOUBT).map_err(internal)?.remove((key.origin.as_str(), key.id.as_str())).map_err(internal)?;
     Ok(moved)
 }
 

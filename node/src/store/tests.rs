@@ -14,11 +14,34 @@ fn user(s: &Store, n: u32) {
     s.register_user(&User::new(cpf(n), "Someone").unwrap()).unwrap();
 }
 
+fn at(account: &str) -> Option<AccountRef> {
+    Some(AccountRef { bank: "me".into(), account: account.into() })
+}
+
+fn deposit(id: &str, to: &str, cents: u64) -> Package {
+    Package { id: id.into(), operations: vec![Operation { kind: OpKind::Deposit, from: None, to: at(to), amount: Cents(cents) }] }
+}
+
+fn withdraw(id: &str, from: &str, cents: u64) -> Package {
+    Package { id: id.into(), operations: vec![Operation { kind: OpKind::Withdraw, from: at(from), to: None, amount: Cents(cents) }] }
+}
+
+/// Prepares this bank's ("me") legs of `p` accepted at `origin`, as a participant does.
+fn prep(s: &Store, origin: &str, p: &Package) -> Result<Vec<LegVote>, Error> {
+    let legs = p.legs_by_bank().remove("me").unwrap_or_default();
+    s.prepare(origin, p, &legs)
+}
+
+fn key(origin: &str, id: &str) -> PackageKey {
+    PackageKey::new(origin, id)
+}
+
 fn funded(s: &Store, n: u32, cents: u64) -> Account {
     user(s, n);
     let a = s.open_account("me", AccountKind::Business, &[cpf(n)]).unwrap();
-    s.prepare(&format!("fund{n}"), "me", &[Leg { index: 0, side: Side::Credit, account: a.key.clone(), amount: Cents(cents) }]).unwrap();
-    s.finish(&format!("fund{n}"), Outcome::Commit).unwrap();
+    let id = format!("fund{n}");
+    assert!(prep(s, "me", &deposit(&id, &a.key, cents)).unwrap()[0].ok);
+    s.finish(&key("me", &id), Outcome::Commit).unwrap();
     s.account(&a.key).unwrap().unwrap()
 }
 
@@ -42,19 +65,74 @@ fn users_unique_and_accounts_follow_rules() {
 fn prepare_is_idempotent_and_finish_moves_money_once() {
     let s = store();
     let a = funded(&s, 1, 100);
-    let leg = Leg { index: 0, side: Side::Debit, account: a.key.clone(), amount: Cents(60) };
-    let v1 = s.prepare("p", "o", std::slice::from_ref(&leg)).unwrap();
-    let v2 = s.prepare("p", "o", std::slice::from_ref(&leg)).unwrap();
+    let p = withdraw("p", &a.key, 60);
+    let v1 = prep(&s, "o", &p).unwrap();
+    let v2 = prep(&s, "o", &p).unwrap();
     assert_eq!(v1, v2);
     assert!(v1[0].ok);
     let after = s.account(&a.key).unwrap().unwrap();
     assert_eq!((after.balance, after.held), (Cents(40), Cents(60)), "the hold is taken once");
-    assert_eq!(s.in_doubt().unwrap(), vec![("p".to_string(), "o".to_string())]);
-    assert_eq!(s.finish("p", Outcome::Abort).unwrap(), 1);
-    assert_eq!(s.finish("p", Outcome::Abort).unwrap(), 0);
+    assert_eq!(s.in_doubt().unwrap(), vec![key("o", "p")]);
+    assert_eq!(s.finish(&key("o", "p"), Outcome::Abort).unwrap(), 1);
+    assert_eq!(s.finish(&key("o", "p"), Outcome::Abort).unwrap(), 0);
     let after = s.account(&a.key).unwrap().unwrap();
     assert_eq!((after.balance, after.held), (Cents(100), Cents(0)));
     assert!(s.in_doubt().unwrap().is_empty());
+    assert!(s.audit().unwrap().self_check().is_empty());
+}
+
+/// Issue 9's reproduction, at the participant: one client id at two origins is two packages,
+/// and the second one's prepare is decided on its own merits, never by the first one's vote.
+#[test]
+fn the_same_id_at_two_origins_is_two_packages() {
+    let s = store();
+    let a = funded(&s, 1, 100);
+    let x = withdraw("X", &a.key, 100);
+    assert!(prep(&s, "A", &x).unwrap()[0].ok);
+    s.finish(&key("A", "X"), Outcome::Commit).unwrap();
+    let v = prep(&s, "B", &x).unwrap();
+    assert!(!v[0].ok, "(B, X) is a package of its own: no funds left for it");
+    assert!(v[0].reason.as_ref().unwrap().contains("insufficient funds"), "{v:?}");
+    assert_eq!(s.account(&a.key).unwrap().unwrap().balance, Cents(0));
+    assert!(s.audit().unwrap().self_check().is_empty());
+}
+
+#[test]
+fn a_prepare_with_other_content_under_a_known_key_is_refused() {
+    let s = store();
+    let a = funded(&s, 1, 100);
+    assert!(prep(&s, "o", &withdraw("p", &a.key, 10)).unwrap()[0].ok);
+    for other in [withdraw("p", &a.key, 90), deposit("p", &a.key, 10)] {
+        let e = prep(&s, "o", &other).unwrap_err();
+        assert_eq!(e.code, "package_mismatch", "{e}");
+    }
+    // Also after the outcome: a committed package's key never takes other content.
+    s.finish(&key("o", "p"), Outcome::Commit).unwrap();
+    assert_eq!(prep(&s, "o", &withdraw("p", &a.key, 90)).unwrap_err().code, "package_mismatch");
+    assert!(prep(&s, "o", &withdraw("p", &a.key, 10)).unwrap()[0].ok, "the same package again: its old vote");
+    assert_eq!(s.account(&a.key).unwrap().unwrap().balance, Cents(90));
+    assert!(s.audit().unwrap().self_check().is_empty());
+}
+
+#[test]
+fn outcomes_that_contradict_the_legs_are_refused_and_move_nothing() {
+    let s = store();
+    let a = funded(&s, 1, 10);
+    // A commit of a package never prepared here.
+    assert_eq!(s.finish(&key("o", "ghost"), Outcome::Commit).unwrap_err().code, "outcome_contradicts_legs");
+    assert!(s.participation(&key("o", "ghost")).unwrap().is_none(), "no tombstone from a refusal");
+    // A commit of a refused leg (insufficient funds).
+    assert!(!prep(&s, "o", &withdraw("big", &a.key, 11)).unwrap()[0].ok);
+    assert_eq!(s.finish(&key("o", "big"), Outcome::Commit).unwrap_err().code, "outcome_contradicts_legs");
+    // A package ended one way, then told the other.
+    assert!(prep(&s, "o", &deposit("d", &a.key, 5)).unwrap()[0].ok);
+    s.finish(&key("o", "d"), Outcome::Abort).unwrap();
+    assert_eq!(s.finish(&key("o", "d"), Outcome::Commit).unwrap_err().code, "outcome_contradicts_legs");
+    assert!(prep(&s, "o", &withdraw("w", &a.key, 5)).unwrap()[0].ok);
+    s.finish(&key("o", "w"), Outcome::Commit).unwrap();
+    assert_eq!(s.finish(&key("o", "w"), Outcome::Abort).unwrap_err().code, "outcome_contradicts_legs");
+    let after = s.account(&a.key).unwrap().unwrap();
+    assert_eq!((after.balance, after.held, after.blocked), (Cents(5), Cents(0), Cents(0)));
     assert!(s.audit().unwrap().self_check().is_empty());
 }
 
@@ -62,23 +140,27 @@ fn prepare_is_idempotent_and_finish_moves_money_once() {
 fn late_prepare_after_abort_is_refused() {
     let s = store();
     let a = funded(&s, 1, 100);
-    s.finish("late", Outcome::Abort).unwrap();
-    let v = s.prepare("late", "o", &[Leg { index: 0, side: Side::Debit, account: a.key.clone(), amount: Cents(5) }]).unwrap();
+    s.finish(&key("o", "late"), Outcome::Abort).unwrap();
+    let v = prep(&s, "o", &withdraw("late", &a.key, 5)).unwrap();
     assert!(!v[0].ok);
     assert_eq!(s.account(&a.key).unwrap().unwrap().balance, Cents(100), "nothing held for a dead package");
     assert!(s.in_doubt().unwrap().is_empty());
+    // The same id at another origin is not dead.
+    assert!(prep(&s, "o2", &withdraw("late", &a.key, 5)).unwrap()[0].ok);
 }
 
 #[test]
 fn insufficient_funds_and_missing_account_are_votes_not_errors() {
     let s = store();
     let a = funded(&s, 1, 10);
-    let v = s
-        .prepare("p", "o", &[
-            Leg { index: 0, side: Side::Debit, account: a.key.clone(), amount: Cents(11) },
-            Leg { index: 1, side: Side::Credit, account: "999999".into(), amount: Cents(1) },
-        ])
-        .unwrap();
+    let p = Package {
+        id: "p".into(),
+        operations: vec![
+            Operation { kind: OpKind::Withdraw, from: at(&a.key), to: None, amount: Cents(11) },
+            Operation { kind: OpKind::Deposit, from: None, to: at("999999"), amount: Cents(1) },
+        ],
+    };
+    let v = prep(&s, "o", &p).unwrap();
     assert!(!v[0].ok && !v[1].ok);
     assert!(s.in_doubt().unwrap().is_empty(), "nothing was prepared");
 }
@@ -153,36 +235,58 @@ fn a_group_commit_applies_writes_in_order_and_answers_each_in_its_slot() {
         operations: vec![Operation { kind: OpKind::Withdraw, from: Some(AccountRef { bank: "me".into(), account: a.key.clone() }), to: None, amount: Cents(cents) }],
     };
     let sub = |id: &str, cents: u64| Write::Submit { package: pkg(id, cents), origin: "me".into() };
-    let debit = |cents: u64| vec![Leg { index: 0, side: Side::Debit, account: a.key.clone(), amount: Cents(cents) }];
+    let debit = |id: &str, cents: u64| {
+        let p = pkg(id, cents);
+        let legs = p.legs_by_bank().remove("me").unwrap();
+        vec![("me".to_string(), p, legs)]
+    };
     s.submit(&pkg("old", 5), "me").unwrap();
     let answers = s
         .write_group(vec![
             sub("a", 70),
             sub("old", 6),
-            Write::Prepare(vec![("a".into(), "me".into(), debit(70))]),
+            Write::Prepare(debit("a", 70)),
             sub("a", 70),
             Write::Decide(vec![("a".into(), Outcome::Commit, vec![OpResult { index: 0, ok: true, reason: None }]), ("nobody".into(), Outcome::Abort, vec![])]),
-            Write::Finish(vec![("a".into(), Outcome::Commit)]),
+            Write::Finish(vec![(key("me", "a"), Outcome::Commit), (key("me", "never"), Outcome::Commit)]),
             // After the finish in the same group: sees the balance the finish left.
-            Write::Prepare(vec![("b".into(), "me".into(), debit(40))]),
+            Write::Prepare(debit("b", 40)),
+            Write::Prepare(debit("a", 71)),
         ])
         .unwrap();
-    assert_eq!(answers.len(), 7);
+    assert_eq!(answers.len(), 8);
     let Written::Submit(Ok((ra, true))) = &answers[0] else { panic!("{:?}", answers[0]) };
     let Written::Submit(Err(e)) = &answers[1] else { panic!("{:?}", answers[1]) };
     assert_eq!(e.code, "id_reused", "other content under a used id is refused, and the group goes on");
     let Written::Prepare(v) = &answers[2] else { panic!() };
-    assert!(v[0][0].ok);
+    assert!(v[0].as_ref().unwrap()[0].ok);
     let Written::Submit(Ok((again, false))) = &answers[3] else { panic!("{:?}", answers[3]) };
     assert_eq!(again.seq, ra.seq, "the same id twice in one group is a retry of the first");
     let Written::Decide(d) = &answers[4] else { panic!() };
     assert_eq!(d[0].as_ref().unwrap().1, Decided::Now);
     assert_eq!(d[1].as_ref().unwrap_err().kind, crate::error::Kind::NotFound, "an unknown id is answered in its slot");
-    assert!(matches!(answers[5], Written::Finish(1)));
+    let Written::Finish(f) = &answers[5] else { panic!() };
+    assert_eq!(f[0], Ok(1));
+    assert_eq!(f[1].as_ref().unwrap_err().code, "outcome_contradicts_legs", "refused in its slot; the group goes on");
     let Written::Prepare(v) = &answers[6] else { panic!() };
-    assert!(!v[0][0].ok, "30 left after the committed 70: a debit of 40 is refused");
+    assert!(!v[0].as_ref().unwrap()[0].ok, "30 left after the committed 70: a debit of 40 is refused");
+    let Written::Prepare(v) = &answers[7] else { panic!() };
+    assert_eq!(v[0].as_ref().unwrap_err().code, "package_mismatch");
     assert_eq!(s.account(&a.key).unwrap().unwrap().balance, Cents(30));
     let outbox: Vec<String> = s.outbox().unwrap().into_iter().map(|r| r.package.id).collect();
     assert_eq!(outbox, vec!["old"], "a was accepted once and decided");
     assert!(s.audit().unwrap().self_check().is_empty());
+}
+
+#[test]
+fn a_database_of_the_layout_before_scoped_ids_is_refused_with_a_reason() {
+    let disk = SimDisk::new(3);
+    {
+        let db = redb::Database::builder().create_with_backend(disk.backend()).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(TableDefinition::<&str, &[u8]>::new("legs")).unwrap();
+        tx.commit().unwrap();
+    }
+    let e = Store::open_backend(disk.backend()).err().expect("refused");
+    assert!(e.message.contains("older version"), "{e}");
 }
