@@ -60,7 +60,7 @@ impl Cluster {
         c
     }
 
-    fn data_dir(&self, i: usize) -> PathBuf {
+    pub fn data_dir(&self, i: usize) -> PathBuf {
         self.dir.path().join(format!("bank{i}"))
     }
 
@@ -87,6 +87,11 @@ impl Cluster {
 
     pub fn running(&self, i: usize) -> bool {
         self.procs[i].is_some()
+    }
+
+    /// How bank `i`'s process ended, if it did (None while it runs or was never started).
+    pub fn exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        self.procs[i].as_mut().and_then(|p| p.try_wait().ok().flatten())
     }
 
     /// Sends a signal by name (STOP, CONT, ...) with the system's `kill`.
