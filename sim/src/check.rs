@@ -211,7 +211,7 @@ pub fn acknowledged(banks: &[Option<BankAudit>], acks: &Acks, addrs: &[String]) 
             by_bank[i] = b.audit.records.iter().map(|r| (r.package.id.as_str(), r)).collect();
         }
     }
-    for (id, t) in &acks.packages {
+    for ((_, id), t) in &acks.packages {
         let Some(b) = &banks[t.origin] else { continue };
         if !t.accepted {
             continue;

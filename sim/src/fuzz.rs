@@ -58,6 +58,12 @@ pub fn generate(seed: u64) -> Scenario {
         deposits: pct(&mut rng, 20),
         withdrawals: pct(&mut rng, 20),
         any_origin: pct(&mut rng, 30),
+        // A third of the consortia also face clients that reuse other clients' ids. Drawn
+        // from a stream of its own, so every other choice of a seed stays what it was.
+        malicious_clients: {
+            let mut adv = ChaCha8Rng::seed_from_u64(mix(seed, 0xad));
+            if adv.random_bool(0.33) { adv.random_range(1..=2) } else { 0 }
+        },
     };
     let bank = |rng: &mut ChaCha8Rng| bank_name(rng.random_range(0..banks));
     let mut faults = Vec::new();

@@ -36,6 +36,9 @@ pub struct Report {
     pub violations: Vec<Violation>,
     pub trace_lines: usize,
     pub trace_hash: u64,
+    /// What adversarial clients did: (same id, other content, same bank: refused), (same id
+    /// at other banks). None when the scenario has none.
+    pub adversary: Option<(u64, u64)>,
 }
 
 /// FNV-1a (64 bit) over the trace lines, each followed by a newline.
@@ -81,6 +84,7 @@ impl Report {
             violations: st.violations.clone(),
             trace_lines: st.trace.len(),
             trace_hash: trace_hash(&st.trace),
+            adversary: (sh.scenario.workload.malicious_clients > 0).then_some((st.acks.reuses_refused, st.acks.reuses_elsewhere)),
             ..Default::default()
         };
         for t in st.acks.packages.values() {
@@ -152,6 +156,9 @@ impl std::fmt::Display for Report {
             self.disk_dropped,
             self.disk_torn
         );
+        if let Some((refused, elsewhere)) = self.adversary {
+            let _ = writeln!(w, "  adversary       {refused} reused ids with other content refused by their bank, {elsewhere} reused at other banks");
+        }
         match self.latency_ms {
             Some([p50, p90, p99, max]) => {
                 let _ = writeln!(w, "  latency         p50 {p50:.1} ms, p90 {p90:.1} ms, p99 {p99:.1} ms, max {max:.1} ms (simulated)");

@@ -143,6 +143,10 @@ pub struct Workload {
     pub withdrawals: f64,
     /// Share of packages sent to a random bank rather than the bank of their first account.
     pub any_origin: f64,
+    /// Adversarial clients besides the honest ones: they take ids other clients used and
+    /// send them with other content to other banks (a package of its own there) and to the
+    /// same bank (which must refuse it), and send the same package again at other banks.
+    pub malicious_clients: usize,
 }
 
 impl Default for Workload {
@@ -158,6 +162,7 @@ impl Default for Workload {
             deposits: 0.1,
             withdrawals: 0.1,
             any_origin: 0.2,
+            malicious_clients: 0,
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct Track {
     pub decided_at: Option<Duration>,
     /// Refused by validation (4xx), with the code.
     pub rejected: Option<String>,
+    /// What was submitted (a malicious client reuses it).
+    pub package: Package,
 }
 
 /// Everything the banks acknowledged to the workload.
@@ -38,7 +40,12 @@ pub struct Track {
 pub struct Acks {
     pub users: Vec<(usize, String)>,
     pub accounts: Vec<(usize, String)>,
-    pub packages: BTreeMap<String, Track>,
+    /// By package identity: (origin bank, id).
+    pub packages: BTreeMap<(usize, String), Track>,
+    /// Adversarial clients' reused ids: refused by the bank that holds them (409), and sent to
+    /// other banks (packages of their own there).
+    pub reuses_refused: u64,
+    pub reuses_elsewhere: u64,
     /// Simulated latency from first submission to a known outcome, in microseconds.
     pub latencies_us: Vec<u64>,
 }
@@ -94,6 +101,9 @@ pub(crate) async fn client_main(sh: Arc<Shared>) -> turmoil::Result {
     let mut clients = Vec::new();
     for c in 0..sc.workload.clients {
         clients.push(tokio::spawn(client_loop(sh.clone(), chaotic.clone(), accounts.clone(), c)));
+    }
+    for m in 0..sc.workload.malicious_clients {
+        clients.push(tokio::spawn(malicious_loop(sh.clone(), chaotic.clone(), accounts.clone(), m)));
     }
     for c in clients {
         c.await.map_err(|e| e.to_string())?;
@@ -157,10 +167,13 @@ async fn submit(sh: Arc<Shared>, t: Arc<dyn Transport>, origin: usize, p: Packag
     let end = ms(sc.duration_ms + sc.settle_ms);
     let start = sh.now();
     let id = p.id.clone();
-    sh.lock().acks.packages.insert(
-        id.clone(),
-        Track { origin, submitted_at: start, accepted: false, decided: None, results: Vec::new(), decided_at: None, rejected: None },
-    );
+    let key = (origin, id.clone());
+    {
+        let mut st = sh.lock();
+        assert!(!st.acks.packages.contains_key(&key), "the workload submits package {id}@{origin} once");
+        let track = Track { origin, submitted_at: start, accepted: false, decided: None, results: Vec::new(), decided_at: None, rejected: None, package: p.clone() };
+        st.acks.packages.insert(key.clone(), track);
+    }
     let body = serde_json::to_vec(&p).unwrap();
     let timeout = ms(sc.timing.package_wait_ms + 2 * sc.timing.peer_timeout_ms + 500);
     let mut backoff = 50;
@@ -177,7 +190,7 @@ async fn submit(sh: Arc<Shared>, t: Arc<dyn Transport>, origin: usize, p: Packag
                 let now = sh.now();
                 let mut st = sh.lock();
                 let st = &mut *st;
-                let track = st.acks.packages.get_mut(&id).expect("registered above");
+                let track = st.acks.packages.get_mut(&key).expect("registered above");
                 track.accepted = true;
                 if v.status == Status::Pending {
                     backoff = 50;
@@ -208,7 +221,7 @@ async fn submit(sh: Arc<Shared>, t: Arc<dyn Transport>, origin: usize, p: Packag
             }
             Ok((code @ 400..=499, answer)) => {
                 let why = String::from_utf8_lossy(&answer).into_owned();
-                sh.lock().acks.packages.get_mut(&id).expect("registered").rejected = Some(format!("{code} {why}"));
+                sh.lock().acks.packages.get_mut(&key).expect("registered").rejected = Some(format!("{code} {why}"));
                 return None;
             }
             _ => {
@@ -237,6 +250,70 @@ async fn client_loop(sh: Arc<Shared>, t: Arc<dyn Transport>, accounts: Arc<Vec<(
         }
         let (origin, p) = random_package(&sh, &mut rng, &accounts, format!("c{}-{n}", c + 1));
         submit(sh.clone(), t.clone(), origin, p).await;
+    }
+}
+
+/// An adversarial client. It plays with other clients' ids: each must stay the package of
+/// its (origin, id), whatever is sent elsewhere under the same id.
+async fn malicious_loop(sh: Arc<Shared>, t: Arc<dyn Transport>, accounts: Arc<Vec<(usize, String)>>, m: usize) {
+    let sc = sh.scenario.clone();
+    let mut rng = ChaCha8Rng::seed_from_u64(mix(sc.seed, 5_000 + m as u64));
+    let stop = ms(sc.duration_ms);
+    let mean_ms = 1000.0 * sc.workload.clients.max(1) as f64 / sc.workload.ops_per_sec.max(1.0);
+    loop {
+        tokio::time::sleep(ms(rng.random_range(1..=(2.0 * mean_ms) as u64 + 1))).await;
+        if sh.now() >= stop || accounts.is_empty() {
+            return;
+        }
+        // A package another client sent, as the adversary saw it on the wire.
+        let victim = {
+            let st = sh.lock();
+            let seen: Vec<&Track> = st.acks.packages.values().filter(|t| t.accepted).collect();
+            if seen.is_empty() {
+                continue;
+            }
+            seen[rng.random_range(0..seen.len())].clone()
+        };
+        let id = victim.package.id.clone();
+        let others: Vec<usize> = (0..sh.addrs.len()).filter(|b| *b != victim.origin && !sh.lock().acks.packages.contains_key(&(*b, id.clone()))).collect();
+        match rng.random_range(0..3) {
+            // The same id with other content at the same bank: must be refused, never run.
+            0 => {
+                let (_, mut p) = random_package(&sh, &mut rng, &accounts, id.clone());
+                if p == victim.package {
+                    p.operations.push(Operation { kind: OpKind::Deposit, from: None, to: p.operations[0].to.clone().or(p.operations[0].from.clone()), amount: Cents(1) });
+                }
+                reuse_refused(&sh, &*t, victim.origin, &p).await;
+            }
+            // The same id with other content at another bank: a package of its own there.
+            1 if !others.is_empty() => {
+                let origin = others[rng.random_range(0..others.len())];
+                let (_, p) = random_package(&sh, &mut rng, &accounts, id);
+                sh.lock().acks.reuses_elsewhere += 1;
+                submit(sh.clone(), t.clone(), origin, p).await;
+            }
+            // The very same package again at another bank: also a package of its own.
+            _ if !others.is_empty() => {
+                let origin = others[rng.random_range(0..others.len())];
+                sh.lock().acks.reuses_elsewhere += 1;
+                submit(sh.clone(), t.clone(), origin, victim.package.clone()).await;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Sends `p`, whose id `origin` already holds with other content: the bank must answer 409
+/// and keep the package it has.
+async fn reuse_refused(sh: &Shared, t: &dyn Transport, origin: usize, p: &Package) {
+    let timeout = ms(sh.scenario.timing.package_wait_ms + 2 * sh.scenario.timing.peer_timeout_ms + 500);
+    let body = serde_json::to_vec(p).unwrap();
+    match http(t, &sh.addrs[origin], hyper::Method::POST, "/packages", Some(body), timeout).await {
+        Ok((code @ (200 | 202), _)) => {
+            sh.violation(format!("api: {} answered {code} to other content under its package id {}", sh.names[origin], p.id));
+        }
+        Ok((409, _)) => sh.lock().acks.reuses_refused += 1,
+        _ => {} // no answer: the same question may come again
     }
 }
 

@@ -60,3 +60,8 @@ fn regressions() {
         assert!(out.passed(), "{}:\n{}", f.display(), out.report);
     }
 }
+
+#[test]
+fn malicious_client() {
+    check("malicious_client");
+}
