@@ -3,8 +3,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=target/debug
-PEERS=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004
+PORTS="7001 7002 7003 7004"
+MANIFEST=data/consortium.toml
 mkdir -p data
+# Each bank's key (created once, kept in its data folder) and the manifest listing them all:
+# what an operator does with `node init` on each machine, then one shared file.
+if [ ! -f "$MANIFEST" ]; then
+  : > "$MANIFEST.new"
+  for port in $PORTS; do
+    "$BIN/node" init --data-dir "data/$port" --address "127.0.0.1:$port" >> "$MANIFEST.new" 2>/dev/null
+    echo >> "$MANIFEST.new"
+  done
+  mv "$MANIFEST.new" "$MANIFEST"
+fi
 pids=()
 stop() {
   trap - INT TERM EXIT
@@ -15,12 +26,12 @@ stop() {
   echo "stopped; data kept in ./data (delete it to start over)"
 }
 trap stop INT TERM EXIT
-for port in 7001 7002 7003 7004; do
-  RUST_LOG=${RUST_LOG:-warn} "$BIN/node" --listen "127.0.0.1:$port" --peers "$PEERS" --data-dir "data/$port" \
+for port in $PORTS; do
+  RUST_LOG=${RUST_LOG:-warn} "$BIN/node" --listen "127.0.0.1:$port" --manifest "$MANIFEST" --data-dir "data/$port" \
     2> >(sed -u "s/^/[bank $port] /" >&2) &
   pids+=($!)
 done
-for port in 7001 7002 7003 7004; do
+for port in $PORTS; do
   for _ in $(seq 1 100); do
     "$BIN/bank" --bank "127.0.0.1:$port" status >/dev/null 2>&1 && break
     sleep 0.1
@@ -29,6 +40,8 @@ done
 cat <<MSG
 
   4 banks are up: 127.0.0.1:7001 .. 127.0.0.1:7004 (data in ./data, logs below).
+  Their keys are in data/PORT/bank.key, the manifest in $MANIFEST; calls between
+  banks are signed, and anything else on /peer/... is refused.
   In another terminal:
 
     $BIN/bank --bank 127.0.0.1:7001 user register --cpf 529.982.247-25 --name "Ana"

@@ -53,11 +53,27 @@ impl Cluster {
             timing: timing.to_string(),
             log_level: std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()),
         };
+        c.write_manifest();
         for i in 0..n {
             c.spawn(i);
         }
         c.wait_ring().await;
         c
+    }
+
+    /// Every bank's key (made as `node init` makes it) and the manifest that lists them.
+    fn write_manifest(&self) {
+        let mut banks = Vec::new();
+        for (i, addr) in self.addrs.iter().enumerate() {
+            let (key, _) = crate::trust::keys::BankKey::load_or_create(&self.data_dir(i)).expect("bank key");
+            banks.push(crate::trust::manifest::BankEntry { address: addr.clone(), public_key: key.public().to_hex() });
+        }
+        let m = crate::trust::manifest::Manifest::new(banks, Default::default()).expect("a valid manifest");
+        std::fs::write(self.manifest_path(), m.to_toml()).unwrap();
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        self.dir.path().join("consortium.toml")
     }
 
     pub fn data_dir(&self, i: usize) -> PathBuf {
@@ -69,7 +85,9 @@ impl Cluster {
         std::fs::write(&cfg, &self.timing).unwrap();
         let log = std::fs::File::create(self.dir.path().join(format!("bank{i}.log"))).unwrap();
         let child = Command::new(&self.node_bin)
-            .args(["--listen", &self.addrs[i], "--peers", &self.addrs.join(","), "--config"])
+            .args(["--listen", &self.addrs[i], "--manifest"])
+            .arg(self.manifest_path())
+            .arg("--config")
             .arg(&cfg)
             .arg("--data-dir")
             .arg(self.data_dir(i))
@@ -154,7 +172,13 @@ impl Cluster {
     }
 
     pub async fn raw(&self, i: usize, method: Method, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
-        let call = Call::new(method, path, body, Duration::from_secs(20));
+        self.raw_with(i, method, path, body, vec![]).await
+    }
+
+    /// A request with extra headers (a bank's signature, say).
+    pub async fn raw_with(&self, i: usize, method: Method, path: &str, body: Option<Vec<u8>>, headers: Vec<(String, String)>) -> (u16, Value) {
+        let mut call = Call::new(method, path, body, Duration::from_secs(20));
+        call.headers = headers;
         match self.transport.call(&self.addrs[i], call).await {
             Ok(r) => (r.status.as_u16(), serde_json::from_slice(&r.body).unwrap_or(Value::Null)),
             Err(_) => (0, Value::Null),

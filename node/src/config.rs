@@ -58,13 +58,14 @@ pub fn ms(v: u64) -> Duration {
 pub struct Config {
     /// Address to listen on, `host:port`.
     pub listen: String,
-    /// Address the other banks know this one by (default: `listen`).
+    /// Address the other banks know this one by (default: `listen`); its entry in the
+    /// manifest.
     pub advertise: Option<String>,
-    /// Every bank of the consortium; may include this one.
-    pub peers: Vec<String>,
+    /// The consortium manifest: every bank's address and public key, and the shared timings
+    /// (`node init` prints this bank's entry).
+    pub manifest: Option<PathBuf>,
+    /// Where the database and the bank's private key (`bank.key`) live.
     pub data_dir: PathBuf,
-    /// If set, calls between banks must carry it (header `x-consortium-key`).
-    pub peer_secret: Option<String>,
     #[serde(flatten)]
     pub timing: Timing,
 }
@@ -74,9 +75,8 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:7001".into(),
             advertise: None,
-            peers: Vec::new(),
+            manifest: None,
             data_dir: PathBuf::from("data"),
-            peer_secret: None,
             timing: Timing::default(),
         }
     }
@@ -93,10 +93,10 @@ impl Config {
 
     /// Refuses configurations that cannot work, with the reason.
     pub fn check(&self) -> Result<(), String> {
-        for p in self.peers.iter().chain(std::iter::once(&self.me())) {
-            let (host, port) = p.rsplit_once(':').ok_or_else(|| format!("peer {p:?} is not host:port"))?;
+        for p in [self.listen.clone(), self.me()] {
+            let (host, port) = p.rsplit_once(':').ok_or_else(|| format!("address {p:?} is not host:port"))?;
             if host.is_empty() || port.parse::<u16>().is_err() {
-                return Err(format!("peer {p:?} is not host:port"));
+                return Err(format!("address {p:?} is not host:port"));
             }
         }
         let t = &self.timing;
@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn toml_keys_match_flags() {
         let c = Config::from_toml(
-            "listen = \"127.0.0.1:7002\"\npeers = [\"127.0.0.1:7001\", \"127.0.0.1:7002\"]\ndata_dir = \"d\"\nidle_hold_ms = 5\n",
+            "listen = \"127.0.0.1:7002\"\nmanifest = \"m.toml\"\ndata_dir = \"d\"\nidle_hold_ms = 5\n",
         )
         .unwrap();
         assert_eq!(c.me(), "127.0.0.1:7002");
@@ -126,7 +126,8 @@ mod tests {
         assert!(c.check().is_ok());
         assert!(Config::from_toml("listen = 3").is_err());
         assert!(Config::from_toml("colour = \"red\"").is_err(), "unknown keys are refused");
-        let bad = Config { peers: vec!["nohost".into()], ..Config::default() };
+        assert!(Config::from_toml("peer_secret = \"x\"").is_err(), "no shared secret: banks have keys");
+        let bad = Config { advertise: Some("nohost".into()), ..Config::default() };
         assert!(bad.check().is_err());
     }
 }

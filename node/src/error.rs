@@ -6,6 +6,10 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
     BadRequest,
+    /// No valid credentials (a missing or wrong signature).
+    Unauthorized,
+    /// Valid credentials, but not allowed to do this.
+    Forbidden,
     NotFound,
     Conflict,
     Rule,
@@ -18,6 +22,8 @@ impl Kind {
     pub fn status(self) -> u16 {
         match self {
             Kind::BadRequest => 400,
+            Kind::Unauthorized => 401,
+            Kind::Forbidden => 403,
             Kind::NotFound => 404,
             Kind::Conflict => 409,
             Kind::Rule => 422,
@@ -41,6 +47,12 @@ impl Error {
     }
     pub fn bad_request(code: &'static str, m: impl Into<String>) -> Error {
         Error::new(Kind::BadRequest, code, m)
+    }
+    pub fn unauthorized(code: &'static str, m: impl Into<String>) -> Error {
+        Error::new(Kind::Unauthorized, code, m)
+    }
+    pub fn forbidden(code: &'static str, m: impl Into<String>) -> Error {
+        Error::new(Kind::Forbidden, code, m)
     }
     pub fn not_found(code: &'static str, m: impl Into<String>) -> Error {
         Error::new(Kind::NotFound, code, m)

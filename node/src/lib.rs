@@ -5,6 +5,7 @@
 pub mod api;
 pub mod bench;
 pub mod client;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod domain;
@@ -18,4 +19,5 @@ pub mod peers;
 pub mod ring;
 pub mod server;
 pub mod store;
+pub mod trust;
 pub mod writer;

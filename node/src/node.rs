@@ -2,6 +2,10 @@
 //! calls to other banks (with reachability tracking), and counters.
 
 use crate::api::wire::{Counters, PeerView, StatusView, TokenView};
+use crate::clock::WallClock;
+use crate::trust::keys::BankKey;
+use crate::trust::manifest::Manifest;
+use crate::trust::request::{self, Nonces};
 use crate::config::{ms, Config, Timing};
 use crate::error::Error;
 use crate::events::Events;
@@ -31,9 +35,17 @@ pub enum PlantedBug {
     AcceptStaleToken,
 }
 
+/// Who this bank is and who the others are: its key and the consortium manifest.
+#[derive(Clone)]
+pub struct Identity {
+    pub key: BankKey,
+    pub manifest: Arc<Manifest>,
+}
+
 /// How the node reaches the world: the seams production and simulation fill differently.
 pub struct Env {
     pub transport: Arc<dyn Transport>,
+    pub clock: Arc<dyn WallClock>,
     pub events: Arc<dyn Events>,
     pub rng_seed: u64,
     /// Call the store inline (simulation: no threads) or on tokio's blocking pool.
@@ -62,12 +74,19 @@ impl std::fmt::Display for PeerError {
 pub struct Node {
     pub me: String,
     pub timing: Timing,
-    pub secret: Option<String>,
+    pub key: BankKey,
+    pub manifest: Arc<Manifest>,
+    pub clock: Arc<dyn WallClock>,
+    /// Nonces of recent requests from other banks (replays are refused).
+    pub nonces: Mutex<Nonces>,
     pub store: Store,
     pub inline_storage: bool,
     pub transport: Arc<dyn Transport>,
     pub events: Arc<dyn Events>,
     pub rng: Mutex<ChaCha8Rng>,
+    /// Nonces of this bank's requests: a stream of its own, so signing draws nothing from
+    /// the RNG that times the protocol.
+    pub nonce_rng: Mutex<ChaCha8Rng>,
     pub ring: Mutex<Ring>,
     /// The token while this bank holds it.
     pub token: Mutex<Option<Token>>,
@@ -93,10 +112,20 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(config: &Config, store: Store, env: Env) -> Result<Arc<Node>, Error> {
+    pub fn new(config: &Config, identity: Identity, store: Store, env: Env) -> Result<Arc<Node>, Error> {
         let me = config.me();
+        let bad = |m: String| Error::bad_request("bad_identity", m);
+        match identity.manifest.key_of(&me) {
+            None => return Err(bad(format!("this bank ({me}) is not in the manifest; its entry comes from `node init`"))),
+            Some(k) if *k != identity.key.public() => {
+                return Err(bad(format!("the manifest lists another public key for {me} than this bank's key ({:?})", identity.key.public())))
+            }
+            Some(_) => {}
+        }
+        let mut timing = config.timing.clone();
+        identity.manifest.apply(&mut timing);
         let floor = store.epoch_gen()?;
-        let mut ring = Ring::new(&me, &config.peers, floor);
+        let mut ring = Ring::new(&me, &identity.manifest.addresses(), floor);
         ring.accept_stale = env.planted == PlantedBug::AcceptStaleToken;
         let mut store = store;
         store.skip_refund = env.planted == PlantedBug::SkipRefund;
@@ -104,13 +133,17 @@ impl Node {
         let others: Vec<String> = ring.members.iter().filter(|m| **m != me).cloned().collect();
         Ok(Arc::new(Node {
             me,
-            timing: config.timing.clone(),
-            secret: config.peer_secret.clone(),
+            timing,
+            key: identity.key,
+            manifest: identity.manifest,
+            clock: env.clock,
+            nonces: Mutex::new(Nonces::default()),
             store,
             inline_storage: env.inline_storage,
             transport: env.transport,
             events: env.events,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(env.rng_seed)),
+            nonce_rng: Mutex::new(ChaCha8Rng::seed_from_u64(env.rng_seed ^ 0x6e6f_6e63_6573)),
             ring: Mutex::new(ring),
             token: Mutex::new(None),
             token_arrived: Notify::new(),
@@ -213,15 +246,10 @@ impl Node {
         path: &str,
         body: Option<&Req>,
     ) -> Result<Resp, PeerError> {
-        let mut call = Call::new(
-            method,
-            path,
-            body.map(|b| serde_json::to_vec(b).expect("wire types serialize")),
-            ms(self.timing.peer_timeout_ms),
-        );
-        if let Some(secret) = &self.secret {
-            call.headers.push((crate::api::PEER_KEY_HEADER.to_string(), secret.clone()));
-        }
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("wire types serialize"));
+        let mut call = Call::new(method, path, bytes, ms(self.timing.peer_timeout_ms));
+        let nonce: [u8; 16] = self.nonce_rng.lock().unwrap().random();
+        request::sign_call(&self.key, self.manifest.hash(), &self.me, peer, &mut call, self.clock.now_ms(), nonce);
         match self.transport.call(peer, call).await {
             Ok(reply) if reply.status.is_success() => serde_json::from_slice(&reply.body)
                 .map_err(|e| PeerError::Refused(reply.status.as_u16(), format!("unreadable answer: {e}"))),

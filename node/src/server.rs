@@ -6,7 +6,9 @@ use crate::api;
 use crate::api::wire::Ping;
 use crate::config::{ms, Config};
 use crate::error::Error;
-use crate::node::{Env, Node};
+use crate::node::{Env, Identity, Node};
+use crate::trust::keys::BankKey;
+use crate::trust::manifest::Manifest;
 use crate::store::Store;
 use hyper::Method;
 use std::future::Future;
@@ -14,9 +16,9 @@ use std::sync::Arc;
 
 /// Builds the node and starts its background tasks (writer, ring driver, resolver, ping loops).
 /// The caller serves `api::router(node)` on its listener.
-pub fn start(config: &Config, store: Store, env: Env) -> Result<Arc<Node>, Error> {
+pub fn start(config: &Config, identity: Identity, store: Store, env: Env) -> Result<Arc<Node>, Error> {
     config.check().map_err(|e| Error::bad_request("bad_config", e))?;
-    let node = Node::new(config, store, env)?;
+    let node = Node::new(config, identity, store, env)?;
     node.emit("started", format!("members {:?}", node.members()));
     for peer in node.peers.claim_unpinged() {
         spawn_ping_loop(node.clone(), peer);
@@ -58,9 +60,23 @@ pub fn spawn_ping_loop(node: Arc<Node>, peer: String) {
     });
 }
 
+/// Reads the manifest named by the configuration, and this bank's key from its data folder
+/// (created on first start). Returns the identity and whether the key is new.
+pub fn load_identity(config: &Config) -> Result<(Identity, bool), String> {
+    let path = config.manifest.as_ref().ok_or("no manifest: give --manifest FILE (every bank's address and public key; `node init` prints this bank's entry)")?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("manifest {}: {e}", path.display()))?;
+    let manifest = Manifest::from_toml(&text).map_err(|e| format!("manifest {}: {e}", path.display()))?;
+    let (key, created) = BankKey::load_or_create(&config.data_dir)?;
+    Ok((Identity { key, manifest: Arc::new(manifest) }, created))
+}
+
 /// Production: the node on a real TCP port with its data in `config.data_dir`.
 pub async fn run_production(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
     config.check()?;
+    let (identity, created) = load_identity(&config)?;
+    if created {
+        tracing::warn!(public_key = %identity.key.public().to_hex(), "created this bank's key in {}: add its public key to the manifest", config.data_dir.display());
+    }
     let dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open_dir(&dir))
         .await
@@ -71,12 +87,13 @@ pub async fn run_production(config: Config, shutdown: impl Future<Output = ()> +
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let env = Env {
         transport: Arc::new(crate::net::tcp_transport()),
+        clock: Arc::new(crate::clock::SystemClock),
         events: Arc::new(crate::events::LogEvents),
         rng_seed: rand::random(),
         inline_storage: false,
         planted: Default::default(),
     };
-    let node = start(&config, store, env).map_err(|e| e.message)?;
-    tracing::info!(listen = %config.listen, bank = %node.me, data = %config.data_dir.display(), "bank is up");
+    let node = start(&config, identity, store, env).map_err(|e| e.message)?;
+    tracing::info!(listen = %config.listen, bank = %node.me, data = %config.data_dir.display(), manifest = %&node.manifest.hash_hex()[..12], "bank is up");
     serve(listener, node, shutdown).await.map_err(|e| e.to_string())
 }

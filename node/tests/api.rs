@@ -2,7 +2,7 @@
 //! consortium, bad input, and persistence across kill -9.
 
 mod common;
-use common::{cpf, Cluster};
+use common::cpf;
 use hyper::Method;
 use serde_json::{json, Value};
 

@@ -5,7 +5,12 @@
 mod common;
 use common::{cpf, Cluster};
 use hyper::Method;
+use node::clock::{SystemClock, WallClock};
 use node::store::Store;
+use node::trust::keys::BankKey;
+use node::trust::manifest::Manifest;
+use node::trust::decision::Decision;
+use node::trust::request;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -61,6 +66,12 @@ async fn one_id_at_two_origins_is_two_packages() {
 fn templates(c: &Cluster, acct: &str) -> Vec<(Method, String, Value)> {
     let (me, other) = (c.addrs[0].clone(), c.addrs[1].clone());
     let package = json!({"id": "f1", "operations": [{"kind": "deposit", "to": {"bank": me, "account": acct}, "amount": 7}]});
+    // A genuine abort of (other, f1), signed by its origin: aborting moves no money out of
+    // thin air; a commit would need the origin's signature over "commit", which no message has.
+    let (origin_key, _) = BankKey::load_or_create(&c.data_dir(1)).unwrap();
+    let p: node::package::Package = serde_json::from_value(package.clone()).unwrap();
+    let d = Decision::sign(&origin_key, &p.key(&other), p.digest(&other), node::package::Outcome::Abort);
+    let decision = serde_json::to_value(d).unwrap();
     let token = json!({"epoch": {"gen": 1, "creator": other}, "hop": 5, "visits": {other.clone(): 1},
         "passed_by": {other.clone(): 5}, "busy_hop": 4, "queue": [{"package": package, "origin": other}]});
     vec![
@@ -68,7 +79,7 @@ fn templates(c: &Cluster, acct: &str) -> Vec<(Method, String, Value)> {
         (Method::POST, "/peer/ring/alert".into(), json!({"from": other, "reason": "lost", "gen": 1})),
         (Method::POST, "/peer/ring/block".into(), json!({"from": other, "gen": 2})),
         (Method::POST, "/peer/prepare".into(), json!([{"origin": other, "package": package}])),
-        (Method::POST, "/peer/finish".into(), json!([{"origin": other, "id": "f1", "outcome": "abort"}])),
+        (Method::POST, "/peer/finish".into(), json!([{"origin": other, "id": "f1", "decision": decision}])),
         (Method::POST, "/peer/decide".into(), json!([{"origin": me, "id": "f1", "outcome": "abort", "results": []}])),
         (Method::POST, "/peer/settled".into(), json!(["f1"])),
         (Method::GET, "/peer/outcome/f1".into(), Value::Null),
@@ -140,10 +151,29 @@ fn mutate(v: &mut Value, rng: &mut ChaCha8Rng, c: &Cluster) {
     }
 }
 
-/// Random and mutated messages on every route between banks, against a real bank. The bank
-/// must stay up and keep its books equal to its own leg records. (Money conservation and
-/// "nothing prepared without an authorization" need signed bank-to-bank calls and signed
-/// packages; until then a forged prepare and finish can still credit an account.)
+/// Signs a request as bank `from` of the cluster would (with its key, read from its folder).
+fn signed_as(c: &Cluster, from: usize, to: usize, method: &Method, path: &str, body: &[u8], nonce: u64) -> (String, String) {
+    let (key, _) = BankKey::load_or_create(&c.data_dir(from)).unwrap();
+    let manifest = Manifest::from_toml(&std::fs::read_to_string(c.manifest_path()).unwrap()).unwrap();
+    let mut n = [0u8; 16];
+    n[..8].copy_from_slice(&nonce.to_be_bytes());
+    let s = request::Signed {
+        from: &c.addrs[from],
+        to: &c.addrs[to],
+        manifest: manifest.hash(),
+        method: method.as_str(),
+        path,
+        time_ms: SystemClock.now_ms(),
+        nonce: n,
+        body_len: body.len() as u64,
+        body_sha: request::body_sha(body),
+    };
+    (request::AUTH_HEADER.to_string(), request::sign(&key, &s))
+}
+
+/// Random and mutated messages on every route between banks, against a real bank: first
+/// from outside the consortium (unsigned, or with broken signatures), which must change
+/// nothing at all, then signed by a member, which must not stop the bank or break its books.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_peer_messages_never_stop_a_bank() {
     let n: usize = std::env::var("PEER_FUZZ_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
@@ -152,8 +182,9 @@ async fn hostile_peer_messages_never_stop_a_bank() {
     c.deposit(0, &acct, 1_000, "fund").await;
     let templates = templates(&c, &acct);
     let mut rng = ChaCha8Rng::seed_from_u64(9);
-    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    let mut statuses = [std::collections::BTreeMap::<u16, usize>::new(), Default::default()];
     for i in 0..n {
+        let member = i >= n / 2;
         let (method, path, body) = &templates[rng.random_range(0..templates.len())];
         let mut body = body.clone();
         for _ in 0..rng.random_range(1..4) {
@@ -169,23 +200,49 @@ async fn hostile_peer_messages_never_stop_a_bank() {
                 b[at] ^= 0x5a;
             }
         }
-        let (code, _) = c.raw(0, method.clone(), path, bytes).await;
-        *statuses.entry(code).or_default() += 1;
+        let payload = bytes.clone().unwrap_or_default();
+        let headers = match (member, rng.random_range(0..4)) {
+            (true, _) => vec![signed_as(&c, 1, 0, method, path, &payload, i as u64)],
+            (false, 0) => vec![],
+            // An outsider's guesses: a member's valid header for another request, another
+            // recipient, or a signature of its own.
+            (false, 1) => vec![signed_as(&c, 1, 0, method, "/peer/ping", &payload, i as u64)],
+            (false, 2) => vec![signed_as(&c, 1, 1, method, path, &payload, i as u64)],
+            (false, _) => {
+                let (h, v) = signed_as(&c, 1, 0, method, path, b"something else", i as u64);
+                vec![(h, v)]
+            }
+        };
+        let (code, _) = c.raw_with(0, method.clone(), path, bytes, headers).await;
+        *statuses[member as usize].entry(code).or_default() += 1;
         if i % 2000 == 1999 {
             assert_all_up(&mut c).await;
         }
+        if i + 1 == n / 2 {
+            // Everything from outside was refused, and nothing changed.
+            let outsiders = &statuses[0];
+            assert!(outsiders.keys().all(|s| *s == 401 || *s == 403), "outsiders get 401/403 only: {outsiders:?}");
+            let (_, s) = c.get(0, "/status").await;
+            assert_eq!((s["queued"].as_u64(), s["in_doubt"].as_u64()), (Some(0), Some(0)), "{s}");
+            assert_eq!(c.balance(0, &acct).await, (1_000, 0, 0));
+        }
     }
     assert_all_up(&mut c).await;
-    assert!(!statuses.contains_key(&500), "no message makes a bank fail inside: {statuses:?}");
-    assert!(!statuses.contains_key(&0), "every message is answered: {statuses:?}");
+    let members = &statuses[1];
+    assert!(!members.contains_key(&500), "no message makes a bank fail inside: {members:?}");
+    assert!(!members.contains_key(&0), "every message is answered: {members:?}");
+    assert!(members.keys().any(|s| *s < 300), "some member messages are valid ones: {members:?}");
     let (_, s) = c.get(0, "/status").await;
     let refused: u64 = s["counters"]["refused"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
-    assert!(refused > (n / 10) as u64, "hostile messages are refused and counted: {refused} of {n}: {s}");
-    eprintln!("{n} hostile messages: answers {statuses:?}; refused by reason {}", s["counters"]["refused"]);
+    assert!(refused >= (n / 2) as u64, "hostile messages are refused and counted: {refused} of {n}: {s}");
+    eprintln!("{n} hostile messages: outsiders {:?}, member {members:?}; refused by reason {}", statuses[0], s["counters"]["refused"]);
 
-    // The books still match the legs: read bank 0's store directly once it is stopped.
+    // The books still match the legs, and no money appeared or vanished: no message carried
+    // a decision signed by an origin, so nothing could commit. Read bank 0's store directly.
     c.kill(0);
     let store = Store::open_dir(&c.data_dir(0)).expect("the bank's database opens");
     let audit = store.audit().unwrap();
     assert_eq!(audit.self_check(), Vec::<String>::new());
+    let total: u64 = audit.accounts.iter().map(|a| a.balance.0 + a.held.0).sum();
+    assert_eq!(total, 1_000, "money at bank 0 (balances and holds): {:?}", audit.accounts);
 }

@@ -178,6 +178,10 @@ pub struct ChaosTransport {
     /// Where the layer reports what it did (the run's trace).
     events: Option<Arc<dyn Events>>,
     power: Option<(node::store::simdisk::SimDisk, u64)>,
+    /// The sending bank's key and manifest hash: a request the network sends again is a new
+    /// request, signed anew (the receiver refuses a replayed nonce, as it must).
+    signer: Option<(node::trust::keys::BankKey, [u8; 32])>,
+    resent: std::sync::atomic::AtomicU64,
 }
 
 impl ChaosTransport {
@@ -189,7 +193,23 @@ impl ChaosTransport {
         shared: Arc<ChaosShared>,
         events: Option<Arc<dyn Events>>,
     ) -> Self {
-        ChaosTransport { me: me.to_string(), inner, config, rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)), shared, events, power: None }
+        ChaosTransport {
+            me: me.to_string(),
+            inner,
+            config,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+            shared,
+            events,
+            power: None,
+            signer: None,
+            resent: Default::default(),
+        }
+    }
+
+    /// Signs the requests this layer sends again as `key`'s bank.
+    pub fn with_signer(mut self, key: node::trust::keys::BankKey, manifest: [u8; 32]) -> Self {
+        self.signer = Some((key, manifest));
+        self
     }
 
     /// Ties the layer to a simulated disk: once that disk loses power (more crashes than
@@ -205,6 +225,14 @@ impl ChaosTransport {
             e.emit(&self.me, kind, detail);
         }
     }
+}
+
+/// A nonce for a request the simulator itself (re)sends: `tag` and a counter, never equal to
+/// a node's random nonces in practice, and drawing nothing from any RNG.
+pub(crate) fn counter_nonce(tag: u8, n: u64) -> [u8; 16] {
+    let mut nonce = [tag; 16];
+    nonce[8..].copy_from_slice(&n.to_be_bytes());
+    nonce
 }
 
 fn timeout_after(d: Duration) -> BoxFuture<'static, Result<Reply, NetError>> {
@@ -280,9 +308,14 @@ impl Transport for ChaosTransport {
         if duplicate {
             note = Some(("net_duplicate", format!("{} {peer}{} again in {dup_delay} ms", call.method, call.path)));
             let inner = self.inner.clone();
-            let (peer, copy) = (peer.to_string(), call.clone());
+            let (peer, mut copy) = (peer.to_string(), call.clone());
+            let signer = self.signer.clone().map(|s| (s, self.me.clone()));
+            let n = self.resent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(dup_delay)).await;
+                if let Some(((key, manifest), me)) = signer {
+                    node::trust::request::sign_call(&key, manifest, &me, &peer, &mut copy, crate::run::sim_wall_ms(), counter_nonce(0xd0, n));
+                }
                 let _ = inner.call(&peer, copy).await;
             });
         }

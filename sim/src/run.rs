@@ -15,7 +15,10 @@ use node::api::wire::Counters;
 use node::config::Config;
 use node::events::Events;
 use node::net::{ring_key, Call};
-use node::node::{Env, Node, PlantedBug};
+use node::clock::WallClock;
+use node::node::{Env, Identity, Node, PlantedBug};
+use node::trust::keys::BankKey;
+use node::trust::manifest::{BankEntry, Manifest};
 use node::store::simdisk::SimDisk;
 use node::store::{Audit, Store};
 use std::collections::{BTreeMap, BTreeSet};
@@ -143,6 +146,9 @@ pub(crate) struct Shared {
     pub chaos: Arc<ChaosShared>,
     pub chaos_config: ChaosConfig,
     pub disks: Vec<SimDisk>,
+    /// Every bank's key, drawn from the scenario's seed, and the manifest that lists them.
+    pub keys: Vec<BankKey>,
+    pub manifest: Arc<Manifest>,
     pub st: Mutex<State>,
 }
 
@@ -181,6 +187,25 @@ impl Shared {
         st.trace.push(line(at, "sim", "VIOLATION", &what));
         st.violations.push(Violation { at, what });
     }
+}
+
+/// The simulated world's wall clock starts at 2026-01-01T00:00:00Z.
+const SIM_EPOCH_MS: u64 = 1_767_225_600_000;
+
+/// A bank's wall clock in the simulator: the epoch plus simulated elapsed time.
+struct SimClock {
+    epoch_ms: u64,
+}
+
+impl WallClock for SimClock {
+    fn now_ms(&self) -> u64 {
+        self.epoch_ms + turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64
+    }
+}
+
+/// The simulated world's wall-clock time now.
+pub(crate) fn sim_wall_ms() -> u64 {
+    SimClock { epoch_ms: SIM_EPOCH_MS }.now_ms()
 }
 
 fn line(t: Duration, who: &str, kind: &str, detail: &str) -> String {
@@ -315,18 +340,20 @@ async fn bank_main(sh: Arc<Shared>, i: usize) -> turmoil::Result {
         sh.chaos.clone(),
         Some(recorder.clone()),
     )
-    .with_power(sh.disks[i].clone());
-    let env = Env { transport: Arc::new(transport), events: recorder, rng_seed: mix(seed, 2), inline_storage: true, planted: sh.planted };
+    .with_power(sh.disks[i].clone())
+    .with_signer(sh.keys[i].clone(), sh.manifest.hash());
+    let clock = Arc::new(SimClock { epoch_ms: SIM_EPOCH_MS });
+    let env = Env { transport: Arc::new(transport), clock, events: recorder, rng_seed: mix(seed, 2), inline_storage: true, planted: sh.planted };
     let config = Config {
         listen: sh.addrs[i].clone(),
         advertise: None,
-        peers: sh.addrs.clone(),
+        manifest: None,
         data_dir: std::path::PathBuf::from("/nonexistent"),
-        peer_secret: None,
         timing: sh.scenario.timing.to_timing(),
     };
+    let identity = Identity { key: sh.keys[i].clone(), manifest: sh.manifest.clone() };
     let listener = crate::net::SimListener::bind().await?;
-    let node = node::server::start(&config, store, env).map_err(|e| e.to_string())?;
+    let node = node::server::start(&config, identity, store, env).map_err(|e| e.to_string())?;
     {
         let mut st = sh.lock();
         st.banks[i].node = Some(node.clone());
@@ -415,6 +442,8 @@ struct Harness<'a> {
     timers: Vec<(Duration, u64, Action)>,
     timer_seq: u64,
     inject: UnboundedSender<(String, Call)>,
+    /// Token copies injected so far (their nonces).
+    injected: u64,
     hosts: Vec<String>,
 }
 
@@ -450,7 +479,18 @@ pub fn run(scenario: &Scenario, planted: PlantedBug) -> RunOutput {
         faults: BTreeMap::new(),
         checks: CheckCounts::default(),
     };
+    let keys: Vec<BankKey> = (0..n)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            rand::Rng::fill(&mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(mix(sc.seed, 400 + i as u64)), &mut seed);
+            BankKey::from_seed(seed)
+        })
+        .collect();
+    let entries = addrs.iter().zip(&keys).map(|(a, k)| BankEntry { address: a.clone(), public_key: k.public().to_hex() }).collect();
+    let manifest = Arc::new(Manifest::new(entries, Default::default()).expect("the simulator's manifest is valid"));
     let sh = Arc::new(Shared {
+        keys,
+        manifest,
         disks: (0..n).map(|i| SimDisk::new(mix(sc.seed, 200 + i as u64))).collect(),
         scenario: sc.clone(),
         names: names.clone(),
@@ -469,7 +509,7 @@ pub fn run(scenario: &Scenario, planted: PlantedBug) -> RunOutput {
         .max_message_latency(Duration::from_millis(sc.network.latency_max_ms))
         .build();
     let (inject, inject_rx) = unbounded_channel();
-    let mut h = Harness { sim, sh: sh.clone(), links: Links::default(), timers: Vec::new(), timer_seq: 0, inject, hosts: hosts(&names) };
+    let mut h = Harness { sim, sh: sh.clone(), links: Links::default(), timers: Vec::new(), timer_seq: 0, inject, injected: 0, hosts: hosts(&names) };
     for (i, name) in names.iter().enumerate() {
         let s = sh.clone();
         h.sim.host(name.as_str(), move || bank_main(s.clone(), i));
@@ -786,7 +826,7 @@ impl Harness<'_> {
                     Some(p) => {
                         let dest = to.as_ref().map(|b| self.sh.addrs[self.bank(b)].clone()).unwrap_or(p.to.clone());
                         self.sh.note(format!("inject a copy of token {} hop {} into {}", p.epoch, p.hop, self.sh.short(&dest)));
-                        let call = self.as_from_predecessor(p.call, &dest);
+                        let call = self.as_sent_by_member(p.call, &dest);
                         let _ = self.inject.send((dest, call));
                     }
                     None => self.sh.note("duplicate_token: no token pass seen yet"),
@@ -807,20 +847,26 @@ impl Harness<'_> {
         }
     }
 
-    /// A copy of a token pass as a member could send it to `dest`: from `dest`'s ring
-    /// predecessor if the original came from `dest` itself (a bank never passes to itself,
-    /// and refuses a token that says so). The copy is still a second token.
-    fn as_from_predecessor(&self, mut call: Call, dest: &str) -> Call {
+    /// A copy of a token pass as a member sends it to `dest`: from `dest`'s ring predecessor
+    /// if the original came from `dest` itself (a bank never passes to itself, and refuses a
+    /// token that says so), signed anew by the bank it names (a bank that kept a copy of the
+    /// token and passes it again; a replayed request would be refused before the ring rules
+    /// see it). The copy is still a second token.
+    fn as_sent_by_member(&mut self, mut call: Call, dest: &str) -> Call {
         let Some(body) = &call.body else { return call };
         let Ok(mut pass) = serde_json::from_slice::<node::api::wire::TokenPass>(body) else { return call };
-        if pass.from != dest {
-            return call;
+        if pass.from == dest {
+            let mut ring: Vec<&String> = self.sh.addrs.iter().collect();
+            ring.sort_by_key(|a| ring_key(a));
+            let at = ring.iter().position(|a| *a == dest).unwrap_or(0);
+            pass.from = ring[(at + ring.len() - 1) % ring.len()].clone();
+            call.body = Some(serde_json::to_vec(&pass).expect("wire types serialize"));
         }
-        let mut ring: Vec<&String> = self.sh.addrs.iter().collect();
-        ring.sort_by_key(|a| ring_key(a));
-        let at = ring.iter().position(|a| *a == dest).unwrap_or(0);
-        pass.from = ring[(at + ring.len() - 1) % ring.len()].clone();
-        call.body = Some(serde_json::to_vec(&pass).expect("wire types serialize"));
+        if let Some(i) = self.sh.index_of(&pass.from) {
+            self.injected += 1;
+            let nonce = crate::net::counter_nonce(0x1e, self.injected);
+            node::trust::request::sign_call(&self.sh.keys[i], self.sh.manifest.hash(), &pass.from, dest, &mut call, SIM_EPOCH_MS + self.now().as_millis() as u64, nonce);
+        }
         call
     }
 

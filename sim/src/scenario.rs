@@ -339,7 +339,6 @@ impl Scenario {
         self.timing.to_timing();
         let config = node::config::Config {
             listen: "bank1:7000".into(),
-            peers: vec!["bank1:7000".into()],
             timing: self.timing.to_timing(),
             ..Default::default()
         };

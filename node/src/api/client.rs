@@ -108,7 +108,7 @@ async fn consortium_accounts(State(node): S, Path(c): Path<String>) -> Result<Js
 }
 
 fn view(r: &Record) -> PackageView {
-    PackageView { id: r.package.id.clone(), status: r.status, results: r.results.clone() }
+    PackageView { id: r.package.id.clone(), status: r.status, results: r.results.clone(), decision: None }
 }
 
 /// Accepts a package (durably) and waits, bounded, for its outcome. A retry with the same id

@@ -19,8 +19,6 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest request body between banks: a token carries up to `ring::driver::MAX_QUEUE`
 /// packages and a prepare up to a batch of them, each up to a client body in size.
 pub const MAX_PEER_BODY_BYTES: usize = 32 << 20;
-/// Header that carries the consortium key on calls between banks.
-pub const PEER_KEY_HEADER: &str = "x-consortium-key";
 
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
@@ -69,10 +67,11 @@ impl<T: DeserializeOwned> FromRequest<Arc<Node>> for PeerBody<T> {
 
     async fn from_request(req: Request, node: &Arc<Node>) -> Result<Self, Self::Rejection> {
         let path = req.uri().path().to_string();
+        let from = req.extensions().get::<peer::Sender>().map_or_else(|| "unknown".to_string(), |s| s.0.clone());
         match Body::<T>::from_request(req, node).await {
             Ok(Body(v)) => Ok(PeerBody(v)),
             Err(e) => {
-                node.refused(peer::UNKNOWN_SENDER, &Error::new(e.kind, e.code, format!("{path}: {}", e.message)));
+                node.refused(&from, &Error::new(e.kind, e.code, format!("{path}: {}", e.message)));
                 Err(e)
             }
         }
@@ -105,15 +104,22 @@ mod tests {
 
     #[tokio::test]
     async fn big_tokens_pass_but_big_client_bodies_do_not() {
-        let config = Config { listen: "a:1".into(), peers: vec!["a:1".into(), "b:1".into()], ..Config::default() };
+        use crate::trust::keys::BankKey;
+        use crate::trust::manifest::{BankEntry, Manifest};
+        let (a, b) = (BankKey::from_seed([1; 32]), BankKey::from_seed([2; 32]));
+        let entry = |addr: &str, k: &BankKey| BankEntry { address: addr.into(), public_key: k.public().to_hex() };
+        let manifest = Manifest::new(vec![entry("a:1", &a), entry("b:1", &b)], Default::default()).unwrap();
+        let identity = crate::node::Identity { key: a, manifest: std::sync::Arc::new(manifest) };
+        let config = Config { listen: "a:1".into(), ..Config::default() };
         let env = Env {
+            clock: std::sync::Arc::new(crate::clock::FixedClock(1_000_000)),
             transport: std::sync::Arc::new(crate::net::tcp_transport()),
             events: std::sync::Arc::new(crate::events::LogEvents),
             rng_seed: 1,
             inline_storage: true,
             planted: Default::default(),
         };
-        let node = crate::node::Node::new(&config, Store::open_backend(SimDisk::new(1).backend()).unwrap(), env).unwrap();
+        let node = crate::node::Node::new(&config, identity, Store::open_backend(SimDisk::new(1).backend()).unwrap(), env).unwrap();
         let op = Operation { kind: OpKind::Deposit, from: None, to: Some(AccountRef { bank: "a:1".into(), account: "000001".into() }), amount: Cents(1) };
         let mut token = Token::new(Epoch { gen: 1, creator: "b:1".into() });
         token.hop = 1;
@@ -122,7 +128,27 @@ mod tests {
         }
         let pass = serde_json::to_vec(&wire::TokenPass { from: "b:1".into(), token }).unwrap();
         assert!(pass.len() > 2 * MAX_BODY_BYTES, "the test token is big: {}", pass.len());
-        assert_eq!(post(router(node.clone()), "/peer/token", pass).await, 200);
+        assert_eq!(post(router(node.clone()), "/peer/token", pass.clone()).await, 401, "unsigned");
+        // Signed by b (as b's node would sign it) for a.
+        let s = crate::trust::request::Signed {
+            from: "b:1",
+            to: "a:1",
+            manifest: node.manifest.hash(),
+            method: "POST",
+            path: "/peer/token",
+            time_ms: 1_000_000,
+            nonce: [3; 16],
+            body_len: pass.len() as u64,
+            body_sha: crate::trust::request::body_sha(&pass),
+        };
+        let auth = crate::trust::request::sign(&b, &s);
+        let req = axum::http::Request::post("/peer/token").header("content-type", "application/json").header("x-bank-auth", &auth).body(AxBody::from(pass.clone())).unwrap();
+        let resp = router(node.clone()).oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        assert_eq!(status, 200, "a member may send a big token: {}", String::from_utf8_lossy(&body));
+        let req = axum::http::Request::post("/peer/token").header("content-type", "application/json").header("x-bank-auth", &auth).body(AxBody::from(pass)).unwrap();
+        assert_eq!(router(node.clone()).oneshot(req).await.unwrap().status().as_u16(), 401, "the same request again is a replay");
         let user = format!("{{\"cpf\":\"52998224725\",\"name\":\"{}\"}}", "x".repeat(MAX_BODY_BYTES));
         assert_eq!(post(router(node), "/users", user.into_bytes()).await, 413);
     }

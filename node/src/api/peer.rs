@@ -1,13 +1,16 @@
-//! Routes between banks. Every message is idempotent: a repeat (a retry, or a duplicate the
-//! network made) answers what the first one did and changes nothing more.
+//! Routes between banks. Every request is authenticated before anything else (`authenticate`:
+//! the sender's signature over the request, checked before the body is read), and every
+//! handler knows which member sent it. Every message is idempotent: a repeat (a retry, or a
+//! duplicate the network made) answers what the first one did and changes nothing more.
 
 use super::wire::{Alert, Block, Decide, Finish, PackageView, PassAnswer, Ping, Prepare, Probe, TokenPass, Votes};
-use super::{PeerBody as Body, PEER_KEY_HEADER};
+use super::{PeerBody as Body, MAX_PEER_BODY_BYTES};
 use crate::error::Error;
 use crate::node::Node;
 use crate::package::executor;
 use crate::ring::driver;
-use axum::extract::{Path, Request, State};
+use crate::trust::request::{self, AUTH_HEADER};
+use axum::extract::{Extension, OriginalUri, Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,6 +18,12 @@ use axum::{Json, Router};
 use std::sync::Arc;
 
 type S = State<Arc<Node>>;
+
+/// The member that sent a request, as its signature proved.
+#[derive(Clone, Debug)]
+pub struct Sender(pub String);
+
+type From = Extension<Sender>;
 
 pub fn routes(node: Arc<Node>) -> Router<Arc<Node>> {
     Router::new()
@@ -28,26 +37,68 @@ pub fn routes(node: Arc<Node>) -> Router<Arc<Node>> {
         .route("/decide", post(decide))
         .route("/outcome/{id}", get(outcome))
         .route("/settled", post(settled))
-        .layer(middleware::from_fn_with_state(node, require_key))
+        .layer(middleware::from_fn_with_state(node, authenticate))
 }
 
-/// With a consortium key configured, only banks that know it may use these routes.
-async fn require_key(State(node): S, req: Request, next: Next) -> Response {
-    if let Some(secret) = &node.secret {
-        let given = req.headers().get(PEER_KEY_HEADER).and_then(|v| v.to_str().ok());
-        if given != Some(secret.as_str()) {
-            return Error::new(crate::error::Kind::Rule, "forbidden", "bank-to-bank route: missing or wrong consortium key")
-                .into_response();
-        }
+/// Who a refused request claims to be, for the log (an attacker chooses it: shortened).
+fn claimed(header: Option<&str>) -> String {
+    let who = header.and_then(|h| h.split(' ').nth(1)).unwrap_or("(no signature)");
+    let who: String = who.chars().filter(|c| !c.is_control()).take(64).collect();
+    format!("unauthenticated, claims {who}")
+}
+
+/// Lets through only requests a member of this consortium signed for this bank, now, once;
+/// reads the body only after the header said who sent it and how long it is.
+async fn authenticate(State(node): S, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let header = parts.headers.get(AUTH_HEADER).and_then(|v| v.to_str().ok());
+    // The path as sent (this router is nested under /peer, which axum strips from `uri`).
+    let uri = parts.extensions.get::<OriginalUri>().map_or(&parts.uri, |o| &o.0);
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str()).to_string();
+    let path = path.as_str();
+    let now = node.clock.now_ms();
+    let refuse = |who: String, e: Error| {
+        node.refused(&who, &e);
+        e.into_response()
+    };
+    let v = match request::verify(&node.manifest, &node.me, header, parts.method.as_str(), path, now) {
+        Ok(v) => v,
+        Err(e) => return refuse(claimed(header), e),
+    };
+    if v.body_len > MAX_PEER_BODY_BYTES as u64 {
+        let e = Error::new(crate::error::Kind::TooLarge, "body_too_large", format!("{} bytes; at most {MAX_PEER_BODY_BYTES}", v.body_len));
+        return refuse(v.from, e);
     }
+    let bytes = match axum::body::to_bytes(body, v.body_len as usize).await {
+        Ok(b) => b,
+        Err(_) => return refuse(v.from.clone(), Error::unauthorized("unauthenticated", format!("the body is longer than {} signed", v.from))),
+    };
+    if let Err(e) = request::check_body(&v, &bytes) {
+        return refuse(v.from, e);
+    }
+    if let Err(e) = node.nonces.lock().unwrap().first_time(&v, now) {
+        return refuse(v.from, e);
+    }
+    let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    req.extensions_mut().insert(Sender(v.from));
     next.run(req).await
+}
+
+/// A message that names a sender other than the one who signed it.
+fn impersonation(node: &Node, signer: &str, named: &str, what: &str) -> Error {
+    let e = Error::forbidden("sender_mismatch", format!("{what} names {named} as its sender, but {signer} signed it"));
+    node.refused(signer, &e);
+    e
 }
 
 async fn ping(State(node): S) -> Json<Ping> {
     Json(Ping { bank: node.me.clone() })
 }
 
-async fn token(State(node): S, Body(pass): Body<TokenPass>) -> Result<Json<PassAnswer>, Error> {
+async fn token(State(node): S, Extension(Sender(from)): From, Body(pass): Body<TokenPass>) -> Result<Json<PassAnswer>, Error> {
+    if pass.from != from {
+        return Err(impersonation(&node, &from, &pass.from, "a token pass"));
+    }
     Ok(Json(driver::receive(&node, pass)?))
 }
 
@@ -55,29 +106,31 @@ async fn probe(State(node): S) -> Json<Probe> {
     Json(driver::probe(&node))
 }
 
-async fn alert(State(node): S, Body(a): Body<Alert>) -> Result<Json<bool>, Error> {
+async fn alert(State(node): S, Extension(Sender(from)): From, Body(a): Body<Alert>) -> Result<Json<bool>, Error> {
+    if a.from != from {
+        return Err(impersonation(&node, &from, &a.from, "an alert"));
+    }
     Ok(Json(driver::receive_alert(&node, a)?))
 }
 
-async fn block(State(node): S, Body(b): Body<Block>) -> Result<Json<bool>, Error> {
+async fn block(State(node): S, Extension(Sender(from)): From, Body(b): Body<Block>) -> Result<Json<bool>, Error> {
+    if b.from != from {
+        return Err(impersonation(&node, &from, &b.from, "a block"));
+    }
     driver::receive_block(&node, b)?;
     Ok(Json(true))
 }
 
-/// Until banks sign their messages, nothing says who sent a 2PC message: it is reported as
-/// coming from the network.
-pub(crate) const UNKNOWN_SENDER: &str = "unauthenticated peer";
-
-async fn prepare(State(node): S, Body(p): Body<Vec<Prepare>>) -> Result<Json<Vec<Votes>>, Error> {
-    Ok(Json(executor::prepare_here(&node, UNKNOWN_SENDER, p).await?))
+async fn prepare(State(node): S, Extension(Sender(from)): From, Body(p): Body<Vec<Prepare>>) -> Result<Json<Vec<Votes>>, Error> {
+    Ok(Json(executor::prepare_here(&node, &from, p).await?))
 }
 
-async fn finish(State(node): S, Body(f): Body<Vec<Finish>>) -> Result<Json<usize>, Error> {
-    Ok(Json(executor::finish_here(&node, UNKNOWN_SENDER, f).await?))
+async fn finish(State(node): S, Extension(Sender(from)): From, Body(f): Body<Vec<Finish>>) -> Result<Json<usize>, Error> {
+    Ok(Json(executor::finish_here(&node, &from, f).await?))
 }
 
-async fn decide(State(node): S, Body(d): Body<Vec<Decide>>) -> Result<Json<Vec<PackageView>>, Error> {
-    Ok(Json(executor::decide_here(&node, UNKNOWN_SENDER, d).await?))
+async fn decide(State(node): S, Extension(Sender(from)): From, Body(d): Body<Vec<Decide>>) -> Result<Json<Vec<PackageView>>, Error> {
+    Ok(Json(executor::decide_here(&node, &from, d).await?))
 }
 
 async fn settled(State(node): S, Body(ids): Body<Vec<String>>) -> Json<bool> {
@@ -88,7 +141,7 @@ async fn settled(State(node): S, Body(ids): Body<Vec<String>>) -> Json<bool> {
 async fn outcome(State(node): S, Path(id): Path<String>) -> Result<Json<PackageView>, Error> {
     let i = id.clone();
     match node.db(move |s| s.record(&i)).await? {
-        Some(r) => Ok(Json(PackageView { id, status: r.status, results: r.results })),
+        Some(r) => Ok(Json(executor::view(&node, &r))),
         None => Err(Error::not_found("package_not_found", format!("no package {id} at this origin"))),
     }
 }

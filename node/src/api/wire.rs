@@ -5,6 +5,7 @@ use crate::domain::{Account, AccountKind, Cpf};
 use crate::package::leg::LegVote;
 use crate::package::{OpResult, Outcome, Package, Status};
 use crate::ring::Token;
+use crate::trust::decision::Decision;
 use serde::{Deserialize, Serialize};
 
 // ---- client API ----
@@ -72,6 +73,10 @@ pub struct PackageView {
     pub status: Status,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub results: Vec<OpResult>,
+    /// Between banks, once decided: the origin's signed decision, which participants need
+    /// to apply the outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -181,12 +186,13 @@ pub struct Votes {
     pub refused: Option<String>,
 }
 
+/// Apply a package's outcome: only with its origin's signed decision.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Finish {
     pub origin: String,
     pub id: String,
-    pub outcome: Outcome,
+    pub decision: Decision,
 }
 
 /// Decide a package at its origin (the bank the message is sent to: `origin` must name it).

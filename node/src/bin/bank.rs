@@ -1248,6 +1248,7 @@ mod tests {
                 OpResult { index: 0, ok: false, reason: Some("insufficient funds".into()) },
                 OpResult { index: 1, ok: false, reason: Some("rolled back".into()) },
             ],
+            decision: None,
         };
         let t = render_package(&v, Some(&pkg));
         assert_eq!(
@@ -1257,7 +1258,7 @@ mod tests {
              0  failed  transfer 12.50 from a:1/1 to b:2/2: insufficient funds\n   \
              1  failed  deposit 0.05 to a:1/1: rolled back"
         );
-        let pending = PackageView { id: "p".into(), status: Status::Pending, results: vec![] };
+        let pending = PackageView { id: "p".into(), status: Status::Pending, results: vec![], decision: None };
         assert!(render_package(&pending, None).contains("pending"));
         assert!(render_package(&pending, Some(&pkg)).contains("   1  -       deposit 0.05 to a:1/1"));
     }

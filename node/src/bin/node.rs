@@ -6,34 +6,66 @@ use std::path::PathBuf;
 
 /// A bank of the consortium: serves the client API and takes part in the token ring.
 ///
-/// Example: node --listen 127.0.0.1:7001 --peers 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 --data-dir data/7001
+/// First, once per bank: `node init --data-dir data/7001 --address 127.0.0.1:7001` creates the
+/// bank's key and prints its entry for the consortium manifest. Put every bank's entry in one
+/// manifest file, the same at every bank, then start each bank:
+///
+///   node --listen 127.0.0.1:7001 --manifest consortium.toml --data-dir data/7001
+///
+/// Banks sign every call between them with their keys and refuse calls that are not signed by
+/// another bank of the same manifest.
 ///
 /// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=node=debug) to change what is shown.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on (host:port).
     #[arg(long)]
     listen: Option<String>,
     /// Address the other banks know this one by, if not --listen.
     #[arg(long)]
     advertise: Option<String>,
-    /// Every bank of the consortium, comma-separated host:port; may include this one.
-    #[arg(long, value_delimiter = ',')]
-    peers: Vec<String>,
-    /// Where this bank keeps its data (created if missing). Restart with the same folder to
-    /// keep every acknowledged write.
+    /// The consortium manifest (TOML): every bank's address and public key, and the timings
+    /// every bank shares.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Where this bank keeps its data and its private key (created if missing). Restart with
+    /// the same folder to keep every acknowledged write.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// TOML file with the same keys (listen, advertise, peers, data_dir, peer_secret, and the
-    /// timing keys: peer_timeout_ms, package_wait_ms, idle_hold_ms, token_loss_ms,
-    /// startup_check_ms, block_ms, resolve_after_ms, presume_abort_ms, ping_backoff_max_ms).
-    /// Flags given on the command line win over the file.
+    /// TOML file with the same keys (listen, advertise, manifest, data_dir, and the timing
+    /// keys: peer_timeout_ms, package_wait_ms, idle_hold_ms, idle_hold_max_ms, token_loss_ms,
+    /// startup_check_ms, block_ms, resolve_after_ms, presume_abort_ms, ping_backoff_max_ms;
+    /// the manifest's [timing] wins for the shared ones). Flags win over the file.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Shared key that calls between banks must carry (or env CONSORTIUM_KEY).
-    #[arg(long, env = "CONSORTIUM_KEY", hide_env_values = true)]
-    peer_secret: Option<String>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Creates this bank's key in its data folder (if it has none) and prints its entry for
+    /// the consortium manifest. The private key never leaves the folder.
+    Init {
+        /// The bank's data folder.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The address the other banks reach this one at (host:port).
+        #[arg(long)]
+        address: String,
+    },
+}
+
+fn init(data_dir: &std::path::Path, address: &str) -> Result<(), String> {
+    let (host, port) = address.rsplit_once(':').ok_or_else(|| format!("address {address:?} is not host:port"))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("address {address:?} is not host:port"));
+    }
+    let (key, created) = node::trust::keys::BankKey::load_or_create(data_dir)?;
+    eprintln!("{} the key of {address} in {}", if created { "created" } else { "kept" }, data_dir.join(node::trust::keys::KEY_FILE).display());
+    println!("[[bank]]\naddress = \"{address}\"\npublic_key = \"{}\"", key.public().to_hex());
+    Ok(())
 }
 
 fn main() {
@@ -49,6 +81,13 @@ fn main() {
         std::process::exit(70);
     }));
     let args = Args::parse();
+    if let Some(Command::Init { data_dir, address }) = &args.command {
+        if let Err(e) = init(data_dir, address) {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let mut config = match &args.config {
         Some(path) => match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| Config::from_toml(&t)) {
             Ok(c) => c,
@@ -65,14 +104,11 @@ fn main() {
     if args.advertise.is_some() {
         config.advertise = args.advertise;
     }
-    if !args.peers.is_empty() {
-        config.peers = args.peers.into_iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
+    if args.manifest.is_some() {
+        config.manifest = args.manifest;
     }
     if let Some(d) = args.data_dir {
         config.data_dir = d;
-    }
-    if args.peer_secret.is_some() {
-        config.peer_secret = args.peer_secret;
     }
     if let Err(e) = config.check() {
         eprintln!("error: {e}");

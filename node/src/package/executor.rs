@@ -5,7 +5,7 @@
 //! without a network hop).
 
 use super::intake;
-use super::record::{results_from_legs, Decided};
+use super::record::{results_from_legs, Decided, Record};
 use super::spec::{Leg, PackageKey, MAX_ID_LEN};
 use super::{Outcome, Status};
 use crate::api::wire::{Decide, Finish, PackageView, Prepare, Votes};
@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::node::{Node, PeerError};
 use crate::ring::Queued;
 use crate::store::{Write, Written};
+use crate::trust::decision::Decision;
 use crate::writer;
 use hyper::Method;
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,20 +79,41 @@ pub async fn prepare_here(node: &Arc<Node>, from: &str, items: Vec<Prepare>) -> 
 }
 
 /// Applies outcomes to this bank's legs (participant side). Returns how many legs moved
-/// money. An outcome that contradicts this bank's legs is refused in its slot; the others
-/// still apply.
+/// money. Each outcome must come with its origin's signed decision about the package this
+/// bank prepared; one that does not, or that contradicts this bank's legs, is refused in its
+/// slot, and the others still apply.
 pub async fn finish_here(node: &Arc<Node>, from: &str, items: Vec<Finish>) -> Result<usize, Error> {
     if let Err(e) = too_many(items.len()) {
         return refuse(node, from, e);
     }
-    for f in &items {
-        if !node.is_member(&f.origin) || f.id.is_empty() || f.id.len() > MAX_ID_LEN {
-            return refuse(node, from, Error::bad_request("bad_finish", format!("finish of {}@{}: no such package can exist", f.id, f.origin)));
+    let mut writes = Vec::with_capacity(items.len());
+    for f in items {
+        let key = PackageKey { origin: f.origin, id: f.id };
+        let signed = key.id.len() <= MAX_ID_LEN && node.manifest.key_of(&key.origin).is_some_and(|k| f.decision.verify(k, &key));
+        if !signed {
+            node.refused(from, &Error::forbidden("unsigned_decision", format!("finish of {key}: no valid decision signed by its origin")));
+            continue;
         }
+        writes.push((key, f.decision.outcome, f.decision.digest));
     }
-    let keys: Vec<(PackageKey, Outcome)> = items.into_iter().map(|f| (PackageKey { origin: f.origin, id: f.id }, f.outcome)).collect();
-    let shown: Vec<String> = keys.iter().map(|(k, o)| format!("{k} {o:?}")).collect();
-    let each = match writer::write(node, Write::Finish(keys)).await? {
+    apply_outcomes(node, from, writes).await
+}
+
+/// Aborts this bank's legs of a package its origin says it never recorded (so nobody can
+/// commit it), under the digest this bank prepared.
+pub async fn abort_orphan(node: &Arc<Node>, key: &PackageKey) -> Result<usize, Error> {
+    let k = key.clone();
+    let Some(digest) = node.db(move |s| s.participation(&k)).await?.and_then(|p| p.digest) else { return Ok(0) };
+    let me = node.me.clone();
+    apply_outcomes(node, &me, vec![(key.clone(), Outcome::Abort, digest)]).await
+}
+
+async fn apply_outcomes(node: &Arc<Node>, from: &str, writes: Vec<(PackageKey, Outcome, super::PackageDigest)>) -> Result<usize, Error> {
+    if writes.is_empty() {
+        return Ok(0);
+    }
+    let shown: Vec<String> = writes.iter().map(|(k, o, _)| format!("{k} {o:?}")).collect();
+    let each = match writer::write(node, Write::Finish(writes)).await? {
         Written::Finish(each) => each,
         other => unreachable!("a finish answered {other:?}"),
     };
@@ -108,6 +130,13 @@ pub async fn finish_here(node: &Arc<Node>, from: &str, items: Vec<Finish>) -> Re
     Ok(moved)
 }
 
+/// How an origin shows one of its records to another bank: with its signed decision once
+/// decided.
+pub fn view(node: &Node, r: &Record) -> PackageView {
+    let decision = r.outcome().map(|o| Decision::sign(&node.key, &r.key(), r.package.digest(&r.origin), o));
+    PackageView { id: r.package.id.clone(), status: r.status, results: r.results.clone(), decision }
+}
+
 /// Decides packages at their origin, this bank (compare-and-set); answers the decisions that
 /// stand. A decide this bank refuses (an unknown package, malformed results) has no answer.
 pub async fn decide_here(node: &Arc<Node>, from: &str, items: Vec<Decide>) -> Result<Vec<PackageView>, Error> {
@@ -117,7 +146,7 @@ pub async fn decide_here(node: &Arc<Node>, from: &str, items: Vec<Decide>) -> Re
     if let Some(d) = items.iter().find(|d| d.origin != node.me) {
         return refuse(node, from, Error::rule("not_the_origin", format!("decide of {}@{} sent to {}: only a package's origin decides it", d.id, d.origin, node.me)));
     }
-    let done = match writer::write(node, Write::Decide(items.into_iter().map(|d| (d.id, d.outcome, d.results)).collect())).await? {
+    let done = match writer::write(node, Write::Decide(items.into_iter().map(|d| (d.id, d.outcome, d.results, from.to_string())).collect())).await? {
         Written::Decide(done) => done,
         other => unreachable!("a decide answered {other:?}"),
     };
@@ -137,7 +166,7 @@ pub async fn decide_here(node: &Arc<Node>, from: &str, items: Vec<Decide>) -> Re
             });
             node.emit("package_decided", format!("{} {:?}", r.key(), r.status));
         }
-        out.push(PackageView { id: r.package.id, status: r.status, results: r.results });
+        out.push(view(node, &r));
     }
     Ok(out)
 }
@@ -289,13 +318,16 @@ pub async fn execute_batch(node: &Arc<Node>, batch: &[Queued]) -> Vec<Status> {
             (origin.clone(), asked, tokio::spawn(async move { decide_at(&n, &origin, items).await }))
         })
         .collect();
-    let mut decided: BTreeMap<PackageKey, Status> = BTreeMap::new();
+    let mut decided: BTreeMap<PackageKey, Decision> = BTreeMap::new();
     for (origin, asked, t) in tasks {
         match t.await {
             Ok(Ok(views)) => {
-                // Only answers about what was asked, and only decisions, count.
-                for v in views.into_iter().filter(|v| asked.contains(&v.id) && v.status != Status::Pending) {
-                    decided.insert(PackageKey { origin: origin.clone(), id: v.id }, v.status);
+                // Only answers about what was asked, and only signed decisions, count (each
+                // participant checks the signature).
+                for v in views.into_iter().filter(|v| asked.contains(&v.id)) {
+                    if let Some(d) = v.decision.filter(|d| Some(d.outcome) == v.status.outcome()) {
+                        decided.insert(PackageKey { origin: origin.clone(), id: v.id }, d);
+                    }
                 }
             }
             Ok(Err(e)) => node.emit("decide_failed", format!("origin {origin}: {e}")),
@@ -307,15 +339,13 @@ pub async fn execute_batch(node: &Arc<Node>, batch: &[Queued]) -> Vec<Status> {
     let mut finishes: BTreeMap<String, Vec<Finish>> = BTreeMap::new();
     let mut statuses = Vec::with_capacity(batch.len());
     for (q, banks) in batch.iter().zip(&banks_of) {
-        let status = decided.get(&q.key()).copied().unwrap_or(Status::Pending);
-        statuses.push(status);
-        let outcome = match status {
-            Status::Committed => Outcome::Commit,
-            Status::Aborted => Outcome::Abort,
-            Status::Pending => continue,
+        let Some(decision) = decided.get(&q.key()) else {
+            statuses.push(Status::Pending);
+            continue;
         };
+        statuses.push(decision.outcome.status());
         for b in banks {
-            finishes.entry(b.clone()).or_default().push(Finish { origin: q.origin.clone(), id: q.package.id.clone(), outcome });
+            finishes.entry(b.clone()).or_default().push(Finish { origin: q.origin.clone(), id: q.package.id.clone(), decision: decision.clone() });
         }
     }
     let tasks: Vec<_> = finishes.into_iter().map(|(bank, items)| tokio::spawn(finish_at(node.clone(), bank, items))).collect();

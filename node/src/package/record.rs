@@ -24,6 +24,16 @@ pub enum Outcome {
     Abort,
 }
 
+impl Status {
+    pub fn outcome(self) -> Option<Outcome> {
+        match self {
+            Status::Pending => None,
+            Status::Committed => Some(Outcome::Commit),
+            Status::Aborted => Some(Outcome::Abort),
+        }
+    }
+}
+
 impl Outcome {
     pub fn status(self) -> Status {
         match self {
@@ -81,8 +91,13 @@ impl Record {
     /// Compare-and-set from pending. A commit must come with every operation ok; an abort
     /// with at least one reason (or, for presumed abort, none: the reason is filled in).
     /// Results come from the network (another bank's decide), so a malformed set is refused,
-    /// never asserted: it must not stop this bank.
-    pub fn decide(&mut self, outcome: Outcome, results: Vec<OpResult>) -> Result<Decided, Error> {
+    /// never asserted: it must not stop this bank. `by` is the bank asking: a presumed abort
+    /// (no results) may come only from the origin or a bank holding a leg of the package;
+    /// an executor's decision (with every result) from any member.
+    pub fn decide(&mut self, outcome: Outcome, results: Vec<OpResult>, by: &str) -> Result<Decided, Error> {
+        if results.is_empty() && by != self.origin && !self.package.banks().contains(by) {
+            return Err(Error::forbidden("not_a_participant", format!("{by} holds no leg of package {}: it cannot presume its abort", self.key())));
+        }
         let n = self.package.operations.len();
         let in_order = results.iter().enumerate().all(|(i, r)| r.index as usize == i);
         let bad = |m: &str| Err(Error::bad_request("bad_decision", format!("package {}: {m}", self.key())));
@@ -153,9 +168,9 @@ mod tests {
         let mut r = record(2);
         let (o, res) = results_from_legs(2, &[]);
         assert_eq!(o, Outcome::Commit);
-        assert_eq!(r.decide(o, res.clone()), Ok(Decided::Now));
+        assert_eq!(r.decide(o, res.clone(), "a"), Ok(Decided::Now));
         assert_eq!(r.status, Status::Committed);
-        assert_eq!(r.decide(Outcome::Abort, vec![]), Ok(Decided::Already));
+        assert_eq!(r.decide(Outcome::Abort, vec![], "a"), Ok(Decided::Already));
         assert_eq!(r.status, Status::Committed, "a later abort never overturns a commit");
         assert_eq!(r.results, res);
     }
@@ -163,10 +178,10 @@ mod tests {
     #[test]
     fn presumed_abort_fills_reasons() {
         let mut r = record(2);
-        assert_eq!(r.decide(Outcome::Abort, vec![]), Ok(Decided::Now));
+        assert_eq!(r.decide(Outcome::Abort, vec![], "a"), Ok(Decided::Now));
         assert_eq!(r.status, Status::Aborted);
         assert!(r.results.iter().all(|x| !x.ok && x.reason.is_some()));
-        assert_eq!(r.decide(Outcome::Commit, results_from_legs(2, &[]).1), Ok(Decided::Already));
+        assert_eq!(r.decide(Outcome::Commit, results_from_legs(2, &[]).1, "a"), Ok(Decided::Already));
         assert_eq!(r.status, Status::Aborted);
     }
 
@@ -196,12 +211,21 @@ mod tests {
         for (o, res) in cases {
             let mut r = record(2);
             let before = r.clone();
-            assert_eq!(r.decide(o, res.clone()).unwrap_err().code, "bad_decision", "{o:?} {res:?}");
+            assert_eq!(r.decide(o, res.clone(), "a").unwrap_err().code, "bad_decision", "{o:?} {res:?}");
             assert_eq!(r, before);
         }
         // Malformed is refused even once decided: the answer never depends on the state.
         let mut r = record(1);
-        r.decide(Outcome::Abort, vec![]).unwrap();
-        assert!(r.decide(Outcome::Commit, vec![no(0)]).is_err());
+        r.decide(Outcome::Abort, vec![], "a").unwrap();
+        assert!(r.decide(Outcome::Commit, vec![no(0)], "a").is_err());
+    }
+
+    #[test]
+    fn only_a_bank_holding_a_leg_presumes_an_abort() {
+        let mut r = record(1);
+        assert_eq!(r.decide(Outcome::Abort, vec![], "z").unwrap_err().code, "not_a_participant");
+        assert_eq!(r.status, Status::Pending);
+        let no = vec![OpResult { index: 0, ok: false, reason: Some("x".into()) }];
+        assert_eq!(r.decide(Outcome::Abort, no, "z"), Ok(Decided::Now), "an executor's decision, with its results");
     }
 }

@@ -2,9 +2,10 @@
 //! its finish message was lost). Asks the origin; if the record is still pending long after,
 //! aborts it there (presumed abort: compare-and-set, so a commit that got there first wins).
 
-use super::executor::{decide_at, finish_here};
+use super::executor::{abort_orphan, decide_at, finish_here, view};
 use super::{Outcome, PackageKey, Status};
 use crate::api::wire::{Decide, Finish, PackageView};
+use crate::trust::decision::Decision;
 use crate::config::ms;
 use crate::node::{Node, PeerError};
 use hyper::Method;
@@ -29,41 +30,52 @@ pub async fn run(node: Arc<Node>) {
                 continue;
             }
             let presume = age >= ms(node.timing.presume_abort_ms);
-            if let Some(outcome) = resolve(&node, &key, presume).await {
-                let f = Finish { origin: key.origin.clone(), id: key.id.clone(), outcome };
-                let me = node.me.clone();
-                if finish_here(&node, &me, vec![f]).await.is_ok() {
-                    since.remove(&key);
+            let done = match resolve(&node, &key, presume).await {
+                Some(Resolved::Decided(decision)) => {
+                    let f = Finish { origin: key.origin.clone(), id: key.id.clone(), decision };
+                    let me = node.me.clone();
+                    finish_here(&node, &me, vec![f]).await.is_ok()
                 }
+                Some(Resolved::NeverRecorded) => abort_orphan(&node, &key).await.is_ok(),
+                None => false,
+            };
+            if done {
+                since.remove(&key);
             }
         }
     }
 }
 
+enum Resolved {
+    /// The origin's signed decision.
+    Decided(Decision),
+    /// The origin has no record of it, so nobody can ever commit it. (Until answers between
+    /// banks are authenticated too, by TLS, this 404 is taken on the connection's word.)
+    NeverRecorded,
+}
+
 /// The outcome of a package according to its origin, deciding it as aborted if `presume` and
 /// it is still pending. None if it cannot be known now.
-async fn resolve(node: &Arc<Node>, key: &PackageKey, presume: bool) -> Option<Outcome> {
+async fn resolve(node: &Arc<Node>, key: &PackageKey, presume: bool) -> Option<Resolved> {
     let (id, origin) = (key.id.as_str(), key.origin.as_str());
     let asked: Result<PackageView, PeerError> = if origin == node.me {
         let i = id.to_string();
         match node.db(move |s| s.record(&i)).await {
-            Ok(Some(r)) => Ok(PackageView { id: id.into(), status: r.status, results: r.results }),
+            Ok(Some(r)) => Ok(view(node, &r)),
             Ok(None) => Err(PeerError::Refused(404, "unknown".into())),
             Err(e) => Err(PeerError::Unreachable(e.message)),
         }
     } else {
         node.call::<(), _>(origin, Method::GET, &format!("/peer/outcome/{id}"), None).await
     };
-    let status = match asked {
-        Ok(v) if v.id == id => v.status,
+    let v = match asked {
+        Ok(v) if v.id == id => v,
         Ok(_) => return None, // an answer about another package: not an answer
-        // The origin never recorded it, so nobody can ever commit it.
-        Err(PeerError::Refused(404, _)) => return Some(Outcome::Abort),
+        Err(PeerError::Refused(404, _)) => return Some(Resolved::NeverRecorded),
         Err(_) => return None,
     };
-    match status {
-        Status::Committed => Some(Outcome::Commit),
-        Status::Aborted => Some(Outcome::Abort),
+    match v.status {
+        Status::Committed | Status::Aborted => v.decision.map(Resolved::Decided),
         Status::Pending if !presume => None,
         Status::Pending => {
             let d = Decide { origin: origin.to_string(), id: id.to_string(), outcome: Outcome::Abort, results: vec![] };
@@ -71,11 +83,7 @@ async fn resolve(node: &Arc<Node>, key: &PackageKey, presume: bool) -> Option<Ou
             let v = decide_at(node, origin, vec![d]).await.ok()?.into_iter().find(|v| v.id == id)?;
             node.count(|c| c.presumed_aborts += 1);
             node.emit("presumed_abort", format!("{key} -> {:?}", v.status));
-            match v.status {
-                Status::Committed => Some(Outcome::Commit),
-                Status::Aborted => Some(Outcome::Abort),
-                Status::Pending => None,
-            }
+            v.decision.map(Resolved::Decided)
         }
     }
 }

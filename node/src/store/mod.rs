@@ -58,10 +58,11 @@ pub enum Write {
     Submit { package: Package, origin: String },
     /// Prepare legs held here: (origin, the whole package, this bank's legs of it), in order.
     Prepare(Vec<(String, Package, Vec<Leg>)>),
-    /// Decide records of this origin (compare-and-set): (package, outcome, per-operation results).
-    Decide(Vec<(String, Outcome, Vec<OpResult>)>),
-    /// Apply outcomes to legs held here.
-    Finish(Vec<(PackageKey, Outcome)>),
+    /// Decide records of this origin (compare-and-set): (package id, outcome, per-operation
+    /// results, the bank asking).
+    Decide(Vec<(String, Outcome, Vec<OpResult>, String)>),
+    /// Apply outcomes to legs held here: (package, outcome, digest of the package decided).
+    Finish(Vec<(PackageKey, Outcome, PackageDigest)>),
 }
 
 /// The answer to each `Write`, in the same slot.
@@ -321,8 +322,8 @@ impl Store {
 
     /// Compare-and-set the record from pending. Returns the record as it now stands and
     /// whether this call decided it. Unknown ids are a NotFound: nobody can commit them.
-    pub fn decide(&self, id: &str, outcome: Outcome, results: Vec<OpResult>) -> Result<(Record, Decided), Error> {
-        self.write(|tx| decide_in(tx, id, outcome, results))
+    pub fn decide(&self, id: &str, outcome: Outcome, results: Vec<OpResult>, by: &str) -> Result<(Record, Decided), Error> {
+        self.write(|tx| decide_in(tx, id, outcome, results, by))
     }
 
     // ---- participant legs ----
@@ -334,8 +335,8 @@ impl Store {
 
     /// Applies the package's outcome to this bank's legs. Idempotent; returns how many legs
     /// moved money.
-    pub fn finish(&self, key: &PackageKey, outcome: Outcome) -> Result<usize, Error> {
-        self.write(|tx| finish_in(tx, key, outcome, self.skip_refund))
+    pub fn finish(&self, key: &PackageKey, outcome: Outcome, digest: PackageDigest) -> Result<usize, Error> {
+        self.write(|tx| finish_in(tx, key, outcome, digest, self.skip_refund))
     }
 
     pub fn participation(&self, key: &PackageKey) -> Result<Option<Participation>, Error> {
@@ -361,10 +362,10 @@ impl Store {
                         items.iter().map(|(o, p, legs)| slot(prepare_in(tx, o, p, legs))).collect::<Result<_, _>>()?,
                     ),
                     Write::Decide(items) => Written::Decide(
-                        items.into_iter().map(|(id, o, r)| slot(decide_in(tx, &id, o, r))).collect::<Result<_, _>>()?,
+                        items.into_iter().map(|(id, o, r, by)| slot(decide_in(tx, &id, o, r, &by))).collect::<Result<_, _>>()?,
                     ),
                     Write::Finish(items) => Written::Finish(
-                        items.iter().map(|(k, o)| slot(finish_in(tx, k, *o, self.skip_refund))).collect::<Result<_, _>>()?,
+                        items.iter().map(|(k, o, d)| slot(finish_in(tx, k, *o, *d, self.skip_refund))).collect::<Result<_, _>>()?,
                     ),
                 });
             }
@@ -540,13 +541,13 @@ fn submit_in(tx: &redb::WriteTransaction, package: &Package, origin: &str) -> Re
     Ok((r, true))
 }
 
-fn decide_in(tx: &redb::WriteTransaction, id: &str, outcome: Outcome, results: Vec<OpResult>) -> Result<(Record, Decided), Error> {
+fn decide_in(tx: &redb::WriteTransaction, id: &str, outcome: Outcome, results: Vec<OpResult>, by: &str) -> Result<(Record, Decided), Error> {
     let mut records = tx.open_table(RECORDS).map_err(internal)?;
     let mut r: Record = match records.get(id).map_err(internal)? {
         Some(v) => dec(v.value())?,
         None => return Err(Error::not_found("package_not_found", format!("no package {id} at this origin"))),
     };
-    let d = r.decide(outcome, results)?;
+    let d = r.decide(outcome, results, by)?;
     if d == Decided::Now {
         records.insert(id, enc(&r).as_slice()).map_err(internal)?;
         tx.open_table(OUTBOX).map_err(internal)?.remove(r.seq).map_err(internal)?;
@@ -554,16 +555,22 @@ fn decide_in(tx: &redb::WriteTransaction, id: &str, outcome: Outcome, results: V
     Ok((r, d))
 }
 
-/// Applies `outcome` to this bank's legs of `key`. Refuses, before writing anything, an
-/// outcome that contradicts what this bank recorded: a commit of a package it never prepared
-/// or of a leg it refused, or the other outcome than the one already applied. Those can only
+/// Applies `outcome` (decided for the package with `digest`) to this bank's legs of `key`.
+/// Refuses, before writing anything, an outcome that contradicts what this bank recorded: a
+/// decision about other content than it prepared, a commit of a package it never prepared or
+/// of a leg it refused, or the other outcome than the one already applied. Those can only
 /// come from a forged or broken message.
-fn finish_in(tx: &redb::WriteTransaction, key: &PackageKey, outcome: Outcome, skip_refund: bool) -> Result<usize, Error> {
+fn finish_in(tx: &redb::WriteTransaction, key: &PackageKey, outcome: Outcome, digest: PackageDigest, skip_refund: bool) -> Result<usize, Error> {
     let part: Option<Participation> = {
         let t = tx.open_table(PARTS).map_err(internal)?;
         let v = t.get((key.origin.as_str(), key.id.as_str())).map_err(internal)?;
         v.map(|v| dec(v.value())).transpose()?
     };
+    if let Some(known) = part.as_ref().and_then(|p| p.digest) {
+        if known != digest {
+            return Err(Error::conflict("package_mismatch", format!("package {key}: the decision is about other content (digest {digest:?}) than was prepared here ({known:?})")));
+        }
+    }
     if let Some(known) = part.as_ref().and_then(|p| p.outcome) {
         if known != outcome {
             return Err(Error::conflict("outcome_contradicts_legs", format!("package {key}: {outcome:?} refused: it already ended here as {known:?}")));
@@ -576,7 +583,7 @@ fn finish_in(tx: &redb::WriteTransaction, key: &PackageKey, outcome: Outcome, sk
         if outcome == Outcome::Commit {
             return Err(Error::conflict("outcome_contradicts_legs", format!("package {key}: commit refused: none of its legs was prepared here")));
         }
-        put_part(tx, key, &Participation { digest: None, outcome: Some(outcome) })?;
+        put_part(tx, key, &Participation { digest: Some(digest), outcome: Some(outcome) })?;
         return Ok(0);
     };
     let mut legs_t = tx.open_table(LEGS).map_err(internal)?;

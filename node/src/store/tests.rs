@@ -36,12 +36,17 @@ fn key(origin: &str, id: &str) -> PackageKey {
     PackageKey::new(origin, id)
 }
 
+/// Applies `outcome` of `p` accepted at `origin`, as its origin decided it.
+fn fin(s: &Store, origin: &str, p: &Package, outcome: Outcome) -> Result<usize, Error> {
+    s.finish(&p.key(origin), outcome, p.digest(origin))
+}
+
 fn funded(s: &Store, n: u32, cents: u64) -> Account {
     user(s, n);
     let a = s.open_account("me", AccountKind::Business, &[cpf(n)]).unwrap();
     let id = format!("fund{n}");
     assert!(prep(s, "me", &deposit(&id, &a.key, cents)).unwrap()[0].ok);
-    s.finish(&key("me", &id), Outcome::Commit).unwrap();
+    fin(s, "me", &deposit(&id, &a.key, cents), Outcome::Commit).unwrap();
     s.account(&a.key).unwrap().unwrap()
 }
 
@@ -73,8 +78,8 @@ fn prepare_is_idempotent_and_finish_moves_money_once() {
     let after = s.account(&a.key).unwrap().unwrap();
     assert_eq!((after.balance, after.held), (Cents(40), Cents(60)), "the hold is taken once");
     assert_eq!(s.in_doubt().unwrap(), vec![key("o", "p")]);
-    assert_eq!(s.finish(&key("o", "p"), Outcome::Abort).unwrap(), 1);
-    assert_eq!(s.finish(&key("o", "p"), Outcome::Abort).unwrap(), 0);
+    assert_eq!(fin(&s, "o", &p, Outcome::Abort).unwrap(), 1);
+    assert_eq!(fin(&s, "o", &p, Outcome::Abort).unwrap(), 0);
     let after = s.account(&a.key).unwrap().unwrap();
     assert_eq!((after.balance, after.held), (Cents(100), Cents(0)));
     assert!(s.in_doubt().unwrap().is_empty());
@@ -89,7 +94,7 @@ fn the_same_id_at_two_origins_is_two_packages() {
     let a = funded(&s, 1, 100);
     let x = withdraw("X", &a.key, 100);
     assert!(prep(&s, "A", &x).unwrap()[0].ok);
-    s.finish(&key("A", "X"), Outcome::Commit).unwrap();
+    fin(&s, "A", &x, Outcome::Commit).unwrap();
     let v = prep(&s, "B", &x).unwrap();
     assert!(!v[0].ok, "(B, X) is a package of its own: no funds left for it");
     assert!(v[0].reason.as_ref().unwrap().contains("insufficient funds"), "{v:?}");
@@ -107,7 +112,8 @@ fn a_prepare_with_other_content_under_a_known_key_is_refused() {
         assert_eq!(e.code, "package_mismatch", "{e}");
     }
     // Also after the outcome: a committed package's key never takes other content.
-    s.finish(&key("o", "p"), Outcome::Commit).unwrap();
+    assert_eq!(fin(&s, "o", &withdraw("p", &a.key, 90), Outcome::Commit).unwrap_err().code, "package_mismatch", "a decision about other content");
+    fin(&s, "o", &withdraw("p", &a.key, 10), Outcome::Commit).unwrap();
     assert_eq!(prep(&s, "o", &withdraw("p", &a.key, 90)).unwrap_err().code, "package_mismatch");
     assert!(prep(&s, "o", &withdraw("p", &a.key, 10)).unwrap()[0].ok, "the same package again: its old vote");
     assert_eq!(s.account(&a.key).unwrap().unwrap().balance, Cents(90));
@@ -119,18 +125,18 @@ fn outcomes_that_contradict_the_legs_are_refused_and_move_nothing() {
     let s = store();
     let a = funded(&s, 1, 10);
     // A commit of a package never prepared here.
-    assert_eq!(s.finish(&key("o", "ghost"), Outcome::Commit).unwrap_err().code, "outcome_contradicts_legs");
+    assert_eq!(fin(&s, "o", &deposit("ghost", &a.key, 1), Outcome::Commit).unwrap_err().code, "outcome_contradicts_legs");
     assert!(s.participation(&key("o", "ghost")).unwrap().is_none(), "no tombstone from a refusal");
     // A commit of a refused leg (insufficient funds).
     assert!(!prep(&s, "o", &withdraw("big", &a.key, 11)).unwrap()[0].ok);
-    assert_eq!(s.finish(&key("o", "big"), Outcome::Commit).unwrap_err().code, "outcome_contradicts_legs");
+    assert_eq!(fin(&s, "o", &withdraw("big", &a.key, 11), Outcome::Commit).unwrap_err().code, "outcome_contradicts_legs");
     // A package ended one way, then told the other.
     assert!(prep(&s, "o", &deposit("d", &a.key, 5)).unwrap()[0].ok);
-    s.finish(&key("o", "d"), Outcome::Abort).unwrap();
-    assert_eq!(s.finish(&key("o", "d"), Outcome::Commit).unwrap_err().code, "outcome_contradicts_legs");
+    fin(&s, "o", &deposit("d", &a.key, 5), Outcome::Abort).unwrap();
+    assert_eq!(fin(&s, "o", &deposit("d", &a.key, 5), Outcome::Commit).unwrap_err().code, "outcome_contradicts_legs");
     assert!(prep(&s, "o", &withdraw("w", &a.key, 5)).unwrap()[0].ok);
-    s.finish(&key("o", "w"), Outcome::Commit).unwrap();
-    assert_eq!(s.finish(&key("o", "w"), Outcome::Abort).unwrap_err().code, "outcome_contradicts_legs");
+    fin(&s, "o", &withdraw("w", &a.key, 5), Outcome::Commit).unwrap();
+    assert_eq!(fin(&s, "o", &withdraw("w", &a.key, 5), Outcome::Abort).unwrap_err().code, "outcome_contradicts_legs");
     let after = s.account(&a.key).unwrap().unwrap();
     assert_eq!((after.balance, after.held, after.blocked), (Cents(5), Cents(0), Cents(0)));
     assert!(s.audit().unwrap().self_check().is_empty());
@@ -140,7 +146,7 @@ fn outcomes_that_contradict_the_legs_are_refused_and_move_nothing() {
 fn late_prepare_after_abort_is_refused() {
     let s = store();
     let a = funded(&s, 1, 100);
-    s.finish(&key("o", "late"), Outcome::Abort).unwrap();
+    fin(&s, "o", &withdraw("late", &a.key, 5), Outcome::Abort).unwrap();
     let v = prep(&s, "o", &withdraw("late", &a.key, 5)).unwrap();
     assert!(!v[0].ok);
     assert_eq!(s.account(&a.key).unwrap().unwrap().balance, Cents(100), "nothing held for a dead package");
@@ -183,12 +189,12 @@ fn submit_is_idempotent_and_decide_is_compare_and_set() {
     assert_eq!(s.submit(&package("x", 6), "me").unwrap_err().code, "id_reused");
     assert_eq!(s.outbox().unwrap().len(), 1);
     let ok = vec![OpResult { index: 0, ok: true, reason: None }];
-    let (r, d) = s.decide("x", Outcome::Commit, ok).unwrap();
+    let (r, d) = s.decide("x", Outcome::Commit, ok, "exec").unwrap();
     assert_eq!((r.status, d), (crate::package::Status::Committed, Decided::Now));
-    let (r, d) = s.decide("x", Outcome::Abort, vec![]).unwrap();
+    let (r, d) = s.decide("x", Outcome::Abort, vec![], "me").unwrap();
     assert_eq!((r.status, d), (crate::package::Status::Committed, Decided::Already));
     assert!(s.outbox().unwrap().is_empty());
-    assert_eq!(s.decide("nope", Outcome::Abort, vec![]).unwrap_err().code, "package_not_found");
+    assert_eq!(s.decide("nope", Outcome::Abort, vec![], "me").unwrap_err().code, "package_not_found");
 }
 
 #[test]
@@ -247,8 +253,8 @@ fn a_group_commit_applies_writes_in_order_and_answers_each_in_its_slot() {
             sub("old", 6),
             Write::Prepare(debit("a", 70)),
             sub("a", 70),
-            Write::Decide(vec![("a".into(), Outcome::Commit, vec![OpResult { index: 0, ok: true, reason: None }]), ("nobody".into(), Outcome::Abort, vec![])]),
-            Write::Finish(vec![(key("me", "a"), Outcome::Commit), (key("me", "never"), Outcome::Commit)]),
+            Write::Decide(vec![("a".into(), Outcome::Commit, vec![OpResult { index: 0, ok: true, reason: None }], "me".into()), ("nobody".into(), Outcome::Abort, vec![], "me".into())]),
+            Write::Finish(vec![(key("me", "a"), Outcome::Commit, pkg("a", 70).digest("me")), (key("me", "never"), Outcome::Commit, pkg("never", 1).digest("me"))]),
             // After the finish in the same group: sees the balance the finish left.
             Write::Prepare(debit("b", 40)),
             Write::Prepare(debit("a", 71)),
