@@ -111,7 +111,7 @@ async fn wait_settled(c: &Cluster, accounts: &[(usize, String)]) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_bank_under_load_loses_nothing() {
-    let mut c = common::start(3).await;
+    let c = common::start(3).await;
     let mut accounts = Vec::new();
     for i in 0..3 {
         let k = c.account(i, &cpf(100 + i as u32)).await;

@@ -736,7 +736,8 @@ fn render_status(s: &StatusView) -> String {
         ("presumed aborts", k.presumed_aborts),
     ];
     out.push("counters".into());
-    let rows: Vec<Vec<String>> = counters.iter().map(|(n, v)| vec![n.to_string(), v.to_string()]).collect();
+    let mut rows: Vec<Vec<String>> = counters.iter().map(|(n, v)| vec![n.to_string(), v.to_string()]).collect();
+    rows.extend(k.refused.iter().map(|(why, n)| vec![format!("refused: {why}"), n.to_string()]));
     out.push(indent(&table(&["EVENT", "COUNT"], &rows, &[false, true])));
     out.join("\n")
 }

@@ -1,6 +1,7 @@
 //! Shared by the end-to-end tests: the loopback cluster of real `node` processes.
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
 pub use node::cluster::{cpf, Cluster, TEST_TIMING};
 
 /// This build's `node` binary, `n` banks, short timings.
