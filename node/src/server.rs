@@ -32,10 +32,10 @@ pub fn start(config: &Config, identity: Identity, store: Store, env: Env) -> Res
 /// Serves the API on any axum listener until `shutdown` resolves.
 pub async fn serve<L>(listener: L, node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()>
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
 {
-    axum::serve(listener, api::router(node)).with_graceful_shutdown(shutdown).await
+    let app = api::router(node).into_make_service_with_connect_info::<api::Remote>();
+    axum::serve(api::Listen(listener), app).with_graceful_shutdown(shutdown).await
 }
 
 /// Pings an offline bank with growing, jittered pauses until it answers.

@@ -116,6 +116,19 @@ pub fn generate(seed: u64) -> Scenario {
             _ => faults.push(Fault::Pause { at_ms, bank: bank(&mut rng), for_ms: rng.random_range(100..=1_500) }),
         }
     }
+    // Adversaries and skewed clocks, from a stream of their own (every other choice of a
+    // seed stays what it was): a quarter of the runs meet a rogue host, a quarter a bank
+    // whose clock is off by up to 20 s (the banks allow 30).
+    let mut adv = ChaCha8Rng::seed_from_u64(mix(seed, 0xad5));
+    if adv.random_bool(0.25) {
+        for _ in 0..adv.random_range(1..=2) {
+            faults.push(Fault::Rogue { at_ms: adv.random_range(200..duration_ms - 500), messages: adv.random_range(20..=300) });
+        }
+    }
+    if adv.random_bool(0.25) {
+        let bank = bank_name(adv.random_range(0..banks));
+        faults.push(Fault::Skew { at_ms: adv.random_range(0..duration_ms - 500), bank, ms: adv.random_range(-20_000..=20_000) });
+    }
     faults.sort_by_key(Fault::at_ms);
     let s = Scenario {
         name: format!("fuzz-{seed}"),

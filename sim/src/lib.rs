@@ -5,6 +5,7 @@
 //! - `scenario`: scenario files.
 //! - `run`: one run — the harness, the fault injection, the trace.
 //! - `workload`: the clients.
+//! - `rogue`: a host outside the consortium that sends hostile requests.
 //! - `check`: the invariants.
 //! - `report`: the summary and the trace hash.
 //! - `fuzz`: random scenarios, run in parallel, shrunk on failure.
@@ -13,6 +14,7 @@ pub mod check;
 pub mod net;
 pub mod panics;
 pub mod report;
+pub mod rogue;
 pub mod run;
 pub mod scenario;
 pub mod workload;

@@ -39,6 +39,8 @@ pub struct Report {
     /// What adversarial clients did: (same id, other content, same bank: refused), (same id
     /// at other banks). None when the scenario has none.
     pub adversary: Option<(u64, u64)>,
+    /// The rogue host's requests sent and refused; None when the scenario has none.
+    pub rogue: Option<(u64, u64)>,
 }
 
 /// FNV-1a (64 bit) over the trace lines, each followed by a newline.
@@ -85,6 +87,7 @@ impl Report {
             trace_lines: st.trace.len(),
             trace_hash: trace_hash(&st.trace),
             adversary: (sh.scenario.workload.malicious_clients > 0).then_some((st.acks.reuses_refused, st.acks.reuses_elsewhere)),
+            rogue: sh.scenario.faults.iter().any(|f| matches!(f, crate::scenario::Fault::Rogue { .. })).then_some((st.acks.rogue_sent, st.acks.rogue_refused)),
             ..Default::default()
         };
         for t in st.acks.packages.values() {
@@ -158,6 +161,9 @@ impl std::fmt::Display for Report {
         );
         if let Some((refused, elsewhere)) = self.adversary {
             let _ = writeln!(w, "  adversary       {refused} reused ids with other content refused by their bank, {elsewhere} reused at other banks");
+        }
+        if let Some((sent, refused)) = self.rogue {
+            let _ = writeln!(w, "  rogue host      {sent} hostile requests sent, {refused} refusals reported by the banks");
         }
         match self.latency_ms {
             Some([p50, p90, p99, max]) => {

@@ -22,6 +22,7 @@ use node::trust::manifest::{BankEntry, Manifest};
 use node::store::simdisk::SimDisk;
 use node::store::{Audit, Store};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
@@ -113,6 +114,8 @@ pub struct CheckCounts {
 pub(crate) struct State {
     /// Simulated time as the harness last saw it (between steps).
     pub now: Duration,
+    /// Nonces of real requests the rogue host played again (hex).
+    pub rogue_replayed: BTreeSet<String>,
     pub trace: Vec<String>,
     pub banks: Vec<Slot>,
     pub triggers: Vec<Trigger>,
@@ -149,6 +152,8 @@ pub(crate) struct Shared {
     /// Every bank's key, drawn from the scenario's seed, and the manifest that lists them.
     pub keys: Vec<BankKey>,
     pub manifest: Arc<Manifest>,
+    /// Each bank's clock offset in ms (the `skew` fault).
+    pub skews: Arc<Vec<AtomicI64>>,
     pub st: Mutex<State>,
 }
 
@@ -189,23 +194,36 @@ impl Shared {
     }
 }
 
+/// Whether a refusal is of a genuine request whose copy the rogue host delivered first.
+fn replayed_by_rogue(replayed: &BTreeSet<String>, detail: &str) -> bool {
+    let nonce = detail.split("(nonce ").nth(1).and_then(|r| r.split(' ').next());
+    nonce.is_some_and(|n| replayed.contains(n))
+}
+
+/// Whether a refusal names the rogue host's address as its sender ("from IP:PORT (...").
+fn from_rogue(detail: &str) -> bool {
+    let addr = detail.strip_prefix("from ").and_then(|d| d.split(' ').next()).and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+    addr.and_then(|a| turmoil::reverse_lookup(a.ip())).is_some_and(|h| h == crate::rogue::ROGUE_HOST)
+}
+
 /// The simulated world's wall clock starts at 2026-01-01T00:00:00Z.
 const SIM_EPOCH_MS: u64 = 1_767_225_600_000;
 
-/// A bank's wall clock in the simulator: the epoch plus simulated elapsed time.
+/// A bank's wall clock in the simulator: the epoch plus simulated elapsed time, plus its skew.
 struct SimClock {
-    epoch_ms: u64,
+    skews: Arc<Vec<AtomicI64>>,
+    bank: usize,
 }
 
 impl WallClock for SimClock {
     fn now_ms(&self) -> u64 {
-        self.epoch_ms + turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64
+        sim_wall_ms().saturating_add_signed(self.skews[self.bank].load(Ordering::Relaxed))
     }
 }
 
-/// The simulated world's wall-clock time now.
+/// The simulated world's true wall-clock time now.
 pub(crate) fn sim_wall_ms() -> u64 {
-    SimClock { epoch_ms: SIM_EPOCH_MS }.now_ms()
+    SIM_EPOCH_MS + turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64
 }
 
 fn line(t: Duration, who: &str, kind: &str, detail: &str) -> String {
@@ -236,7 +254,11 @@ impl Events for Recorder {
             // messages are told apart by their sender): a refusal means the protocol broke
             // its own rules, or a new check is wrong. Either is a bug to see, not to hide.
             "refused" => {
-                Shared::violation_locked(&mut st, t, format!("trust: {who} refused a message of an honest member: {detail}"));
+                if from_rogue(&detail) || replayed_by_rogue(&st.rogue_replayed, &detail) {
+                    st.acks.rogue_refused += 1;
+                } else {
+                    Shared::violation_locked(&mut st, t, format!("trust: {who} refused a message of an honest member: {detail}"));
+                }
             }
             "package_decided" => {
                 let mut it = detail.split_whitespace();
@@ -342,7 +364,7 @@ async fn bank_main(sh: Arc<Shared>, i: usize) -> turmoil::Result {
     )
     .with_power(sh.disks[i].clone())
     .with_signer(sh.keys[i].clone(), sh.manifest.hash());
-    let clock = Arc::new(SimClock { epoch_ms: SIM_EPOCH_MS });
+    let clock = Arc::new(SimClock { skews: sh.skews.clone(), bank: i });
     let env = Env { transport: Arc::new(transport), clock, events: recorder, rng_seed: mix(seed, 2), inline_storage: true, planted: sh.planted };
     let config = Config {
         listen: sh.addrs[i].clone(),
@@ -444,6 +466,8 @@ struct Harness<'a> {
     inject: UnboundedSender<(String, Call)>,
     /// Token copies injected so far (their nonces).
     injected: u64,
+    /// Bursts for the rogue host (present only if the scenario has `rogue` faults).
+    rogue: Option<UnboundedSender<u32>>,
     hosts: Vec<String>,
 }
 
@@ -461,6 +485,7 @@ pub fn run(scenario: &Scenario, planted: PlantedBug) -> RunOutput {
         duplicate_delay_max_ms: sc.network.duplicate_delay_max_ms,
     };
     let st = State {
+        rogue_replayed: BTreeSet::new(),
         now: Duration::ZERO,
         trace: Vec::new(),
         banks: (0..n).map(|_| Slot { up: true, ..Default::default() }).collect(),
@@ -491,6 +516,7 @@ pub fn run(scenario: &Scenario, planted: PlantedBug) -> RunOutput {
     let sh = Arc::new(Shared {
         keys,
         manifest,
+        skews: Arc::new((0..n).map(|_| AtomicI64::new(0)).collect()),
         disks: (0..n).map(|i| SimDisk::new(mix(sc.seed, 200 + i as u64))).collect(),
         scenario: sc.clone(),
         names: names.clone(),
@@ -509,13 +535,23 @@ pub fn run(scenario: &Scenario, planted: PlantedBug) -> RunOutput {
         .max_message_latency(Duration::from_millis(sc.network.latency_max_ms))
         .build();
     let (inject, inject_rx) = unbounded_channel();
-    let mut h = Harness { sim, sh: sh.clone(), links: Links::default(), timers: Vec::new(), timer_seq: 0, inject, injected: 0, hosts: hosts(&names) };
+    let has_rogue = sc.faults.iter().any(|f| matches!(f, Fault::Rogue { .. }));
+    let mut hosts = hosts(&names);
+    if has_rogue {
+        hosts.push(crate::rogue::ROGUE_HOST.to_string());
+    }
+    let mut h = Harness { sim, sh: sh.clone(), links: Links::default(), timers: Vec::new(), timer_seq: 0, inject, injected: 0, rogue: None, hosts };
     for (i, name) in names.iter().enumerate() {
         let s = sh.clone();
         h.sim.host(name.as_str(), move || bank_main(s.clone(), i));
     }
     h.sim.client(CLIENT_HOST, workload::client_main(sh.clone()));
     h.sim.client(CHAOS_HOST, workload::chaos_main(inject_rx));
+    if has_rogue {
+        let (tx, rx) = unbounded_channel();
+        h.rogue = Some(tx);
+        h.sim.client(crate::rogue::ROGUE_HOST, crate::rogue::rogue_main(sh.clone(), rx));
+    }
     sh.note(format!(
         "scenario {} seed {}: {n} banks, {} ms of faults and workload, then {} ms to settle{}",
         sc.name,
@@ -832,6 +868,17 @@ impl Harness<'_> {
                     None => self.sh.note("duplicate_token: no token pass seen yet"),
                 }
             }
+            Fault::Skew { bank, ms, .. } => {
+                let i = self.bank(bank);
+                self.sh.skews[i].store(*ms, Ordering::Relaxed);
+                self.sh.note(format!("{}'s clock now runs {ms} ms off", self.sh.names[i]));
+            }
+            Fault::Rogue { messages, .. } => {
+                if let Some(r) = &self.rogue {
+                    let _ = r.send(*messages);
+                }
+                self.sh.note(format!("the rogue host sends {messages} hostile requests"));
+            }
             Fault::Pause { bank, for_ms, .. } => {
                 let i = self.bank(bank);
                 let name = self.sh.names[i].clone();
@@ -888,6 +935,9 @@ impl Harness<'_> {
         }
         for (_, _, a) in std::mem::take(&mut self.timers) {
             self.act(a);
+        }
+        for skew in self.sh.skews.iter() {
+            skew.store(0, Ordering::Relaxed);
         }
         self.links.blocked.clear();
         for (a, b) in std::mem::take(&mut self.links.held) {

@@ -221,6 +221,14 @@ pub enum Fault {
     },
     /// Holds every link of `bank` for `for_ms`: it is frozen, then everything arrives at once.
     Pause { at_ms: u64, bank: String, for_ms: u64 },
+    /// `bank`'s wall clock runs `ms` milliseconds ahead (negative: behind) until the faults
+    /// end. Banks accept each other's signed requests within 30 s of their own clock.
+    Skew { at_ms: u64, bank: String, ms: i64 },
+    /// A host outside the consortium (`rogue`) sends `messages` hostile requests to the banks
+    /// over the next second: forged tokens (huge counters), blocks, alerts, prepares, finishes
+    /// and decides, unsigned or signed with its own key in a member's name, and replays of
+    /// real token passes it overheard. Every one must be refused, and nothing may change.
+    Rogue { at_ms: u64, messages: u32 },
 }
 
 impl Fault {
@@ -234,7 +242,9 @@ impl Fault {
             | Fault::Release { at_ms, .. }
             | Fault::DropToken { at_ms, .. }
             | Fault::DuplicateToken { at_ms, .. }
-            | Fault::Pause { at_ms, .. } => *at_ms,
+            | Fault::Pause { at_ms, .. }
+            | Fault::Skew { at_ms, .. }
+            | Fault::Rogue { at_ms, .. } => *at_ms,
         }
     }
 
@@ -249,13 +259,16 @@ impl Fault {
             Fault::DropToken { .. } => "drop_token",
             Fault::DuplicateToken { .. } => "duplicate_token",
             Fault::Pause { .. } => "pause",
+            Fault::Skew { .. } => "skew",
+            Fault::Rogue { .. } => "rogue",
         }
     }
 
     fn banks_named(&self) -> Vec<&str> {
         match self {
             Fault::Crash { bank, on_event: Some(_), .. } if bank == "any" => vec![],
-            Fault::Crash { bank, .. } | Fault::Restart { bank, .. } | Fault::Pause { bank, .. } => vec![bank],
+            Fault::Crash { bank, .. } | Fault::Restart { bank, .. } | Fault::Pause { bank, .. } | Fault::Skew { bank, .. } => vec![bank],
+            Fault::Rogue { .. } => vec![],
             Fault::Partition { groups, .. } => groups.iter().flatten().map(String::as_str).collect(),
             Fault::Heal { .. } => vec![],
             Fault::Hold { a, b, .. } | Fault::Release { a, b, .. } => vec![a, b],

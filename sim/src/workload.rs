@@ -46,6 +46,9 @@ pub struct Acks {
     /// other banks (packages of their own there).
     pub reuses_refused: u64,
     pub reuses_elsewhere: u64,
+    /// Requests the rogue host sent, and refusals of them the banks reported.
+    pub rogue_sent: u64,
+    pub rogue_refused: u64,
     /// Simulated latency from first submission to a known outcome, in microseconds.
     pub latencies_us: Vec<u64>,
 }

@@ -20,6 +20,35 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// packages and a prepare up to a batch of them, each up to a client body in size.
 pub const MAX_PEER_BODY_BYTES: usize = 32 << 20;
 
+/// The address a connection came from (axum's connect info, for any listener whose addresses
+/// are socket addresses: TCP in production, turmoil's in the simulator). A refused request is
+/// logged with it: until the signature is checked, it is all that is known of the sender.
+#[derive(Clone, Copy, Debug)]
+pub struct Remote(pub std::net::SocketAddr);
+
+/// Any listener whose addresses are socket addresses, as the node serves it (so that its
+/// connections carry a `Remote`).
+pub struct Listen<L>(pub L);
+
+impl<L: axum::serve::Listener<Addr = std::net::SocketAddr>> axum::serve::Listener for Listen<L> {
+    type Io = L::Io;
+    type Addr = std::net::SocketAddr;
+
+    fn accept(&mut self) -> impl std::future::Future<Output = (Self::Io, Self::Addr)> + Send {
+        self.0.accept()
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+impl<L: axum::serve::Listener<Addr = std::net::SocketAddr>> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Listen<L>>> for Remote {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Listen<L>>) -> Self {
+        Remote(*stream.remote_addr())
+    }
+}
+
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .merge(client::routes().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))

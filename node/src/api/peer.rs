@@ -10,7 +10,8 @@ use crate::node::Node;
 use crate::package::executor;
 use crate::ring::driver;
 use crate::trust::request::{self, AUTH_HEADER};
-use axum::extract::{Extension, OriginalUri, Path, Request, State};
+use super::Remote;
+use axum::extract::{ConnectInfo, Extension, OriginalUri, Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -40,11 +41,12 @@ pub fn routes(node: Arc<Node>) -> Router<Arc<Node>> {
         .layer(middleware::from_fn_with_state(node, authenticate))
 }
 
-/// Who a refused request claims to be, for the log (an attacker chooses it: shortened).
-fn claimed(header: Option<&str>) -> String {
+/// Who sent a refused request, for the log: where it came from, and who it claims to be (an
+/// attacker chooses that: shortened, no control characters).
+fn claimed(remote: &str, header: Option<&str>) -> String {
     let who = header.and_then(|h| h.split(' ').nth(1)).unwrap_or("(no signature)");
     let who: String = who.chars().filter(|c| !c.is_control()).take(64).collect();
-    format!("unauthenticated, claims {who}")
+    format!("{remote} (unauthenticated, claims {who})")
 }
 
 /// Lets through only requests a member of this consortium signed for this bank, now, once;
@@ -57,27 +59,31 @@ async fn authenticate(State(node): S, req: Request, next: Next) -> Response {
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str()).to_string();
     let path = path.as_str();
     let now = node.clock.now_ms();
+    let remote = parts.extensions.get::<ConnectInfo<Remote>>().map_or_else(|| "unknown".to_string(), |c| c.0 .0.to_string());
     let refuse = |who: String, e: Error| {
         node.refused(&who, &e);
         e.into_response()
     };
     let v = match request::verify(&node.manifest, &node.me, header, parts.method.as_str(), path, now) {
         Ok(v) => v,
-        Err(e) => return refuse(claimed(header), e),
+        Err(e) => return refuse(claimed(&remote, header), e),
     };
+    // Signed by a member, but the body or the nonce may still be an outsider's replay.
+    let signer = format!("{remote} (signed as {})", v.from);
     if v.body_len > MAX_PEER_BODY_BYTES as u64 {
         let e = Error::new(crate::error::Kind::TooLarge, "body_too_large", format!("{} bytes; at most {MAX_PEER_BODY_BYTES}", v.body_len));
-        return refuse(v.from, e);
+        return refuse(signer, e);
     }
     let bytes = match axum::body::to_bytes(body, v.body_len as usize).await {
         Ok(b) => b,
-        Err(_) => return refuse(v.from.clone(), Error::unauthorized("unauthenticated", format!("the body is longer than {} signed", v.from))),
+        Err(_) => return refuse(signer, Error::unauthorized("unauthenticated", format!("the body is longer than {} signed", v.from))),
     };
     if let Err(e) = request::check_body(&v, &bytes) {
-        return refuse(v.from, e);
+        return refuse(signer, e);
     }
-    if let Err(e) = node.nonces.lock().unwrap().first_time(&v, now) {
-        return refuse(v.from, e);
+    let first = node.nonces.lock().unwrap().first_time(&v, now);
+    if let Err(e) = first {
+        return refuse(signer, e);
     }
     let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
     req.extensions_mut().insert(Sender(v.from));

@@ -145,7 +145,7 @@ impl Nonces {
             return Err(Error::unavailable("busy", "too many recent requests to remember; try again"));
         }
         if self.seen.insert((v.time_ms, v.from.clone(), v.nonce), ()).is_some() {
-            return Err(bad(format!("a request of {} played again (nonce seen)", v.from)));
+            return Err(bad(format!("a request of {} played again (nonce {} seen)", v.from, hex(&v.nonce))));
         }
         Ok(())
     }

@@ -65,3 +65,8 @@ fn regressions() {
 fn malicious_client() {
     check("malicious_client");
 }
+
+#[test]
+fn rogue_host() {
+    check("rogue_host");
+}
