@@ -66,6 +66,8 @@ pub struct Config {
     pub manifest: Option<PathBuf>,
     /// Where the database and the bank's private key (`bank.key`) live.
     pub data_dir: PathBuf,
+    /// What one client may take: connections, header and body time, request rate (`[limits]`).
+    pub limits: crate::limits::Limits,
     #[serde(flatten)]
     pub timing: Timing,
 }
@@ -77,6 +79,7 @@ impl Default for Config {
             advertise: None,
             manifest: None,
             data_dir: PathBuf::from("data"),
+            limits: Default::default(),
             timing: Timing::default(),
         }
     }
@@ -127,6 +130,9 @@ mod tests {
         assert!(Config::from_toml("listen = 3").is_err());
         assert!(Config::from_toml("colour = \"red\"").is_err(), "unknown keys are refused");
         assert!(Config::from_toml("peer_secret = \"x\"").is_err(), "no shared secret: banks have keys");
+        let l = Config::from_toml("block_ms = 7\n[limits]\nmax_connections_per_ip = 9\n").unwrap();
+        assert_eq!((l.limits.max_connections_per_ip, l.timing.block_ms), (9, 7));
+        assert!(Config::from_toml("[limits]\nnope = 1\n").is_err());
         let bad = Config { advertise: Some("nohost".into()), ..Config::default() };
         assert!(bad.check().is_err());
     }

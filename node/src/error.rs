@@ -14,6 +14,8 @@ pub enum Kind {
     Conflict,
     Rule,
     TooLarge,
+    /// Too many requests from one address (429).
+    TooMany,
     Unavailable,
     Internal,
 }
@@ -28,6 +30,7 @@ impl Kind {
             Kind::Conflict => 409,
             Kind::Rule => 422,
             Kind::TooLarge => 413,
+            Kind::TooMany => 429,
             Kind::Unavailable => 503,
             Kind::Internal => 500,
         }

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod ledger;
+pub mod limits;
 pub mod net;
 pub mod node;
 pub mod package;

@@ -79,6 +79,9 @@ pub struct Node {
     pub clock: Arc<dyn WallClock>,
     /// Nonces of recent requests from other banks (replays are refused).
     pub nonces: Mutex<Nonces>,
+    pub limits: crate::limits::Limits,
+    /// Client requests per address (a token bucket each).
+    pub rate: Mutex<crate::limits::RateLimiter>,
     pub store: Store,
     pub inline_storage: bool,
     pub transport: Arc<dyn Transport>,
@@ -138,6 +141,8 @@ impl Node {
             manifest: identity.manifest,
             clock: env.clock,
             nonces: Mutex::new(Nonces::default()),
+            limits: config.limits.clone(),
+            rate: Mutex::new(crate::limits::RateLimiter::new(config.limits.requests_per_ip_per_s)),
             store,
             inline_storage: env.inline_storage,
             transport: env.transport,

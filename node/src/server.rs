@@ -29,13 +29,52 @@ pub fn start(config: &Config, identity: Identity, store: Store, env: Env) -> Res
     Ok(node)
 }
 
-/// Serves the API on any axum listener until `shutdown` resolves.
-pub async fn serve<L>(listener: L, node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()>
+/// Serves the API on any listener until `shutdown` resolves: accepts connections within the
+/// limits (in all, and per address), gives each its remote address (refusals are logged with
+/// it) and a header-read timeout, and at shutdown lets open requests finish.
+pub async fn serve<L>(mut listener: L, node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()>
 where
     L: axum::serve::Listener<Addr = std::net::SocketAddr>,
 {
-    let app = api::router(node).into_make_service_with_connect_info::<api::Remote>();
-    axum::serve(api::Listen(listener), app).with_graceful_shutdown(shutdown).await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let app = api::router(node.clone());
+    let limits = node.limits.clone();
+    let cap = limits.connection_cap(if node.inline_storage { None } else { crate::limits::file_limit() });
+    let open = Arc::new(std::sync::Mutex::new(crate::limits::Connections::new(cap, limits.max_connections_per_ip)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(ms(limits.header_read_timeout_ms)).keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        // `biased`: the simulator needs every select! on its path to be deterministic.
+        let (io, remote) = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            a = listener.accept() => a,
+        };
+        if let Err(why) = open.lock().unwrap().admit(remote.ip()) {
+            node.count(|c| *c.refused.entry("connection_limit".to_string()).or_default() += 1);
+            tracing::debug!(%remote, "connection closed at once: {why}");
+            drop(io);
+            continue;
+        }
+        let app = app.clone();
+        let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(api::Remote(remote)));
+            let mut app = app.clone();
+            async move { tower::Service::call(&mut app, req.map(axum::body::Body::new)).await }
+        });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(io), svc));
+        let open = open.clone();
+        tokio::spawn(async move {
+            let _ = conn.await;
+            open.lock().unwrap().release(remote.ip());
+        });
+    }
+    drop(listener);
+    // Requests in progress may finish (a client waiting for its package gets its answer).
+    let _ = tokio::time::timeout(ms(node.timing.package_wait_ms + 1_000), graceful.shutdown()).await;
+    Ok(())
 }
 
 /// Pings an offline bank with growing, jittered pauses until it answers.

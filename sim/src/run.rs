@@ -371,6 +371,7 @@ async fn bank_main(sh: Arc<Shared>, i: usize) -> turmoil::Result {
         advertise: None,
         manifest: None,
         data_dir: std::path::PathBuf::from("/nonexistent"),
+        limits: Default::default(),
         timing: sh.scenario.timing.to_timing(),
     };
     let identity = Identity { key: sh.keys[i].clone(), manifest: sh.manifest.clone() };

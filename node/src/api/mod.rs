@@ -14,48 +14,43 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
+/// Longest a bank waits for a request's body.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Largest request body a bank reads from a client.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest request body between banks: a token carries up to `ring::driver::MAX_QUEUE`
 /// packages and a prepare up to a batch of them, each up to a client body in size.
 pub const MAX_PEER_BODY_BYTES: usize = 32 << 20;
 
-/// The address a connection came from (axum's connect info, for any listener whose addresses
-/// are socket addresses: TCP in production, turmoil's in the simulator). A refused request is
-/// logged with it: until the signature is checked, it is all that is known of the sender.
+/// The address a connection came from (set on every request by `server::serve`, in
+/// production and in the simulator). A refused request is logged with it: until the
+/// signature is checked, it is all that is known of the sender.
 #[derive(Clone, Copy, Debug)]
 pub struct Remote(pub std::net::SocketAddr);
 
-/// Any listener whose addresses are socket addresses, as the node serves it (so that its
-/// connections carry a `Remote`).
-pub struct Listen<L>(pub L);
-
-impl<L: axum::serve::Listener<Addr = std::net::SocketAddr>> axum::serve::Listener for Listen<L> {
-    type Io = L::Io;
-    type Addr = std::net::SocketAddr;
-
-    fn accept(&mut self) -> impl std::future::Future<Output = (Self::Io, Self::Addr)> + Send {
-        self.0.accept()
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-impl<L: axum::serve::Listener<Addr = std::net::SocketAddr>> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Listen<L>>> for Remote {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, Listen<L>>) -> Self {
-        Remote(*stream.remote_addr())
-    }
-}
-
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
-        .merge(client::routes().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .merge(client::routes().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).layer(axum::middleware::from_fn_with_state(node.clone(), rate_limit)))
         .nest("/peer", peer::routes(node.clone()).layer(DefaultBodyLimit::max(MAX_PEER_BODY_BYTES)))
         .fallback(|| async { Error::not_found("no_route", "no such route (see README for the API)") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(node)
+}
+
+/// Client requests beyond the per-address rate get 429 (calls between banks are signed by
+/// members and not limited).
+async fn rate_limit(axum::extract::State(node): axum::extract::State<Arc<Node>>, req: Request, next: axum::middleware::Next) -> Response {
+    let ip = req.extensions().get::<axum::extract::ConnectInfo<Remote>>().map(|c| c.0 .0.ip());
+    if let Some(ip) = ip {
+        let allowed = node.rate.lock().unwrap().allow(ip, tokio::time::Instant::now());
+        if !allowed {
+            node.count(|c| *c.refused.entry("rate_limited".to_string()).or_default() += 1);
+            let e = Error::new(crate::error::Kind::TooMany, "rate_limited", format!("too many requests from {ip}; slow down"));
+            return e.into_response();
+        }
+    }
+    next.run(req).await
 }
 
 impl IntoResponse for Error {
@@ -76,7 +71,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        let read = tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(req, state));
+        let bytes = read.await.map_err(|_| Error::new(crate::error::Kind::BadRequest, "body_timeout", "the request body did not arrive in time"))?.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Error::new(crate::error::Kind::TooLarge, "body_too_large", format!("the request body is over the limit ({MAX_BODY_BYTES} bytes for clients)"))
             } else {

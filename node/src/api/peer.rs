@@ -74,9 +74,10 @@ async fn authenticate(State(node): S, req: Request, next: Next) -> Response {
         let e = Error::new(crate::error::Kind::TooLarge, "body_too_large", format!("{} bytes; at most {MAX_PEER_BODY_BYTES}", v.body_len));
         return refuse(signer, e);
     }
-    let bytes = match axum::body::to_bytes(body, v.body_len as usize).await {
-        Ok(b) => b,
-        Err(_) => return refuse(signer, Error::unauthorized("unauthenticated", format!("the body is longer than {} signed", v.from))),
+    let bytes = match tokio::time::timeout(super::BODY_TIMEOUT, axum::body::to_bytes(body, v.body_len as usize)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return refuse(signer, Error::unauthorized("unauthenticated", format!("the body is longer than {} signed", v.from))),
+        Err(_) => return refuse(signer, Error::bad_request("body_timeout", "the request body did not arrive in time")),
     };
     if let Err(e) = request::check_body(&v, &bytes) {
         return refuse(signer, e);
