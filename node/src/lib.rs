@@ -17,6 +17,7 @@ pub mod net;
 pub mod node;
 pub mod package;
 pub mod peers;
+pub mod planted;
 pub mod ring;
 pub mod server;
 pub mod store;

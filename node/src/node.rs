@@ -23,17 +23,7 @@ use std::collections::BTreeMap;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Bugs that can be planted on purpose, so tests can show the simulator catches them.
-/// Only settable through the library, never from the command line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum PlantedBug {
-    #[default]
-    None,
-    /// Aborted debits are not refunded.
-    SkipRefund,
-    /// Tokens of older epochs are accepted.
-    AcceptStaleToken,
-}
+pub use crate::planted::PlantedBug;
 
 /// Who this bank is and who the others are: its key and the consortium manifest.
 #[derive(Clone)]
@@ -80,6 +70,7 @@ pub struct Node {
     /// Nonces of recent requests from other banks (replays are refused).
     pub nonces: Mutex<Nonces>,
     pub limits: crate::limits::Limits,
+    pub planted: PlantedBug,
     /// Client requests per address (a token bucket each).
     pub rate: Mutex<crate::limits::RateLimiter>,
     pub store: Store,
@@ -131,7 +122,7 @@ impl Node {
         let mut ring = Ring::new(&me, &identity.manifest.addresses(), floor);
         ring.accept_stale = env.planted == PlantedBug::AcceptStaleToken;
         let mut store = store;
-        store.skip_refund = env.planted == PlantedBug::SkipRefund;
+        store.planted = env.planted;
         let intake = crate::package::intake::Intake::new(store.outbox()?);
         let others: Vec<String> = ring.members.iter().filter(|m| **m != me).cloned().collect();
         Ok(Arc::new(Node {
@@ -142,6 +133,7 @@ impl Node {
             clock: env.clock,
             nonces: Mutex::new(Nonces::default()),
             limits: config.limits.clone(),
+            planted: env.planted,
             rate: Mutex::new(crate::limits::RateLimiter::new(config.limits.requests_per_ip_per_s)),
             store,
             inline_storage: env.inline_storage,

@@ -81,7 +81,7 @@ pub async fn run(node: Arc<Node>) {
 fn committed(node: &Node, a: &Written) {
     match a {
         Written::Submit(Ok((r, true))) => {
-            node.intake.accepted(r);
+            node.intake.accepted(r, node.planted);
             node.count(|c| c.submitted += 1);
             node.emit("package_accepted", r.key().to_string());
             node.work_arrived.notify_one();

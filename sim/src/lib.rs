@@ -25,20 +25,26 @@ pub mod fuzz;
 
 use node::node::PlantedBug;
 
-/// `skip-refund` / `accept-stale-token` (command line and fuzz files).
+/// Every bug that can be planted, by its command-line name.
+pub const PLANTED: &[(&str, PlantedBug)] = &[
+    ("none", PlantedBug::None),
+    ("skip-refund", PlantedBug::SkipRefund),
+    ("accept-stale-token", PlantedBug::AcceptStaleToken),
+    ("commit-on-abort", PlantedBug::CommitOnAbort),
+    ("no-compare-and-set", PlantedBug::NoCompareAndSet),
+    ("ack-before-durable", PlantedBug::AckBeforeDurable),
+    ("forget-outbox", PlantedBug::ForgetOutbox),
+    ("no-resolver", PlantedBug::NoResolver),
+];
+
+/// A planted bug by name (command line and fuzz files).
 pub fn parse_planted(s: &str) -> Result<PlantedBug, String> {
-    match s {
-        "none" => Ok(PlantedBug::None),
-        "skip-refund" => Ok(PlantedBug::SkipRefund),
-        "accept-stale-token" => Ok(PlantedBug::AcceptStaleToken),
-        other => Err(format!("unknown planted bug {other:?} (skip-refund, accept-stale-token)")),
-    }
+    PLANTED.iter().find(|(n, _)| *n == s).map(|(_, b)| *b).ok_or_else(|| {
+        let names: Vec<&str> = PLANTED.iter().map(|(n, _)| *n).collect();
+        format!("unknown planted bug {s:?} ({})", names.join(", "))
+    })
 }
 
 pub fn planted_name(p: PlantedBug) -> &'static str {
-    match p {
-        PlantedBug::None => "none",
-        PlantedBug::SkipRefund => "skip-refund",
-        PlantedBug::AcceptStaleToken => "accept-stale-token",
-    }
+    PLANTED.iter().find(|(_, b)| *b == p).map(|(n, _)| *n).expect("every planted bug has a name")
 }

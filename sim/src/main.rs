@@ -38,8 +38,10 @@ struct RunArgs {
     /// Prints the event trace (every node event and harness action, with simulated time).
     #[arg(long)]
     trace: bool,
-    /// Plants a protocol bug in every node (skip-refund, accept-stale-token), to watch the
-    /// checker catch it.
+    /// Plants a protocol bug in every node, to watch a checker catch it: skip-refund (money),
+    /// accept-stale-token (one token), commit-on-abort (atomicity), no-compare-and-set
+    /// (exactly once), ack-before-durable (durability), forget-outbox (outbox), no-resolver
+    /// (liveness).
     #[arg(long, value_parser = parse_planted)]
     planted: Option<node::node::PlantedBug>,
 }

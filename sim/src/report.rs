@@ -175,8 +175,8 @@ impl std::fmt::Display for Report {
         }
         let _ = writeln!(
             w,
-            "  checks          {} consortium-wide, {} per bank, {} final",
-            self.checks.global, self.checks.per_bank, self.checks.final_checks
+            "  checks          {} consortium-wide ({} with a bank down, read from its disk), {} per bank, {} final",
+            self.checks.global, self.checks.global_down, self.checks.per_bank, self.checks.final_checks
         );
         if self.violations.is_empty() {
             let _ = writeln!(w, "  violations      none");

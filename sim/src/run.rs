@@ -108,6 +108,8 @@ pub(crate) struct ArmedDisk {
 pub struct CheckCounts {
     pub per_bank: u64,
     pub global: u64,
+    /// Consortium-wide checks made while some bank was down (its books read from its disk).
+    pub global_down: u64,
     pub final_checks: u64,
 }
 
@@ -958,7 +960,19 @@ impl Harness<'_> {
         let now = self.now();
         let nodes: Vec<Option<Arc<Node>>> =
             self.sh.lock().banks.iter().map(|b| if b.up { b.node.clone() } else { None }).collect();
-        let audits: Vec<Option<Audit>> = nodes.iter().map(|n| n.as_ref().and_then(|n| n.store.audit().ok())).collect();
+        // A bank that is down is audited too, from what its disk kept (what it will restart
+        // on), so money is checked across the consortium also while banks are down.
+        let audits: Vec<Option<Audit>> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| match n {
+                Some(n) => n.store.audit().ok(),
+                None if self.sh.disks[i].durable_len() > 0 => {
+                    Store::open_backend(self.sh.disks[i].durable_copy().backend()).ok().and_then(|s| s.audit().ok())
+                }
+                None => None,
+            })
+            .collect();
         let banks: Vec<Option<BankAudit>> = audits
             .iter()
             .enumerate()
@@ -967,14 +981,19 @@ impl Harness<'_> {
         let mut problems = Vec::new();
         let mut counts = CheckCounts::default();
         for (b, n) in banks.iter().zip(&nodes) {
-            let (Some(b), Some(n)) = (b, n) else { continue };
+            let Some(b) = b else { continue };
             counts.per_bank += 1;
             problems.extend(check::per_bank(b));
-            problems.extend(check::outbox_mirror(b, &n.intake.pending_seqs()));
+            if let Some(n) = n {
+                problems.extend(check::outbox_mirror(b, &n.intake.pending_seqs()));
+            }
         }
         let all: Option<Vec<BankAudit>> = banks.iter().cloned().collect();
         if let Some(all) = &all {
             counts.global += 1;
+            if nodes.iter().any(Option::is_none) {
+                counts.global_down += 1;
+            }
             problems.extend(check::global(all));
         }
         {
@@ -1000,14 +1019,16 @@ impl Harness<'_> {
         if last {
             counts.final_checks += 1;
             match &all {
-                None => {
-                    for (i, b) in banks.iter().enumerate() {
-                        if b.is_none() {
+                Some(all) if nodes.iter().all(Option::is_some) => problems.extend(check::settled(all)),
+                _ => {
+                    for (i, n) in nodes.iter().enumerate() {
+                        if n.is_none() {
                             problems.push(format!("liveness: {} is not up at the end of the run", self.sh.names[i]));
+                        } else if banks[i].is_none() {
+                            problems.push(format!("{}: its books cannot be read at the end of the run", self.sh.names[i]));
                         }
                     }
                 }
-                Some(all) => problems.extend(check::settled(all)),
             }
             let st = self.sh.lock();
             problems.extend(check::one_token(&st.accepts, &self.sh.names));
@@ -1021,6 +1042,7 @@ impl Harness<'_> {
         let mut st = self.sh.lock();
         st.checks.per_bank += counts.per_bank;
         st.checks.global += counts.global;
+        st.checks.global_down += counts.global_down;
         st.checks.final_checks += counts.final_checks;
         for p in problems {
             Shared::violation_locked(&mut st, now, p);

@@ -51,7 +51,10 @@ impl Intake {
     }
 
     /// A new record committed: it joins the outbox.
-    pub fn accepted(&self, r: &Record) {
+    pub fn accepted(&self, r: &Record, planted: crate::planted::PlantedBug) {
+        if planted == crate::planted::PlantedBug::ForgetOutbox && r.seq % 5 == 0 {
+            return;
+        }
         let old = self.outbox.lock().unwrap().insert(r.seq, Queued { package: r.package.clone(), origin: r.origin.clone() });
         assert!(old.is_none(), "record sequence {} accepted twice", r.seq);
     }

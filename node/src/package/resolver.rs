@@ -20,6 +20,9 @@ pub async fn run(node: Arc<Node>) {
     let every = ms(node.timing.resolve_after_ms / 2).max(ms(10));
     loop {
         tokio::time::sleep(every + node.jitter(every / 4)).await;
+        if node.planted == crate::planted::PlantedBug::NoResolver {
+            continue;
+        }
         let Ok(doubts) = node.db(|s| s.in_doubt()).await else { continue };
         let now = Instant::now();
         since.retain(|key, _| doubts.contains(key));

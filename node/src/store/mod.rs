@@ -81,8 +81,8 @@ pub enum Written {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
-    /// Planted bug for simulator tests: aborted debits are not refunded.
-    pub skip_refund: bool,
+    /// A bug planted by the simulator's tests (see `crate::planted`); None in production.
+    pub planted: crate::planted::PlantedBug,
 }
 
 /// Everything a checker needs to audit one bank.
@@ -172,7 +172,11 @@ impl Store {
             tx.open_table(META).map_err(internal)?;
         }
         tx.commit().map_err(internal)?;
-        Ok(Store { db: Arc::new(db), skip_refund: false })
+        Ok(Store { db: Arc::new(db), planted: Default::default() })
+    }
+
+    fn no_cas(&self) -> bool {
+        self.planted == crate::planted::PlantedBug::NoCompareAndSet
     }
 
     fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T, Error>) -> Result<T, Error> {
@@ -182,7 +186,11 @@ impl Store {
 
     /// Runs `f` in a write transaction and commits only if it returned Ok.
     fn write<T>(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<T, Error>) -> Result<T, Error> {
-        let tx = self.db.begin_write().map_err(internal)?;
+        #[allow(unused_mut)]
+        let mut tx = self.db.begin_write().map_err(internal)?;
+        if self.planted == crate::planted::PlantedBug::AckBeforeDurable {
+            tx.set_durability(redb::Durability::None).map_err(internal)?;
+        }
         match f(&tx) {
             Ok(v) => {
                 tx.commit().map_err(internal)?;
@@ -323,7 +331,7 @@ impl Store {
     /// Compare-and-set the record from pending. Returns the record as it now stands and
     /// whether this call decided it. Unknown ids are a NotFound: nobody can commit them.
     pub fn decide(&self, id: &str, outcome: Outcome, results: Vec<OpResult>, by: &str) -> Result<(Record, Decided), Error> {
-        self.write(|tx| decide_in(tx, id, outcome, results, by))
+        self.write(|tx| decide_in(tx, id, outcome, results, by, self.no_cas()))
     }
 
     // ---- participant legs ----
@@ -336,7 +344,7 @@ impl Store {
     /// Applies the package's outcome to this bank's legs. Idempotent; returns how many legs
     /// moved money.
     pub fn finish(&self, key: &PackageKey, outcome: Outcome, digest: PackageDigest) -> Result<usize, Error> {
-        self.write(|tx| finish_in(tx, key, outcome, digest, self.skip_refund))
+        self.write(|tx| finish_in(tx, key, outcome, digest, self.planted))
     }
 
     pub fn participation(&self, key: &PackageKey) -> Result<Option<Participation>, Error> {
@@ -362,10 +370,10 @@ impl Store {
                         items.iter().map(|(o, p, legs)| slot(prepare_in(tx, o, p, legs))).collect::<Result<_, _>>()?,
                     ),
                     Write::Decide(items) => Written::Decide(
-                        items.into_iter().map(|(id, o, r, by)| slot(decide_in(tx, &id, o, r, &by))).collect::<Result<_, _>>()?,
+                        items.into_iter().map(|(id, o, r, by)| slot(decide_in(tx, &id, o, r, &by, self.no_cas()))).collect::<Result<_, _>>()?,
                     ),
                     Write::Finish(items) => Written::Finish(
-                        items.iter().map(|(k, o, d)| slot(finish_in(tx, k, *o, *d, self.skip_refund))).collect::<Result<_, _>>()?,
+                        items.iter().map(|(k, o, d)| slot(finish_in(tx, k, *o, *d, self.planted))).collect::<Result<_, _>>()?,
                     ),
                 });
             }
@@ -541,12 +549,15 @@ fn submit_in(tx: &redb::WriteTransaction, package: &Package, origin: &str) -> Re
     Ok((r, true))
 }
 
-fn decide_in(tx: &redb::WriteTransaction, id: &str, outcome: Outcome, results: Vec<OpResult>, by: &str) -> Result<(Record, Decided), Error> {
+fn decide_in(tx: &redb::WriteTransaction, id: &str, outcome: Outcome, results: Vec<OpResult>, by: &str, no_cas: bool) -> Result<(Record, Decided), Error> {
     let mut records = tx.open_table(RECORDS).map_err(internal)?;
     let mut r: Record = match records.get(id).map_err(internal)? {
         Some(v) => dec(v.value())?,
         None => return Err(Error::not_found("package_not_found", format!("no package {id} at this origin"))),
     };
+    if no_cas {
+        r.status = crate::package::Status::Pending; // the planted bug: no compare-and-set
+    }
     let d = r.decide(outcome, results, by)?;
     if d == Decided::Now {
         records.insert(id, enc(&r).as_slice()).map_err(internal)?;
@@ -560,7 +571,11 @@ fn decide_in(tx: &redb::WriteTransaction, id: &str, outcome: Outcome, results: V
 /// decision about other content than it prepared, a commit of a package it never prepared or
 /// of a leg it refused, or the other outcome than the one already applied. Those can only
 /// come from a forged or broken message.
-fn finish_in(tx: &redb::WriteTransaction, key: &PackageKey, outcome: Outcome, digest: PackageDigest, skip_refund: bool) -> Result<usize, Error> {
+fn finish_in(tx: &redb::WriteTransaction, key: &PackageKey, outcome: Outcome, digest: PackageDigest, planted: crate::planted::PlantedBug) -> Result<usize, Error> {
+    use crate::planted::PlantedBug;
+    let skip_refund = planted == PlantedBug::SkipRefund;
+    // The planted atomicity bug moves prepared legs of an aborted package as if committed.
+    let apply = if planted == PlantedBug::CommitOnAbort { Outcome::Commit } else { outcome };
     let part: Option<Participation> = {
         let t = tx.open_table(PARTS).map_err(internal)?;
         let v = t.get((key.origin.as_str(), key.id.as_str())).map_err(internal)?;
@@ -601,7 +616,7 @@ fn finish_in(tx: &redb::WriteTransaction, key: &PackageKey, outcome: Outcome, di
             Some(v) => dec(v.value())?,
             None => panic!("prepared leg {:?} of {key} has no account", rec.leg),
         };
-        if leg::finish(&mut rec, outcome, &mut a, skip_refund) {
+        if leg::finish(&mut rec, apply, &mut a, skip_refund) {
             moved += 1;
         }
         accounts.insert(a.key.as_str(), enc(&a).as_slice()).map_err(internal)?;

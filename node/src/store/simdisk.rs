@@ -276,6 +276,20 @@ impl SimDisk {
         state.view.clear();
     }
 
+    /// A new disk holding exactly this one's durable state: what a bank would find after a
+    /// crash now. The simulator reads a down bank's books from it without touching the disk
+    /// the bank will restart on (opening a database writes to it).
+    pub fn durable_copy(&self) -> SimDisk {
+        let durable = self.lock().durable.clone();
+        let copy = SimDisk::new(0);
+        {
+            let mut st = copy.lock();
+            st.view = durable.clone();
+            st.durable = durable;
+        }
+        copy
+    }
+
     /// Length of the durable state (what would survive a crash now).
     pub fn durable_len(&self) -> u64 {
         self.lock().durable.len() as u64

@@ -1,0 +1,23 @@
+//! Bugs that can be planted on purpose, so tests can show each checker of the simulator
+//! catches the kind of bug it exists for. Settable only through the library (the simulator's
+//! `--planted`), never from the node's command line or configuration.
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PlantedBug {
+    #[default]
+    None,
+    /// Aborted debits are not refunded (money).
+    SkipRefund,
+    /// Tokens of older epochs are accepted (one token).
+    AcceptStaleToken,
+    /// A participant applies an abort to its prepared legs as a commit (atomicity).
+    CommitOnAbort,
+    /// A decide overwrites a decided record instead of compare-and-set (exactly once).
+    NoCompareAndSet,
+    /// Package writes are acknowledged before they are durable (durability).
+    AckBeforeDurable,
+    /// Every fifth package accepted at an origin is left out of its in-memory outbox (outbox).
+    ForgetOutbox,
+    /// Participants never ask about legs whose outcome did not arrive (liveness).
+    NoResolver,
+}
