@@ -23,13 +23,15 @@ pub struct Call {
     pub path: String,
     pub body: Option<Vec<u8>>,
     pub timeout: Duration,
-    /// Extra headers (the consortium key on calls between banks).
+    /// Extra headers (the signature of a call between banks).
     pub headers: Vec<(String, String)>,
+    /// Open a new connection rather than reuse a pooled one.
+    pub fresh_connection: bool,
 }
 
 impl Call {
     pub fn new(method: Method, path: impl Into<String>, body: Option<Vec<u8>>, timeout: Duration) -> Call {
-        Call { method, path: path.into(), body, timeout, headers: Vec::new() }
+        Call { method, path: path.into(), body, timeout, headers: Vec::new(), fresh_connection: false }
     }
 }
 
@@ -64,7 +66,14 @@ pub trait Transport: Send + Sync + 'static {
 /// hyper-util's pooled HTTP/1 client over any connector.
 pub struct HttpTransport<C> {
     client: Client<C, Full<Bytes>>,
+    /// The same without a pool: a new connection per call (`Call::fresh_connection`).
+    unpooled: Client<C, Full<Bytes>>,
 }
+
+/// Idle connections kept per bank. Calls between banks are few and batched (one message per
+/// bank per phase, the token pass), so a few suffice; every pooled connection is one that may
+/// have to fail before a restarted peer is reached again.
+const POOL_IDLE_PER_HOST: usize = 8;
 
 impl<C: Connect + Clone + Send + Sync + 'static> HttpTransport<C> {
     pub fn new(connector: C) -> Self {
@@ -75,13 +84,15 @@ impl<C: Connect + Clone + Send + Sync + 'static> HttpTransport<C> {
     /// idle sweep walks a randomly-seeded `HashMap`, so the order in which it closes
     /// connections (and so the simulated network traffic) would differ from run to run.
     pub fn with_idle_timeout(connector: C, idle: Option<Duration>) -> Self {
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(idle)
-            .pool_max_idle_per_host(32)
-            .build(connector);
-        HttpTransport { client }
+        let build = |max_idle: usize| {
+            Client::builder(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(idle)
+                .pool_max_idle_per_host(max_idle)
+                .build(connector.clone())
+        };
+        HttpTransport { client: build(POOL_IDLE_PER_HOST), unpooled: build(0) }
     }
 }
 
@@ -95,7 +106,7 @@ pub fn tcp_transport() -> HttpTransport<hyper_util::client::legacy::connect::Htt
 
 impl<C: Connect + Clone + Send + Sync + 'static> Transport for HttpTransport<C> {
     fn call(&self, peer: &str, call: Call) -> BoxFuture<'static, Result<Reply, NetError>> {
-        let client = self.client.clone();
+        let client = if call.fresh_connection { self.unpooled.clone() } else { self.client.clone() };
         let uri = format!("http://{peer}{}", call.path);
         Box::pin(async move {
             let has_body = call.body.is_some();

@@ -3,14 +3,12 @@
 //! the listener they hand in.
 
 use crate::api;
-use crate::api::wire::Ping;
 use crate::config::{ms, Config};
 use crate::error::Error;
 use crate::node::{Env, Identity, Node};
 use crate::trust::keys::BankKey;
 use crate::trust::manifest::Manifest;
 use crate::store::Store;
-use hyper::Method;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -83,7 +81,7 @@ pub fn spawn_ping_loop(node: Arc<Node>, peer: String) {
         let max = ms(node.timing.ping_backoff_max_ms);
         let mut pause = ms(50).min(max);
         loop {
-            match node.raw_call::<(), Ping>(&peer, Method::GET, "/peer/ping", None).await {
+            match node.ping(&peer).await {
                 Ok(p) if p.bank == peer => {
                     if node.peers.mark_online(&peer) {
                         node.emit("peer_online", peer.clone());

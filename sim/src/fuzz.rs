@@ -125,6 +125,11 @@ pub fn generate(seed: u64) -> Scenario {
             faults.push(Fault::Rogue { at_ms: adv.random_range(200..duration_ms - 500), messages: adv.random_range(20..=300) });
         }
     }
+    if adv.random_bool(0.15) {
+        let bank = bank_name(adv.random_range(0..banks));
+        let at_ms = adv.random_range(200..duration_ms - 1_500);
+        faults.push(Fault::Flood { at_ms, bank, requests: adv.random_range(1_000..=8_000), for_ms: 1_000 });
+    }
     if adv.random_bool(0.25) {
         let bank = bank_name(adv.random_range(0..banks));
         faults.push(Fault::Skew { at_ms: adv.random_range(0..duration_ms - 500), bank, ms: adv.random_range(-20_000..=20_000) });
@@ -267,7 +272,19 @@ pub fn fuzz(opts: &FuzzOptions, mut progress: impl FnMut(Progress)) -> FuzzSumma
             }
             let seed = start + k;
             let scenario = generate(seed);
-            let out = run(&scenario, planted);
+            // A panic of the harness itself (not of a node: those are violations) must fail
+            // the seed, not end this worker and vanish from the count.
+            let out = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&scenario, planted))) {
+                Ok(out) => out,
+                Err(e) => {
+                    let what = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                    let violations = vec![format!("harness: the simulator itself panicked: {what}")];
+                    let file = write_scenario(&dir, &scenario.name, &scenario, &violations, planted);
+                    let failure = FuzzFailure { seed, violations, file, shrunk_file: None, shrunk_faults: None };
+                    let _ = tx.send((seed, Duration::ZERO, Some(failure)));
+                    continue;
+                }
+            };
             let failure = (!out.passed()).then(|| {
                 let violations: Vec<String> = out.violations.iter().map(|v| v.to_string()).collect();
                 let file = write_scenario(&dir, &scenario.name, &scenario, &violations, planted);

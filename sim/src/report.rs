@@ -41,6 +41,8 @@ pub struct Report {
     pub adversary: Option<(u64, u64)>,
     /// The rogue host's requests sent and refused; None when the scenario has none.
     pub rogue: Option<(u64, u64)>,
+    /// Answers to the rogue host's flood by status; None when the scenario has none.
+    pub flood: Option<std::collections::BTreeMap<u16, u64>>,
 }
 
 /// FNV-1a (64 bit) over the trace lines, each followed by a newline.
@@ -88,6 +90,7 @@ impl Report {
             trace_hash: trace_hash(&st.trace),
             adversary: (sh.scenario.workload.malicious_clients > 0).then_some((st.acks.reuses_refused, st.acks.reuses_elsewhere)),
             rogue: sh.scenario.faults.iter().any(|f| matches!(f, crate::scenario::Fault::Rogue { .. })).then_some((st.acks.rogue_sent, st.acks.rogue_refused)),
+            flood: sh.scenario.faults.iter().any(|f| matches!(f, crate::scenario::Fault::Flood { .. })).then(|| st.acks.flood.clone()),
             ..Default::default()
         };
         for t in st.acks.packages.values() {
@@ -164,6 +167,10 @@ impl std::fmt::Display for Report {
         }
         if let Some((sent, refused)) = self.rogue {
             let _ = writeln!(w, "  rogue host      {sent} hostile requests sent, {refused} refusals reported by the banks");
+        }
+        if let Some(flood) = &self.flood {
+            let by: Vec<String> = flood.iter().map(|(code, n)| if *code == 0 { format!("{n} unanswered") } else { format!("{n} × {code}") }).collect();
+            let _ = writeln!(w, "  flood answers   {}", if by.is_empty() { "none".to_string() } else { by.join(", ") });
         }
         match self.latency_ms {
             Some([p50, p90, p99, max]) => {

@@ -19,12 +19,29 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 pub const ROGUE_HOST: &str = "rogue";
 
-pub(crate) async fn rogue_main(sh: Arc<Shared>, mut bursts: UnboundedReceiver<u32>) -> turmoil::Result {
+/// What the harness asks of the rogue host.
+pub(crate) enum Order {
+    /// Hostile requests between banks, this many, over a second.
+    Forge(u32),
+    /// Client requests to one bank (index), this many, over this many milliseconds.
+    Flood { bank: usize, requests: u32, for_ms: u64 },
+}
+
+pub(crate) async fn rogue_main(sh: Arc<Shared>, mut orders: UnboundedReceiver<Order>) -> turmoil::Result {
     let t: Arc<dyn Transport> = Arc::new(sim_http());
     let mut rng = ChaCha8Rng::seed_from_u64(mix(sh.scenario.seed, 700));
     let own = BankKey::from_seed(rng.random());
     let mut sent = 0u64;
-    while let Some(n) = bursts.recv().await {
+    while let Some(order) = orders.recv().await {
+        let n = match order {
+            Order::Forge(n) => n,
+            Order::Flood { bank, requests, for_ms } => {
+                let flood = flood(sh.clone(), t.clone(), mix(sh.scenario.seed, 800 + sent), bank, requests, for_ms);
+                sent += 1;
+                tokio::spawn(flood);
+                continue;
+            }
+        };
         let gap = 1000 / u64::from(n.max(1));
         for _ in 0..n {
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..=gap))).await;
@@ -41,6 +58,35 @@ pub(crate) async fn rogue_main(sh: Arc<Shared>, mut bursts: UnboundedReceiver<u3
     let _keep = t;
     std::future::pending::<()>().await;
     Ok(())
+}
+
+/// Client requests at a rate no client should send; each answer is counted by status.
+async fn flood(sh: Arc<Shared>, t: Arc<dyn Transport>, seed: u64, bank: usize, requests: u32, for_ms: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dest = sh.addrs[bank].clone();
+    let per_ms = (f64::from(requests) / for_ms.max(1) as f64).max(0.001);
+    let mut due = 0.0f64;
+    let start = tokio::time::Instant::now();
+    // At most this many requests in flight (connections open at once): turmoil's listening
+    // sockets hold 64 pending connections, and overflowing one stops the whole simulation.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(48));
+    for k in 0..requests {
+        due += 1.0 / per_ms;
+        tokio::time::sleep_until(start + Duration::from_micros((due * 1000.0) as u64)).await;
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let call = match rng.random_range(0..4) {
+            0 | 1 => Call::new(hyper::Method::GET, "/status", None, Duration::from_millis(500)),
+            2 => Call::new(hyper::Method::GET, "/consortium/users/52998224725/accounts", None, Duration::from_millis(500)),
+            _ => Call::new(hyper::Method::POST, "/packages", Some(format!("{{\"id\":\"flood-{k}\",\"operations\":[").into_bytes()), Duration::from_millis(500)),
+        };
+        let t = t.clone();
+        let (sh, dest) = (sh.clone(), dest.clone());
+        tokio::spawn(async move {
+            let code = t.call(&dest, call).await.map_or(0, |r| r.status.as_u16());
+            *sh.lock().acks.flood.entry(code).or_default() += 1;
+            drop(permit);
+        });
+    }
 }
 
 /// One hostile request and the bank it goes to.

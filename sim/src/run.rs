@@ -469,8 +469,8 @@ struct Harness<'a> {
     inject: UnboundedSender<(String, Call)>,
     /// Token copies injected so far (their nonces).
     injected: u64,
-    /// Bursts for the rogue host (present only if the scenario has `rogue` faults).
-    rogue: Option<UnboundedSender<u32>>,
+    /// Orders for the rogue host (present only if the scenario has `rogue` or `flood` faults).
+    rogue: Option<UnboundedSender<crate::rogue::Order>>,
     hosts: Vec<String>,
 }
 
@@ -534,11 +534,15 @@ pub fn run(scenario: &Scenario, planted: PlantedBug) -> RunOutput {
         .rng_seed(sc.seed)
         .simulation_duration(Duration::from_secs(1_000_000))
         .tick_duration(Duration::from_millis(1))
+        // Pending connections a listening socket holds (64 by default). Overflowing it stops
+        // the whole simulation with a panic; a released hold or a flood can bring hundreds at
+        // once. Nothing changes below the capacity, so runs stay as they were.
+        .tcp_capacity(4096)
         .min_message_latency(Duration::from_millis(sc.network.latency_min_ms))
         .max_message_latency(Duration::from_millis(sc.network.latency_max_ms))
         .build();
     let (inject, inject_rx) = unbounded_channel();
-    let has_rogue = sc.faults.iter().any(|f| matches!(f, Fault::Rogue { .. }));
+    let has_rogue = sc.faults.iter().any(|f| matches!(f, Fault::Rogue { .. } | Fault::Flood { .. }));
     let mut hosts = hosts(&names);
     if has_rogue {
         hosts.push(crate::rogue::ROGUE_HOST.to_string());
@@ -878,9 +882,16 @@ impl Harness<'_> {
             }
             Fault::Rogue { messages, .. } => {
                 if let Some(r) = &self.rogue {
-                    let _ = r.send(*messages);
+                    let _ = r.send(crate::rogue::Order::Forge(*messages));
                 }
                 self.sh.note(format!("the rogue host sends {messages} hostile requests"));
+            }
+            Fault::Flood { bank, requests, for_ms, .. } => {
+                let i = self.bank(bank);
+                if let Some(r) = &self.rogue {
+                    let _ = r.send(crate::rogue::Order::Flood { bank: i, requests: *requests, for_ms: *for_ms });
+                }
+                self.sh.note(format!("the rogue host floods {} with {requests} client requests in {for_ms} ms", self.sh.names[i]));
             }
             Fault::Pause { bank, for_ms, .. } => {
                 let i = self.bank(bank);

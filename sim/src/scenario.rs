@@ -229,6 +229,10 @@ pub enum Fault {
     /// and decides, unsigned or signed with its own key in a member's name, and replays of
     /// real token passes it overheard. Every one must be refused, and nothing may change.
     Rogue { at_ms: u64, messages: u32 },
+    /// The `rogue` host floods `bank` with `requests` client requests over `for_ms`: status
+    /// reads, consortium-wide lookups (each fans out to every bank) and malformed packages.
+    /// The bank must slow it down (429 past its per-address rate) and keep serving the others.
+    Flood { at_ms: u64, bank: String, requests: u32, for_ms: u64 },
 }
 
 impl Fault {
@@ -244,7 +248,8 @@ impl Fault {
             | Fault::DuplicateToken { at_ms, .. }
             | Fault::Pause { at_ms, .. }
             | Fault::Skew { at_ms, .. }
-            | Fault::Rogue { at_ms, .. } => *at_ms,
+            | Fault::Rogue { at_ms, .. }
+            | Fault::Flood { at_ms, .. } => *at_ms,
         }
     }
 
@@ -261,6 +266,7 @@ impl Fault {
             Fault::Pause { .. } => "pause",
             Fault::Skew { .. } => "skew",
             Fault::Rogue { .. } => "rogue",
+            Fault::Flood { .. } => "flood",
         }
     }
 
@@ -269,6 +275,7 @@ impl Fault {
             Fault::Crash { bank, on_event: Some(_), .. } if bank == "any" => vec![],
             Fault::Crash { bank, .. } | Fault::Restart { bank, .. } | Fault::Pause { bank, .. } | Fault::Skew { bank, .. } => vec![bank],
             Fault::Rogue { .. } => vec![],
+            Fault::Flood { bank, .. } => vec![bank],
             Fault::Partition { groups, .. } => groups.iter().flatten().map(String::as_str).collect(),
             Fault::Heal { .. } => vec![],
             Fault::Hold { a, b, .. } | Fault::Release { a, b, .. } => vec![a, b],

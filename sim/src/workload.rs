@@ -49,6 +49,8 @@ pub struct Acks {
     /// Requests the rogue host sent, and refusals of them the banks reported.
     pub rogue_sent: u64,
     pub rogue_refused: u64,
+    /// Answers to the rogue host's flood, by HTTP status (0: no answer).
+    pub flood: BTreeMap<u16, u64>,
     /// Simulated latency from first submission to a known outcome, in microseconds.
     pub latencies_us: Vec<u64>,
 }
