@@ -66,6 +66,8 @@ pub struct Node {
     pub timing: Timing,
     pub key: BankKey,
     pub manifest: Arc<Manifest>,
+    /// The keys this bank authenticates its requests with, one pair per other bank.
+    pub pairs: request::PairKeys,
     pub clock: Arc<dyn WallClock>,
     /// Nonces of recent requests from other banks (replays are refused).
     pub nonces: Mutex<Nonces>,
@@ -118,6 +120,7 @@ impl Node {
         }
         let mut timing = config.timing.clone();
         identity.manifest.apply(&mut timing);
+        let pairs = request::PairKeys::new(&me, &identity.key, &identity.manifest);
         let floor = store.epoch_gen()?;
         let mut ring = Ring::new(&me, &identity.manifest.addresses(), floor);
         ring.accept_stale = env.planted == PlantedBug::AcceptStaleToken;
@@ -128,6 +131,7 @@ impl Node {
         Ok(Arc::new(Node {
             me,
             timing,
+            pairs,
             key: identity.key,
             manifest: identity.manifest,
             clock: env.clock,
@@ -265,7 +269,7 @@ impl Node {
         let mut call = Call::new(method, path, bytes, ms(self.timing.peer_timeout_ms));
         call.fresh_connection = fresh;
         let nonce: [u8; 16] = self.nonce_rng.lock().unwrap().random();
-        request::sign_call(&self.key, self.manifest.hash(), &self.me, peer, &mut call, self.clock.now_ms(), nonce);
+        request::sign_call(&self.pairs, peer, &mut call, self.clock.now_ms(), nonce);
         match self.transport.call(peer, call).await {
             Ok(reply) if reply.status.is_success() => serde_json::from_slice(&reply.body)
                 .map_err(|e| PeerError::Refused(reply.status.as_u16(), format!("unreadable answer: {e}"))),

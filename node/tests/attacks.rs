@@ -152,23 +152,15 @@ fn mutate(v: &mut Value, rng: &mut ChaCha8Rng, c: &Cluster) {
 }
 
 /// Signs a request as bank `from` of the cluster would (with its key, read from its folder).
-fn signed_as(c: &Cluster, from: usize, to: usize, method: &Method, path: &str, body: &[u8], nonce: u64) -> (String, String) {
+fn signed_as(c: &Cluster, from: usize, to: usize, method: &Method, path: &str, body: &[u8], nonce: u64, ago_ms: u64) -> (String, String) {
     let (key, _) = BankKey::load_or_create(&c.data_dir(from)).unwrap();
     let manifest = Manifest::from_toml(&std::fs::read_to_string(c.manifest_path()).unwrap()).unwrap();
+    let keys = request::PairKeys::new(&c.addrs[from], &key, &manifest);
     let mut n = [0u8; 16];
     n[..8].copy_from_slice(&nonce.to_be_bytes());
-    let s = request::Signed {
-        from: &c.addrs[from],
-        to: &c.addrs[to],
-        manifest: manifest.hash(),
-        method: method.as_str(),
-        path,
-        time_ms: SystemClock.now_ms(),
-        nonce: n,
-        body_len: body.len() as u64,
-        body_sha: request::body_sha(body),
-    };
-    (request::AUTH_HEADER.to_string(), request::sign(&key, &s))
+    let mut call = node::net::Call::new(method.clone(), path, Some(body.to_vec()), std::time::Duration::from_secs(1));
+    request::sign_call(&keys, &c.addrs[to], &mut call, SystemClock.now_ms() - ago_ms, n);
+    call.headers.pop().expect("a member's call is authenticated")
 }
 
 /// Random and mutated messages on every route between banks, against a real bank: first
@@ -202,16 +194,13 @@ async fn hostile_peer_messages_never_stop_a_bank() {
         }
         let payload = bytes.clone().unwrap_or_default();
         let headers = match (member, rng.random_range(0..4)) {
-            (true, _) => vec![signed_as(&c, 1, 0, method, path, &payload, i as u64)],
+            (true, _) => vec![signed_as(&c, 1, 0, method, path, &payload, i as u64, 0)],
             (false, 0) => vec![],
-            // An outsider's guesses: a member's valid header for another request, another
-            // recipient, or a signature of its own.
-            (false, 1) => vec![signed_as(&c, 1, 0, method, "/peer/ping", &payload, i as u64)],
-            (false, 2) => vec![signed_as(&c, 1, 1, method, path, &payload, i as u64)],
-            (false, _) => {
-                let (h, v) = signed_as(&c, 1, 0, method, path, b"something else", i as u64);
-                vec![(h, v)]
-            }
+            // An outsider's guesses: a member's valid header for another request, one captured
+            // a minute ago, or one for another body.
+            (false, 1) => vec![signed_as(&c, 1, 0, method, "/peer/ping", &payload, i as u64, 0)],
+            (false, 2) => vec![signed_as(&c, 1, 0, method, path, &payload, i as u64, 60_000)],
+            (false, _) => vec![signed_as(&c, 1, 0, method, path, b"something else", i as u64, 0)],
         };
         let (code, _) = c.raw_with(0, method.clone(), path, bytes, headers).await;
         *statuses[member as usize].entry(code).or_default() += 1;

@@ -180,7 +180,7 @@ pub struct ChaosTransport {
     power: Option<(node::store::simdisk::SimDisk, u64)>,
     /// The sending bank's key and manifest hash: a request the network sends again is a new
     /// request, signed anew (the receiver refuses a replayed nonce, as it must).
-    signer: Option<(node::trust::keys::BankKey, [u8; 32])>,
+    signer: Option<node::trust::request::PairKeys>,
     resent: std::sync::atomic::AtomicU64,
 }
 
@@ -206,9 +206,9 @@ impl ChaosTransport {
         }
     }
 
-    /// Signs the requests this layer sends again as `key`'s bank.
-    pub fn with_signer(mut self, key: node::trust::keys::BankKey, manifest: [u8; 32]) -> Self {
-        self.signer = Some((key, manifest));
+    /// Authenticates the requests this layer sends again with the sending bank's keys.
+    pub fn with_signer(mut self, keys: node::trust::request::PairKeys) -> Self {
+        self.signer = Some(keys);
         self
     }
 
@@ -309,12 +309,12 @@ impl Transport for ChaosTransport {
             note = Some(("net_duplicate", format!("{} {peer}{} again in {dup_delay} ms", call.method, call.path)));
             let inner = self.inner.clone();
             let (peer, mut copy) = (peer.to_string(), call.clone());
-            let signer = self.signer.clone().map(|s| (s, self.me.clone()));
+            let signer = self.signer.clone();
             let n = self.resent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(dup_delay)).await;
-                if let Some(((key, manifest), me)) = signer {
-                    node::trust::request::sign_call(&key, manifest, &me, &peer, &mut copy, crate::run::sim_wall_ms(), counter_nonce(0xd0, n));
+                if let Some(keys) = signer {
+                    node::trust::request::sign_call(&keys, &peer, &mut copy, crate::run::sim_wall_ms(), counter_nonce(0xd0, n));
                 }
                 let _ = inner.call(&peer, copy).await;
             });

@@ -123,10 +123,11 @@ fn forge(sh: &Shared, rng: &mut ChaCha8Rng, own: &BankKey, n: u64) -> Option<(St
     let mut call = Call::new(hyper::Method::POST, path, Some(serde_json::to_vec(&body).unwrap()), Duration::from_millis(500));
     match rng.random_range(0..3) {
         0 => {} // unsigned
-        1 => request::sign_call(own, sh.manifest.hash(), &member, &dest, &mut call, sim_wall_ms(), counter_nonce(0x66, n)),
+        // Its own key in a member's name: keys no member shares with it.
+        1 => request::sign_call(&request::PairKeys::new(&member, own, &sh.manifest), &dest, &mut call, sim_wall_ms(), counter_nonce(0x66, n)),
         _ => {
             // A member's name and manifest, garbage for a signature.
-            let h = format!("v1 {member} {} {} {} 0 {} {}", sh.manifest.hash_hex(), sim_wall_ms(), "11".repeat(16), "22".repeat(32), "33".repeat(64));
+            let h = format!("v2 {member} {} {} {} 0 {} {}", sh.manifest.hash_hex(), sim_wall_ms(), "11".repeat(16), "22".repeat(32), "33".repeat(32));
             call.headers.push((request::AUTH_HEADER.to_string(), h));
         }
     }

@@ -365,7 +365,7 @@ async fn bank_main(sh: Arc<Shared>, i: usize) -> turmoil::Result {
         Some(recorder.clone()),
     )
     .with_power(sh.disks[i].clone())
-    .with_signer(sh.keys[i].clone(), sh.manifest.hash());
+    .with_signer(node::trust::request::PairKeys::new(&sh.addrs[i], &sh.keys[i], &sh.manifest));
     let clock = Arc::new(SimClock { skews: sh.skews.clone(), bank: i });
     let env = Env { transport: Arc::new(transport), clock, events: recorder, rng_seed: mix(seed, 2), inline_storage: true, planted: sh.planted };
     let config = Config {
@@ -926,7 +926,8 @@ impl Harness<'_> {
         if let Some(i) = self.sh.index_of(&pass.from) {
             self.injected += 1;
             let nonce = crate::net::counter_nonce(0x1e, self.injected);
-            node::trust::request::sign_call(&self.sh.keys[i], self.sh.manifest.hash(), &pass.from, dest, &mut call, SIM_EPOCH_MS + self.now().as_millis() as u64, nonce);
+            let keys = node::trust::request::PairKeys::new(&pass.from, &self.sh.keys[i], &self.sh.manifest);
+            node::trust::request::sign_call(&keys, dest, &mut call, SIM_EPOCH_MS + self.now().as_millis() as u64, nonce);
         }
         call
     }

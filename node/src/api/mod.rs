@@ -166,7 +166,8 @@ mod tests {
             body_len: pass.len() as u64,
             body_sha: crate::trust::request::body_sha(&pass),
         };
-        let auth = crate::trust::request::sign(&b, &s);
+        let b_keys = crate::trust::request::PairKeys::new("b:1", &b, &node.manifest);
+        let auth = crate::trust::request::sign(&b_keys, &s).unwrap();
         let req = axum::http::Request::post("/peer/token").header("content-type", "application/json").header("x-bank-auth", &auth).body(AxBody::from(pass.clone())).unwrap();
         let resp = router(node.clone()).oneshot(req).await.unwrap();
         let status = resp.status().as_u16();

@@ -64,7 +64,7 @@ async fn authenticate(State(node): S, req: Request, next: Next) -> Response {
         node.refused(&who, &e);
         e.into_response()
     };
-    let v = match request::verify(&node.manifest, &node.me, header, parts.method.as_str(), path, now) {
+    let v = match request::verify(&node.pairs, header, parts.method.as_str(), path, now) {
         Ok(v) => v,
         Err(e) => return refuse(claimed(&remote, header), e),
     };

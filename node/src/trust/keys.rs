@@ -44,6 +44,12 @@ impl BankKey {
         PublicKey(self.0.verifying_key())
     }
 
+    /// The X25519 scalar of this key (the clamped half of SHA-512 of the seed, as Ed25519
+    /// uses it), for the pairwise keys between banks (`request::PairKeys`).
+    pub(crate) fn scalar_bytes(&self) -> [u8; 32] {
+        self.0.to_scalar_bytes()
+    }
+
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.0.sign(message).to_bytes()
     }

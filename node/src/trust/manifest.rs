@@ -73,6 +73,9 @@ impl Manifest {
                 return Err(format!("bank address {:?} is not host:port", b.address));
             }
             let key = PublicKey::from_hex(&b.public_key).ok_or_else(|| format!("bank {}: public_key is not an Ed25519 public key (64 hex digits)", b.address))?;
+            if key.0.is_weak() {
+                return Err(format!("bank {}: public_key is a weak (small-order) key", b.address));
+            }
             if keys.values().any(|k| *k == key) {
                 return Err(format!("bank {}: its public key is another bank's too", b.address));
             }
