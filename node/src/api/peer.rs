@@ -68,8 +68,8 @@ async fn authenticate(State(node): S, req: Request, next: Next) -> Response {
         Ok(v) => v,
         Err(e) => return refuse(claimed(&remote, header), e),
     };
-    // Signed by a member, but the body or the nonce may still be an outsider's replay.
-    let signer = format!("{remote} (signed as {})", v.from);
+    // Authenticated by a member, but the body or the nonce may still be an outsider's replay.
+    let signer = format!("{remote} (authenticated as {})", v.from);
     if v.body_len > MAX_PEER_BODY_BYTES as u64 {
         let e = Error::new(crate::error::Kind::TooLarge, "body_too_large", format!("{} bytes; at most {MAX_PEER_BODY_BYTES}", v.body_len));
         return refuse(signer, e);
