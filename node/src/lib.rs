@@ -2,16 +2,15 @@
 //! `ring::rules`, `package::{spec, record, leg}`); async code only moves messages, time and
 //! bytes (`ring::driver`, `package::{executor, resolver}`, `api`, `net`, `server`).
 
+pub use consortium_core::{domain, error, ledger};
+
 pub mod api;
 pub mod bench;
 pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod config;
-pub mod domain;
-pub mod error;
 pub mod events;
-pub mod ledger;
 pub mod limits;
 pub mod net;
 pub mod node;

@@ -1,5 +1,6 @@
 //! The client API: the contract in DESIGN.md's table.
 
+use super::ApiError;
 use super::wire::{AccountList, AccountView, BankAccounts, ConsortiumAccounts, NewAccount, NewUser, PackageView, StatusView, UserView};
 use super::Body;
 use crate::domain::{Cpf, User};
@@ -34,7 +35,7 @@ fn cpf(s: &str) -> Result<Cpf, Error> {
     Cpf::parse(s).map_err(|e| Error::bad_request("invalid_cpf", format!("invalid CPF {s:?}: {e}")))
 }
 
-async fn register_user(State(node): S, Body(req): Body<NewUser>) -> Result<(StatusCode, Json<UserView>), Error> {
+async fn register_user(State(node): S, Body(req): Body<NewUser>) -> Result<(StatusCode, Json<UserView>), ApiError> {
     let user = User::new(cpf(&req.cpf)?, &req.name)?;
     let u = user.clone();
     node.db(move |s| s.register_user(&u)).await?;
@@ -42,16 +43,16 @@ async fn register_user(State(node): S, Body(req): Body<NewUser>) -> Result<(Stat
     Ok((StatusCode::CREATED, Json(UserView { cpf: user.cpf, name: user.name })))
 }
 
-async fn get_user(State(node): S, Path(c): Path<String>) -> Result<Json<UserView>, Error> {
+async fn get_user(State(node): S, Path(c): Path<String>) -> Result<Json<UserView>, ApiError> {
     let c = cpf(&c)?;
     let shown = c.clone();
     match node.db(move |s| s.user(&c)).await? {
         Some(u) => Ok(Json(UserView { cpf: u.cpf, name: u.name })),
-        None => Err(Error::not_found("user_not_found", format!("CPF {shown} is not a user of this bank"))),
+        None => Err(Error::not_found("user_not_found", format!("CPF {shown} is not a user of this bank")).into()),
     }
 }
 
-async fn open_account(State(node): S, Body(req): Body<NewAccount>) -> Result<(StatusCode, Json<AccountView>), Error> {
+async fn open_account(State(node): S, Body(req): Body<NewAccount>) -> Result<(StatusCode, Json<AccountView>), ApiError> {
     let holders = req.holders.iter().map(|h| cpf(h)).collect::<Result<Vec<_>, _>>()?;
     let me = node.me.clone();
     let a = node.db(move |s| s.open_account(&me, req.kind, &holders)).await?;
@@ -59,15 +60,15 @@ async fn open_account(State(node): S, Body(req): Body<NewAccount>) -> Result<(St
     Ok((StatusCode::CREATED, Json(a.into())))
 }
 
-async fn get_account(State(node): S, Path(key): Path<String>) -> Result<Json<AccountView>, Error> {
+async fn get_account(State(node): S, Path(key): Path<String>) -> Result<Json<AccountView>, ApiError> {
     let k = key.clone();
     match node.db(move |s| s.account(&k)).await? {
         Some(a) => Ok(Json(a.into())),
-        None => Err(Error::not_found("account_not_found", format!("no account {key} at this bank"))),
+        None => Err(Error::not_found("account_not_found", format!("no account {key} at this bank")).into()),
     }
 }
 
-async fn user_accounts(State(node): S, Path(c): Path<String>) -> Result<Json<AccountList>, Error> {
+async fn user_accounts(State(node): S, Path(c): Path<String>) -> Result<Json<AccountList>, ApiError> {
     let c = cpf(&c)?;
     let accounts = node.db(move |s| s.accounts_of(&c)).await?;
     Ok(Json(AccountList { accounts: accounts.into_iter().map(Into::into).collect() }))
@@ -75,7 +76,7 @@ async fn user_accounts(State(node): S, Path(c): Path<String>) -> Result<Json<Acc
 
 /// Asks every bank at once. A bank that does not answer in time is listed as unreachable;
 /// it never makes the whole answer fail.
-async fn consortium_accounts(State(node): S, Path(c): Path<String>) -> Result<Json<ConsortiumAccounts>, Error> {
+async fn consortium_accounts(State(node): S, Path(c): Path<String>) -> Result<Json<ConsortiumAccounts>, ApiError> {
     let c = cpf(&c)?;
     let mut tasks = Vec::new();
     for bank in node.members() {
@@ -113,7 +114,7 @@ fn view(r: &Record) -> PackageView {
 
 /// Accepts a package (durably) and waits, bounded, for its outcome. A retry with the same id
 /// gets the same package, never a second execution.
-async fn submit_package(State(node): S, Body(p): Body<Package>) -> Result<(StatusCode, Json<PackageView>), Error> {
+async fn submit_package(State(node): S, Body(p): Body<Package>) -> Result<(StatusCode, Json<PackageView>), ApiError> {
     p.validate(|b| node.is_member(b))?;
     let id = p.id.clone();
     // Registered before the package exists, so its decision cannot pass unseen.
@@ -186,14 +187,14 @@ impl Drop for Waiting {
     }
 }
 
-async fn get_package(State(node): S, Path(id): Path<String>) -> Result<Json<PackageView>, Error> {
+async fn get_package(State(node): S, Path(id): Path<String>) -> Result<Json<PackageView>, ApiError> {
     let i = id.clone();
     match node.db(move |s| s.record(&i)).await? {
         Some(r) => Ok(Json(view(&r))),
-        None => Err(Error::not_found("package_not_found", format!("no package {id} was submitted to this bank"))),
+        None => Err(Error::not_found("package_not_found", format!("no package {id} was submitted to this bank")).into()),
     }
 }
 
-async fn status(State(node): S) -> Result<Json<StatusView>, Error> {
+async fn status(State(node): S) -> Result<Json<StatusView>, ApiError> {
     Ok(Json(node.status().await?))
 }

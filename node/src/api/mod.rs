@@ -33,7 +33,7 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .merge(client::routes().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).layer(axum::middleware::from_fn_with_state(node.clone(), rate_limit)))
         .nest("/peer", peer::routes(node.clone()).layer(DefaultBodyLimit::max(MAX_PEER_BODY_BYTES)))
-        .fallback(|| async { Error::not_found("no_route", "no such route (see README for the API)") })
+        .fallback(|| async { ApiError(Error::not_found("no_route", "no such route (see README for the API)")) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(node)
 }
@@ -47,20 +47,37 @@ async fn rate_limit(axum::extract::State(node): axum::extract::State<Arc<Node>>,
         if !allowed {
             node.count(|c| *c.refused.entry("rate_limited".to_string()).or_default() += 1);
             let e = Error::new(crate::error::Kind::TooMany, "rate_limited", format!("too many requests from {ip}; slow down"));
-            return e.into_response();
+            return answer(e);
         }
     }
     next.run(req).await
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if self.kind == crate::error::Kind::Internal {
-            tracing::error!(code = self.code, "{}", self.message);
-        }
-        (status, Json(ErrorBody::from(&self))).into_response()
+/// An error as the API answers it: `{"error":{"code","message"}}` with its HTTP status. The
+/// error type lives in the core crate, which cannot see axum; this is its face on the wire.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
     }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if e.kind == crate::error::Kind::Internal {
+            tracing::error!(code = e.code, "{}", e.message);
+        }
+        (status, Json(ErrorBody::from(&e))).into_response()
+    }
+}
+
+/// Answers an error (for middleware, which builds responses itself).
+pub fn answer(e: Error) -> Response {
+    ApiError(e).into_response()
 }
 
 /// A JSON body whose every failure (too large, not JSON, wrong shape, unknown field) is an
@@ -68,7 +85,7 @@ impl IntoResponse for Error {
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let read = tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(req, state));
@@ -79,7 +96,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 Error::bad_request("bad_body", e.body_text())
             }
         })?;
-        parse_json(&bytes).map(Body)
+        Ok(parse_json(&bytes).map(Body)?)
     }
 }
 
@@ -88,16 +105,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 pub struct PeerBody<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<Arc<Node>> for PeerBody<T> {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request(req: Request, node: &Arc<Node>) -> Result<Self, Self::Rejection> {
         let path = req.uri().path().to_string();
         let from = req.extensions().get::<peer::Sender>().map_or_else(|| "unknown".to_string(), |s| s.0.clone());
         match Body::<T>::from_request(req, node).await {
             Ok(Body(v)) => Ok(PeerBody(v)),
-            Err(e) => {
+            Err(ApiError(e)) => {
                 node.refused(&from, &Error::new(e.kind, e.code, format!("{path}: {}", e.message)));
-                Err(e)
+                Err(ApiError(e))
             }
         }
     }

@@ -3,6 +3,7 @@
 //! handler knows which member sent it. Every message is idempotent: a repeat (a retry, or a
 //! duplicate the network made) answers what the first one did and changes nothing more.
 
+use super::ApiError;
 use super::wire::{Alert, Block, Decide, Finish, PackageView, PassAnswer, Ping, Prepare, Probe, TokenPass, Votes};
 use super::{PeerBody as Body, MAX_PEER_BODY_BYTES};
 use crate::error::Error;
@@ -13,7 +14,7 @@ use crate::trust::request::{self, AUTH_HEADER};
 use super::Remote;
 use axum::extract::{ConnectInfo, Extension, OriginalUri, Path, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
@@ -62,7 +63,7 @@ async fn authenticate(State(node): S, req: Request, next: Next) -> Response {
     let remote = parts.extensions.get::<ConnectInfo<Remote>>().map_or_else(|| "unknown".to_string(), |c| c.0 .0.to_string());
     let refuse = |who: String, e: Error| {
         node.refused(&who, &e);
-        e.into_response()
+        super::answer(e)
     };
     let v = match request::verify(&node.pairs, header, parts.method.as_str(), path, now) {
         Ok(v) => v,
@@ -102,9 +103,9 @@ async fn ping(State(node): S) -> Json<Ping> {
     Json(Ping { bank: node.me.clone() })
 }
 
-async fn token(State(node): S, Extension(Sender(from)): From, Body(pass): Body<TokenPass>) -> Result<Json<PassAnswer>, Error> {
+async fn token(State(node): S, Extension(Sender(from)): From, Body(pass): Body<TokenPass>) -> Result<Json<PassAnswer>, ApiError> {
     if pass.from != from {
-        return Err(impersonation(&node, &from, &pass.from, "a token pass"));
+        return Err(impersonation(&node, &from, &pass.from, "a token pass").into());
     }
     Ok(Json(driver::receive(&node, pass)?))
 }
@@ -113,30 +114,30 @@ async fn probe(State(node): S) -> Json<Probe> {
     Json(driver::probe(&node))
 }
 
-async fn alert(State(node): S, Extension(Sender(from)): From, Body(a): Body<Alert>) -> Result<Json<bool>, Error> {
+async fn alert(State(node): S, Extension(Sender(from)): From, Body(a): Body<Alert>) -> Result<Json<bool>, ApiError> {
     if a.from != from {
-        return Err(impersonation(&node, &from, &a.from, "an alert"));
+        return Err(impersonation(&node, &from, &a.from, "an alert").into());
     }
     Ok(Json(driver::receive_alert(&node, a)?))
 }
 
-async fn block(State(node): S, Extension(Sender(from)): From, Body(b): Body<Block>) -> Result<Json<bool>, Error> {
+async fn block(State(node): S, Extension(Sender(from)): From, Body(b): Body<Block>) -> Result<Json<bool>, ApiError> {
     if b.from != from {
-        return Err(impersonation(&node, &from, &b.from, "a block"));
+        return Err(impersonation(&node, &from, &b.from, "a block").into());
     }
     driver::receive_block(&node, b)?;
     Ok(Json(true))
 }
 
-async fn prepare(State(node): S, Extension(Sender(from)): From, Body(p): Body<Vec<Prepare>>) -> Result<Json<Vec<Votes>>, Error> {
+async fn prepare(State(node): S, Extension(Sender(from)): From, Body(p): Body<Vec<Prepare>>) -> Result<Json<Vec<Votes>>, ApiError> {
     Ok(Json(executor::prepare_here(&node, &from, p).await?))
 }
 
-async fn finish(State(node): S, Extension(Sender(from)): From, Body(f): Body<Vec<Finish>>) -> Result<Json<usize>, Error> {
+async fn finish(State(node): S, Extension(Sender(from)): From, Body(f): Body<Vec<Finish>>) -> Result<Json<usize>, ApiError> {
     Ok(Json(executor::finish_here(&node, &from, f).await?))
 }
 
-async fn decide(State(node): S, Extension(Sender(from)): From, Body(d): Body<Vec<Decide>>) -> Result<Json<Vec<PackageView>>, Error> {
+async fn decide(State(node): S, Extension(Sender(from)): From, Body(d): Body<Vec<Decide>>) -> Result<Json<Vec<PackageView>>, ApiError> {
     Ok(Json(executor::decide_here(&node, &from, d).await?))
 }
 
@@ -145,10 +146,10 @@ async fn settled(State(node): S, Body(ids): Body<Vec<String>>) -> Json<bool> {
     Json(true)
 }
 
-async fn outcome(State(node): S, Path(id): Path<String>) -> Result<Json<PackageView>, Error> {
+async fn outcome(State(node): S, Path(id): Path<String>) -> Result<Json<PackageView>, ApiError> {
     let i = id.clone();
     match node.db(move |s| s.record(&i)).await? {
         Some(r) => Ok(Json(executor::view(&node, &r))),
-        None => Err(Error::not_found("package_not_found", format!("no package {id} at this origin"))),
+        None => Err(Error::not_found("package_not_found", format!("no package {id} at this origin")).into()),
     }
 }

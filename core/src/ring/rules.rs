@@ -2,7 +2,7 @@
 //! it means. Nothing here touches the network, the clock or the disk.
 
 use super::token::{Epoch, Token, MAX_COUNTER, MAX_QUEUE};
-use crate::net::ring_key;
+use super::order::ring_key;
 use std::time::Duration;
 
 /// How many accepted hops a bank remembers to recognize late repeats.

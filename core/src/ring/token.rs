@@ -1,6 +1,6 @@
 //! The token that circulates among the banks.
 
-use crate::net::ring_key;
+use super::order::ring_key;
 use crate::package::{Package, PackageKey};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;

@@ -1,0 +1,10 @@
+//! Packages as plain data: `spec` (shape, validation, identity, digest, legs per bank),
+//! `record` (the origin's compare-and-set decision), `leg` (a participant's legs and how they
+//! end). The node's `package` module adds the async shells (executor, resolver, intake).
+
+pub mod leg;
+pub mod record;
+pub mod spec;
+
+pub use record::{OpResult, Outcome, Record, Status};
+pub use spec::{AccountRef, Leg, OpKind, Operation, Package, PackageDigest, PackageKey, Side};
