@@ -9,6 +9,10 @@ use serde_json::{json, Value};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_accounts_and_consortium_listing_with_a_bank_down() {
     let mut c = common::start(3).await;
+    for i in 0..3 {
+        assert_eq!(c.get(i, "/health/live").await, (200, json!({"live": true})));
+        assert_eq!(c.get(i, "/health/ready").await, (200, json!({"ready": true})), "the ring formed: every bank is ready");
+    }
     let ana = cpf(111);
     let bia = cpf(222);
     for i in 0..2 {

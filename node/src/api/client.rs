@@ -29,6 +29,8 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/packages", post(submit_package))
         .route("/packages/{id}", get(get_package))
         .route("/status", get(status))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
 }
 
 fn cpf(s: &str) -> Result<Cpf, Error> {
@@ -197,4 +199,20 @@ async fn get_package(State(node): S, Path(id): Path<String>) -> Result<Json<Pack
 
 async fn status(State(node): S) -> Result<Json<StatusView>, ApiError> {
     Ok(Json(node.status().await?))
+}
+
+/// The process answers: what a supervisor restarts on.
+async fn live() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"live": true}))
+}
+
+/// Whether this bank can serve: its storage answers, and it has seen a token (or is creating
+/// one). What a load balancer sends clients on; 503 with the reason otherwise.
+async fn ready(State(node): S) -> Result<Json<serde_json::Value>, ApiError> {
+    node.db(|s| s.epoch_gen()).await.map_err(|e| Error::unavailable("not_ready", format!("storage does not answer: {}", e.message)))?;
+    let (seen, recovering) = (node.ring.lock().unwrap().newest.is_some(), *node.recovering.lock().unwrap());
+    if !seen && !recovering {
+        return Err(Error::unavailable("not_ready", "this bank has not yet seen the token ring").into());
+    }
+    Ok(Json(serde_json::json!({"ready": true})))
 }
