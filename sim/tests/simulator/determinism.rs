@@ -50,6 +50,13 @@ fn same_seed_same_trace_in_sequence_and_in_parallel() {
     // once closed connections in a different order in every process).
     assert_same(&trace_of("duplicate_token", None), &trace_of("duplicate_token", None), "duplicate_token twice");
 
+    // The adversaries (a rogue host's forged and replayed requests, a flood, a skewed clock,
+    // malicious clients) are seeded like everything else: same run, also beside another.
+    let rogue = trace_of("rogue_host", None);
+    let beside = std::thread::spawn(|| trace_of("malicious_client", None));
+    assert_same(&rogue, &trace_of("rogue_host", None), "rogue_host twice");
+    assert_same(&beside.join().unwrap(), &trace_of("malicious_client", None), "malicious_client in a thread and alone");
+
     let different = trace_of(name, Some(first_seed_other_than(name)));
     assert_ne!(first.0, different.0, "another seed gives another run");
 }
