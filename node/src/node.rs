@@ -170,8 +170,20 @@ impl Node {
     /// stop (the simulator counts a refusal of an honest member's message as a violation).
     /// `from` is who the message says sent it: until banks sign their messages, a claim.
     pub fn refused(&self, from: &str, e: &Error) {
-        self.count(|c| *c.refused.entry(e.code.to_string()).or_default() += 1);
+        self.count_refusal(e.code);
         self.emit("refused", format!("from {from}: {} ({})", e.message, e.code));
+    }
+
+    /// `refused`, handing the error back for the caller to answer with.
+    pub fn refuse(&self, from: &str, e: Error) -> Error {
+        self.refused(from, &e);
+        e
+    }
+
+    /// Counts a refusal by reason without logging it: the limits (connections past a cap,
+    /// requests past a rate) turn floods away and must not flood the log too.
+    pub fn count_refusal(&self, code: &str) {
+        self.count(|c| *c.refused.entry(code.to_string()).or_default() += 1);
     }
 
     pub fn count(&self, f: impl FnOnce(&mut Counters)) {

@@ -37,7 +37,7 @@ where
     use hyper_util::rt::{TokioIo, TokioTimer};
     let app = api::router(node.clone());
     let limits = node.limits.clone();
-    let cap = limits.connection_cap(if node.inline_storage { None } else { crate::limits::file_limit() });
+    let cap = limits.connection_cap(crate::limits::file_limit());
     let open = Arc::new(std::sync::Mutex::new(crate::limits::Connections::new(cap, limits.max_connections_per_ip)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -51,7 +51,7 @@ where
             a = listener.accept() => a,
         };
         if let Err(why) = open.lock().unwrap().admit(remote.ip()) {
-            node.count(|c| *c.refused.entry("connection_limit".to_string()).or_default() += 1);
+            node.count_refusal("connection_limit");
             tracing::debug!(%remote, "connection closed at once: {why}");
             drop(io);
             continue;

@@ -373,7 +373,9 @@ async fn bank_main(sh: Arc<Shared>, i: usize) -> turmoil::Result {
         advertise: None,
         manifest: None,
         data_dir: std::path::PathBuf::from("/nonexistent"),
-        limits: Default::default(),
+        // A fixed cap: the simulator's own file limit is not a simulated bank's, and a run must
+        // not depend on the machine it runs on.
+        limits: node::limits::Limits { max_connections: 4_096, ..Default::default() },
         timing: sh.scenario.timing.to_timing(),
     };
     let identity = Identity { key: sh.keys[i].clone(), manifest: sh.manifest.clone() };

@@ -71,14 +71,21 @@ impl Ring {
         self.members.iter().any(|m| m == bank)
     }
 
+    /// Whether a message about the ring (a token, a block, an alert) may come from `from`:
+    /// another bank of the consortium.
+    pub fn check_sender(&self, from: &str) -> Result<(), String> {
+        if from == self.me || !self.is_member(from) {
+            return Err(format!("sender {from} is not another bank of the consortium"));
+        }
+        Ok(())
+    }
+
     /// Whether a token from the network can be a token of this ring at all, before any rule
     /// of arrival looks at it: sent by another member, created by a member, counters below
     /// the ceiling, a queue of well-formed packages of member origins, each at most once.
     /// A token that fails is refused (a 4xx, counted), never taken and never persisted.
     pub fn check_token(&self, from: &str, t: &Token) -> Result<(), String> {
-        if from == self.me || !self.is_member(from) {
-            return Err(format!("sender {from} is not another bank of the consortium"));
-        }
+        self.check_sender(from)?;
         if !self.is_member(&t.epoch.creator) {
             return Err(format!("epoch creator {} is not a bank of the consortium", t.epoch.creator));
         }
@@ -118,9 +125,7 @@ impl Ring {
 
     /// Whether a block (recovery) announcement from the network can be one of this ring's.
     pub fn check_block(&self, from: &str, gen: u64) -> Result<(), String> {
-        if from == self.me || !self.is_member(from) {
-            return Err(format!("sender {from} is not another bank of the consortium"));
-        }
+        self.check_sender(from)?;
         if gen == 0 || gen > MAX_COUNTER {
             return Err(format!("generation {gen} out of range (1..={MAX_COUNTER})"));
         }

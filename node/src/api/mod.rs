@@ -45,7 +45,7 @@ async fn rate_limit(axum::extract::State(node): axum::extract::State<Arc<Node>>,
     if let Some(ip) = ip {
         let allowed = node.rate.lock().unwrap().allow(ip, tokio::time::Instant::now());
         if !allowed {
-            node.count(|c| *c.refused.entry("rate_limited".to_string()).or_default() += 1);
+            node.count_refusal("rate_limited");
             let e = Error::new(crate::error::Kind::TooMany, "rate_limited", format!("too many requests from {ip}; slow down"));
             return answer(e);
         }

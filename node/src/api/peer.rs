@@ -94,9 +94,7 @@ async fn authenticate(State(node): S, req: Request, next: Next) -> Response {
 
 /// A message that names a sender other than the one who signed it.
 fn impersonation(node: &Node, signer: &str, named: &str, what: &str) -> Error {
-    let e = Error::forbidden("sender_mismatch", format!("{what} names {named} as its sender, but {signer} signed it"));
-    node.refused(signer, &e);
-    e
+    node.refuse(signer, Error::forbidden("sender_mismatch", format!("{what} names {named} as its sender, but {signer} signed it")))
 }
 
 async fn ping(State(node): S) -> Json<Ping> {

@@ -30,12 +30,6 @@ fn too_many(n: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// Refuses (and reports) a message from the network.
-fn refuse<T>(node: &Node, from: &str, e: Error) -> Result<T, Error> {
-    node.refused(from, &e);
-    Err(e)
-}
-
 /// This bank's legs of a prepared package, derived here from the whole package: an executor
 /// cannot hand a participant legs of its choosing.
 fn legs_here(node: &Node, p: &Prepare) -> Result<Vec<Leg>, Error> {
@@ -54,13 +48,13 @@ fn legs_here(node: &Node, p: &Prepare) -> Result<Vec<Leg>, Error> {
 /// `from` is the bank that asked.
 pub async fn prepare_here(node: &Arc<Node>, from: &str, items: Vec<Prepare>) -> Result<Vec<Votes>, Error> {
     if let Err(e) = too_many(items.len()) {
-        return refuse(node, from, e);
+        return Err(node.refuse(from, e));
     }
     let mut writes = Vec::with_capacity(items.len());
     for p in items {
         match legs_here(node, &p) {
             Ok(legs) => writes.push((p.origin, p.package, legs)),
-            Err(e) => return refuse(node, from, e),
+            Err(e) => return Err(node.refuse(from, e)),
         }
     }
     match writer::write(node, Write::Prepare(writes)).await? {
@@ -84,7 +78,7 @@ pub async fn prepare_here(node: &Arc<Node>, from: &str, items: Vec<Prepare>) -> 
 /// slot, and the others still apply.
 pub async fn finish_here(node: &Arc<Node>, from: &str, items: Vec<Finish>) -> Result<usize, Error> {
     if let Err(e) = too_many(items.len()) {
-        return refuse(node, from, e);
+        return Err(node.refuse(from, e));
     }
     let mut writes = Vec::with_capacity(items.len());
     for f in items {
@@ -141,10 +135,10 @@ pub fn view(node: &Node, r: &Record) -> PackageView {
 /// stand. A decide this bank refuses (an unknown package, malformed results) has no answer.
 pub async fn decide_here(node: &Arc<Node>, from: &str, items: Vec<Decide>) -> Result<Vec<PackageView>, Error> {
     if let Err(e) = too_many(items.len()) {
-        return refuse(node, from, e);
+        return Err(node.refuse(from, e));
     }
     if let Some(d) = items.iter().find(|d| d.origin != node.me) {
-        return refuse(node, from, Error::rule("not_the_origin", format!("decide of {}@{} sent to {}: only a package's origin decides it", d.id, d.origin, node.me)));
+        return Err(node.refuse(from, Error::rule("not_the_origin", format!("decide of {}@{} sent to {}: only a package's origin decides it", d.id, d.origin, node.me))));
     }
     let done = match writer::write(node, Write::Decide(items.into_iter().map(|d| (d.id, d.outcome, d.results, from.to_string())).collect())).await? {
         Written::Decide(done) => done,

@@ -18,9 +18,7 @@ use tokio::time::Instant;
 pub fn receive(node: &Arc<Node>, pass: TokenPass) -> Result<PassAnswer, Error> {
     let checked = node.ring.lock().unwrap().check_token(&pass.from, &pass.token);
     if let Err(why) = checked {
-        let e = Error::bad_request("bad_token", format!("token {} hop {}: {why}", pass.token.epoch, pass.token.hop));
-        node.refused(&pass.from, &e);
-        return Err(e);
+        return Err(node.refuse(&pass.from, Error::bad_request("bad_token", format!("token {} hop {}: {why}", pass.token.epoch, pass.token.hop))));
     }
     Ok(arrive(node, pass))
 }
@@ -351,9 +349,7 @@ pub fn on_alert(node: &Arc<Node>, a: Alert) -> bool {
 pub fn receive_block(node: &Arc<Node>, b: Block) -> Result<(), Error> {
     let checked = node.ring.lock().unwrap().check_block(&b.from, b.gen);
     if let Err(why) = checked {
-        let e = Error::bad_request("bad_block", format!("block of generation {}: {why}", b.gen));
-        node.refused(&b.from, &e);
-        return Err(e);
+        return Err(node.refuse(&b.from, Error::bad_request("bad_block", format!("block of generation {}: {why}", b.gen))));
     }
     on_block(node, b.gen);
     Ok(())
@@ -361,10 +357,9 @@ pub fn receive_block(node: &Arc<Node>, b: Block) -> Result<(), Error> {
 
 /// An alert from the network: only another member may raise one.
 pub fn receive_alert(node: &Arc<Node>, a: Alert) -> Result<bool, Error> {
-    if a.from == node.me || !node.is_member(&a.from) {
-        let e = Error::bad_request("bad_alert", format!("alert from {}: not another bank of the consortium", a.from));
-        node.refused(&a.from, &e);
-        return Err(e);
+    let checked = node.ring.lock().unwrap().check_sender(&a.from);
+    if let Err(why) = checked {
+        return Err(node.refuse(&a.from, Error::bad_request("bad_alert", format!("alert: {why}"))));
     }
     Ok(on_alert(node, a))
 }

@@ -186,7 +186,6 @@ impl Store {
 
     /// Runs `f` in a write transaction and commits only if it returned Ok.
     fn write<T>(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<T, Error>) -> Result<T, Error> {
-        #[allow(unused_mut)]
         let mut tx = self.db.begin_write().map_err(internal)?;
         if self.planted == crate::planted::PlantedBug::AckBeforeDurable {
             tx.set_durability(redb::Durability::None).map_err(internal)?;
@@ -348,10 +347,7 @@ impl Store {
     }
 
     pub fn participation(&self, key: &PackageKey) -> Result<Option<Participation>, Error> {
-        self.read(|tx| {
-            let t = tx.open_table(PARTS).map_err(internal)?;
-            t.get((key.origin.as_str(), key.id.as_str())).map_err(internal)?.map(|v| dec(v.value())).transpose()
-        })
+        self.read(|tx| part_of(&tx.open_table(PARTS).map_err(internal)?, key))
     }
 
     // ---- group commit ----
@@ -381,18 +377,7 @@ impl Store {
         })
     }
 
-}
 
-/// A refusal answers its own slot of a group (every *_in function refuses before writing, so
-/// the transaction stays usable); a storage failure fails the whole group.
-fn slot<T>(r: Result<T, Error>) -> Result<Result<T, Error>, Error> {
-    match r {
-        Err(e) if e.kind == crate::error::Kind::Internal => Err(e),
-        other => Ok(other),
-    }
-}
-
-impl Store {
     /// Packages with legs prepared here whose outcome this bank has not learned.
     pub fn in_doubt(&self) -> Result<Vec<PackageKey>, Error> {
         self.read(|tx| {
@@ -460,6 +445,11 @@ fn legs_of(legs_t: &impl ReadableTable<(&'static str, &'static str, u32, u8), &'
     Ok(out)
 }
 
+/// What this bank knows of a package it takes part in (read or write transaction).
+fn part_of(t: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>, key: &PackageKey) -> Result<Option<Participation>, Error> {
+    t.get((key.origin.as_str(), key.id.as_str())).map_err(internal)?.map(|v| dec(v.value())).transpose()
+}
+
 fn put_part(tx: &redb::WriteTransaction, key: &PackageKey, p: &Participation) -> Result<(), Error> {
     let mut t = tx.open_table(PARTS).map_err(internal)?;
     t.insert((key.origin.as_str(), key.id.as_str()), enc(p).as_slice()).map_err(internal)?;
@@ -469,14 +459,19 @@ fn put_part(tx: &redb::WriteTransaction, key: &PackageKey, p: &Participation) ->
 /// Prepares `legs` (this bank's legs of `package` accepted at `origin`). Refuses, before
 /// writing anything, a package whose key this bank already knows with other content: a
 /// repeated prepare is answered with the first one's votes only if it is the same package.
+/// A refusal answers its own slot of a group (every *_in function refuses before writing, so
+/// the transaction stays usable); a storage failure fails the whole group.
+fn slot<T>(r: Result<T, Error>) -> Result<Result<T, Error>, Error> {
+    match r {
+        Err(e) if e.kind == crate::error::Kind::Internal => Err(e),
+        other => Ok(other),
+    }
+}
+
 fn prepare_in(tx: &redb::WriteTransaction, origin: &str, package: &Package, legs: &[Leg]) -> Result<Vec<LegVote>, Error> {
     let key = package.key(origin);
     let digest = package.digest(origin);
-    let part: Option<Participation> = {
-        let t = tx.open_table(PARTS).map_err(internal)?;
-        let v = t.get((key.origin.as_str(), key.id.as_str())).map_err(internal)?;
-        v.map(|v| dec(v.value())).transpose()?
-    };
+    let part = part_of(&tx.open_table(PARTS).map_err(internal)?, &key)?;
     if let Some(known) = part.as_ref().and_then(|p| p.digest) {
         if known != digest {
             return Err(Error::conflict(
@@ -576,11 +571,7 @@ fn finish_in(tx: &redb::WriteTransaction, key: &PackageKey, outcome: Outcome, di
     let skip_refund = planted == PlantedBug::SkipRefund;
     // The planted atomicity bug moves prepared legs of an aborted package as if committed.
     let apply = if planted == PlantedBug::CommitOnAbort { Outcome::Commit } else { outcome };
-    let part: Option<Participation> = {
-        let t = tx.open_table(PARTS).map_err(internal)?;
-        let v = t.get((key.origin.as_str(), key.id.as_str())).map_err(internal)?;
-        v.map(|v| dec(v.value())).transpose()?
-    };
+    let part = part_of(&tx.open_table(PARTS).map_err(internal)?, key)?;
     if let Some(known) = part.as_ref().and_then(|p| p.digest) {
         if known != digest {
             return Err(Error::conflict("package_mismatch", format!("package {key}: the decision is about other content (digest {digest:?}) than was prepared here ({known:?})")));
