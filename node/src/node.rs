@@ -11,17 +11,19 @@ use crate::error::Error;
 use crate::events::Events;
 use crate::net::{Call, NetError, Transport};
 use crate::peers::Peers;
-use crate::ring::{Ring, Token};
+use crate::ring::driver::RingHandle;
+use crate::ring::machine::Event;
+use crate::ring::{Ring, RingMachine};
 use crate::store::Store;
 use hyper::Method;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{de::DeserializeOwned, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
 use std::time::Duration;
 use std::collections::BTreeMap;
-use tokio::sync::Notify;
-use tokio::time::Instant;
 
 pub use crate::planted::PlantedBug;
 
@@ -41,6 +43,8 @@ pub struct Env {
     /// Call the store inline (simulation: no threads) or on tokio's blocking pool.
     pub inline_storage: bool,
     pub planted: PlantedBug,
+    /// The simulator's stalled disk: while set, every storage call waits. None in production.
+    pub disk_stall: Option<Arc<AtomicBool>>,
 }
 
 /// Why a call to another bank did not give an answer.
@@ -77,26 +81,20 @@ pub struct Node {
     pub rate: Mutex<crate::limits::RateLimiter>,
     pub store: Store,
     pub inline_storage: bool,
+    pub disk_stall: Option<Arc<AtomicBool>>,
+    /// Storage calls in progress, by when they started: one that outlasts its bound makes
+    /// the bank not ready (see `storage_stuck`).
+    storage_calls: Mutex<(u64, BTreeMap<u64, Instant>)>,
     pub transport: Arc<dyn Transport>,
     pub events: Arc<dyn Events>,
     pub rng: Mutex<ChaCha8Rng>,
     /// Nonces of this bank's requests: a stream of its own, so signing draws nothing from
     /// the RNG that times the protocol.
     pub nonce_rng: Mutex<ChaCha8Rng>,
-    pub ring: Mutex<Ring>,
-    /// The token while this bank holds it.
-    pub token: Mutex<Option<Token>>,
-    pub token_arrived: Notify,
-    /// A package was accepted here (an idle token holder passes it on sooner).
-    pub work_arrived: Notify,
-    /// When this bank last accepted a token (never stored across restarts).
-    pub last_token_at: Mutex<Option<Instant>>,
-    /// Until when this bank discards tokens (recovery in progress).
-    pub blocked_until: Mutex<Option<Instant>>,
-    /// This bank is running a recovery as the lowest-address bank.
-    pub recovering: Mutex<bool>,
-    /// Idle visits of the token in a row (the idle hold grows with it).
-    pub idle_streak: Mutex<u32>,
+    /// Every bank, in ring order, this one included.
+    pub members: Vec<String>,
+    /// The ring's owner task: events in, answers and a view out.
+    pub ring: RingHandle,
     pub peers: Peers,
     /// Writes waiting for the next group commit.
     pub writer: crate::writer::Writer,
@@ -122,12 +120,13 @@ impl Node {
         identity.manifest.apply(&mut timing);
         let pairs = request::PairKeys::new(&me, &identity.key, &identity.manifest);
         let floor = store.epoch_gen()?;
-        let mut ring = Ring::new(&me, &identity.manifest.addresses(), floor);
-        ring.accept_stale = env.planted == PlantedBug::AcceptStaleToken;
+        let members = Ring::new(&me, &identity.manifest.addresses(), floor).members;
+        // The ring's jitter has a stream of its own (the shell's pings draw from `rng`).
+        let ring = RingMachine::new(&me, &members, floor, crate::ring::driver::timing(&timing), env.rng_seed ^ 0x7269_6e67, env.planted == PlantedBug::AcceptStaleToken);
         let mut store = store;
         store.planted = env.planted;
         let intake = crate::package::intake::Intake::new(store.outbox()?);
-        let others: Vec<String> = ring.members.iter().filter(|m| **m != me).cloned().collect();
+        let others: Vec<String> = members.iter().filter(|m| **m != me).cloned().collect();
         Ok(Arc::new(Node {
             me,
             timing,
@@ -141,18 +140,14 @@ impl Node {
             rate: Mutex::new(crate::limits::RateLimiter::new(config.limits.requests_per_ip_per_s)),
             store,
             inline_storage: env.inline_storage,
+            disk_stall: env.disk_stall,
+            storage_calls: Mutex::new((0, BTreeMap::new())),
             transport: env.transport,
             events: env.events,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(env.rng_seed)),
             nonce_rng: Mutex::new(ChaCha8Rng::seed_from_u64(env.rng_seed ^ 0x6e6f_6e63_6573)),
-            ring: Mutex::new(ring),
-            token: Mutex::new(None),
-            token_arrived: Notify::new(),
-            work_arrived: Notify::new(),
-            last_token_at: Mutex::new(None),
-            blocked_until: Mutex::new(None),
-            recovering: Mutex::new(false),
-            idle_streak: Mutex::new(0),
+            members,
+            ring: RingHandle::new(ring),
             peers: Peers::new(others),
             writer: Default::default(),
             intake,
@@ -191,11 +186,11 @@ impl Node {
     }
 
     pub fn members(&self) -> Vec<String> {
-        self.ring.lock().unwrap().members.clone()
+        self.members.clone()
     }
 
     pub fn is_member(&self, bank: &str) -> bool {
-        self.ring.lock().unwrap().members.iter().any(|m| m == bank)
+        self.members.iter().any(|m| m == bank)
     }
 
     /// Whether a call to `bank` may be tried: this bank, or an online peer.
@@ -208,6 +203,12 @@ impl Node {
         &self,
         f: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
+        let _call = StorageCall::start(self);
+        if let Some(stall) = &self.disk_stall {
+            while stall.load(Ordering::Relaxed) {
+                tokio::time::sleep(ms(1)).await;
+            }
+        }
         if self.inline_storage {
             return f(&self.store);
         }
@@ -215,8 +216,15 @@ impl Node {
         tokio::task::spawn_blocking(move || f(&store)).await.map_err(|e| Error::internal(format!("storage task: {e}")))?
     }
 
-    pub fn blocked(&self) -> bool {
-        self.blocked_until.lock().unwrap().is_some_and(|t| Instant::now() < t)
+    /// How long the oldest storage call in progress has taken, if longer than its bound (the
+    /// peer timeout: a caller would have given up by then). Such a bank is not ready: it
+    /// answers other banks 503 until the call completes, and they treat it as down. It never
+    /// answers "failed" for the call itself: the write may still land.
+    pub fn storage_stuck(&self) -> Option<Duration> {
+        let calls = self.storage_calls.lock().unwrap();
+        let oldest = calls.1.values().min()?;
+        let age = Instant::now().saturating_duration_since(*oldest);
+        (age > ms(self.timing.peer_timeout_ms)).then_some(age)
     }
 
     pub fn jitter(&self, max: Duration) -> Duration {
@@ -285,6 +293,10 @@ impl Node {
         match self.transport.call(peer, call).await {
             Ok(reply) if reply.status.is_success() => serde_json::from_slice(&reply.body)
                 .map_err(|e| PeerError::Refused(reply.status.as_u16(), format!("unreadable answer: {e}"))),
+            // A bank that is not ready (its storage stuck) is down for its callers.
+            Ok(reply) if reply.status == hyper::StatusCode::SERVICE_UNAVAILABLE => {
+                Err(PeerError::Unreachable(format!("{peer} is not ready: {}", String::from_utf8_lossy(&reply.body))))
+            }
             Ok(reply) => Err(PeerError::Refused(reply.status.as_u16(), String::from_utf8_lossy(&reply.body).into_owned())),
             Err(NetError::Timeout) => Err(PeerError::Unreachable(format!("{peer} timed out"))),
             Err(NetError::Unreachable(m)) => Err(PeerError::Unreachable(format!("{peer}: {m}"))),
@@ -292,6 +304,7 @@ impl Node {
     }
 
     pub fn peer_failed(self: &Arc<Self>, peer: &str, why: &str) {
+        self.ring.tell(Event::PeerDown(peer.to_string()));
         if self.peers.mark_offline(peer) {
             self.emit("peer_offline", format!("{peer}: {why}"));
             crate::server::spawn_ping_loop(self.clone(), peer.to_string());
@@ -301,7 +314,7 @@ impl Node {
     pub async fn status(&self) -> Result<StatusView, Error> {
         let queued = self.intake.pending_count();
         let in_doubt = self.db(|s| Ok(s.in_doubt()?.len())).await?;
-        let ring = self.ring.lock().unwrap().clone();
+        let ring = self.ring.view();
         Ok(StatusView {
             bank: self.me.clone(),
             peers: self.peers.all().into_iter().map(|(bank, online)| PeerView { bank, online }).collect(),
@@ -310,5 +323,27 @@ impl Node {
             in_doubt,
             counters: self.counters.lock().unwrap().clone(),
         })
+    }
+}
+
+/// A storage call in progress, registered until it ends (or its future is dropped).
+struct StorageCall<'a> {
+    node: &'a Node,
+    id: u64,
+}
+
+impl<'a> StorageCall<'a> {
+    fn start(node: &'a Node) -> StorageCall<'a> {
+        let mut calls = node.storage_calls.lock().unwrap();
+        let id = calls.0;
+        calls.0 += 1;
+        calls.1.insert(id, Instant::now());
+        StorageCall { node, id }
+    }
+}
+
+impl Drop for StorageCall<'_> {
+    fn drop(&mut self) {
+        self.node.storage_calls.lock().unwrap().1.remove(&self.id);
     }
 }

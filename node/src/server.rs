@@ -83,6 +83,7 @@ pub fn spawn_ping_loop(node: Arc<Node>, peer: String) {
         loop {
             match node.ping(&peer).await {
                 Ok(p) if p.bank == peer => {
+                    node.ring.tell(crate::ring::machine::Event::PeerUp(peer.clone()));
                     if node.peers.mark_online(&peer) {
                         node.emit("peer_online", peer.clone());
                     }
@@ -123,6 +124,7 @@ pub async fn run_production(config: Config, shutdown: impl Future<Output = ()> +
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let env = Env {
+        disk_stall: None,
         transport: Arc::new(crate::net::tcp_transport()),
         clock: Arc::new(crate::clock::SystemClock),
         events: Arc::new(crate::events::LogEvents),

@@ -84,7 +84,7 @@ fn committed(node: &Node, a: &Written) {
             node.intake.accepted(r, node.planted);
             node.count(|c| c.submitted += 1);
             node.emit("package_accepted", r.key().to_string());
-            node.work_arrived.notify_one();
+            node.ring.tell(crate::ring::machine::Event::WorkArrived);
         }
         Written::Decide(each) => {
             let standing: Vec<&Record> = each.iter().filter_map(|d| d.as_ref().ok()).map(|(r, _)| r).collect();

@@ -134,6 +134,19 @@ pub fn generate(seed: u64) -> Scenario {
         let bank = bank_name(adv.random_range(0..banks));
         faults.push(Fault::Skew { at_ms: adv.random_range(0..duration_ms - 500), bank, ms: adv.random_range(-20_000..=20_000) });
     }
+    // Partial faults, from a stream of their own: a disk that stalls, a bank whose replies
+    // are lost, slow and lossy links.
+    let mut part = ChaCha8Rng::seed_from_u64(mix(seed, 0x57a1));
+    for _ in 0..part.random_range(0..=2) {
+        let bank = bank_name(part.random_range(0..banks));
+        let at_ms = part.random_range(300..duration_ms - 500);
+        let for_ms = part.random_range(100..=2_500);
+        faults.push(match part.random_range(0..3) {
+            0 => Fault::Stall { at_ms, bank, for_ms },
+            1 => Fault::LoseReplies { at_ms, bank, for_ms },
+            _ => Fault::Slow { at_ms, bank, for_ms, latency_ms: part.random_range(20..=300), loss: part.random_range(0..=30) as f64 / 100.0 },
+        });
+    }
     faults.sort_by_key(Fault::at_ms);
     let s = Scenario {
         name: format!("fuzz-{seed}"),

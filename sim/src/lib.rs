@@ -11,6 +11,7 @@
 //! - `fuzz`: random scenarios, run in parallel, shrunk on failure.
 
 pub mod check;
+pub mod liveness;
 pub mod net;
 pub mod panics;
 pub mod report;

@@ -155,6 +155,11 @@ pub struct ChaosState {
     pub stats: ChaosStats,
     /// Faults are over: no more losses or duplicates (the draws still happen).
     pub calm: bool,
+    /// Banks (addresses) whose replies are lost (`lose_replies`).
+    pub mute: std::collections::BTreeSet<String>,
+    /// Banks (addresses) whose requests, sent or received, are lost with this probability
+    /// (`slow`).
+    pub lossy: std::collections::BTreeMap<String, f64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -293,7 +298,12 @@ impl Transport for ChaosTransport {
         }
         let calm = st.calm;
         let duplicate = !calm && r_dup < self.config.duplicate;
-        let lose = !calm && r_loss < self.config.loss;
+        let link_loss = st.lossy.get(peer).copied().unwrap_or(0.0).max(st.lossy.get(&self.me).copied().unwrap_or(0.0));
+        let lose = !calm && (r_loss < self.config.loss || r_loss < link_loss);
+        let mute = st.mute.contains(peer);
+        if mute && !lose {
+            st.stats.lost_replies += 1;
+        }
         if duplicate {
             st.stats.duplicated += 1;
         }
@@ -322,9 +332,9 @@ impl Transport for ChaosTransport {
         if let Some((kind, what)) = note {
             self.emit(kind, what);
         }
-        if lose {
+        if lose || mute {
             let timeout = call.timeout;
-            if r_side {
+            if lose && r_side {
                 self.emit("net_lost_request", format!("{} {peer}{}", call.method, call.path));
                 return timeout_after(timeout);
             }

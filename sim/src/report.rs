@@ -32,6 +32,8 @@ pub struct Report {
     pub disk_dropped: u64,
     pub disk_torn: u64,
     pub latency_ms: Option<[f64; 4]>,
+    pub liveness: crate::liveness::Liveness,
+    pub bounds: Option<crate::liveness::Bounds>,
     pub checks: CheckCounts,
     pub violations: Vec<Violation>,
     pub trace_lines: usize,
@@ -85,6 +87,8 @@ impl Report {
             disk_dropped: sh.disks.iter().map(|d| d.stats().dropped_writes).sum(),
             disk_torn: sh.disks.iter().map(|d| d.stats().torn_writes).sum(),
             checks: st.checks,
+            liveness: st.liveness.clone(),
+            bounds: Some(crate::liveness::Bounds::of(&sh.scenario)),
             violations: st.violations.clone(),
             trace_lines: st.trace.len(),
             trace_hash: trace_hash(&st.trace),
@@ -179,6 +183,17 @@ impl std::fmt::Display for Report {
             None => {
                 let _ = writeln!(w, "  latency         no package decided");
             }
+        }
+        if let Some(b) = self.bounds {
+            let _ = writeln!(
+                w,
+                "  liveness        longest without a token {} ms during the faults; after them {} ms (bound {} ms), longest wait for a decision {} ms (bound {} ms)",
+                self.liveness.gap_during.as_millis(),
+                self.liveness.token_gap.as_millis(),
+                b.token_gap.as_millis(),
+                self.liveness.decide_wait.as_millis(),
+                b.decide_wait.as_millis()
+            );
         }
         let _ = writeln!(
             w,

@@ -141,6 +141,7 @@ pub(crate) struct State {
     pub acks: Acks,
     pub faults: BTreeMap<&'static str, u64>,
     pub checks: CheckCounts,
+    pub liveness: crate::liveness::Liveness,
 }
 
 pub(crate) struct Shared {
@@ -156,6 +157,8 @@ pub(crate) struct Shared {
     pub manifest: Arc<Manifest>,
     /// Each bank's clock offset in ms (the `skew` fault).
     pub skews: Arc<Vec<AtomicI64>>,
+    /// Each bank's disk stalled (the `stall` fault).
+    pub stalls: Vec<Arc<std::sync::atomic::AtomicBool>>,
     pub st: Mutex<State>,
 }
 
@@ -262,9 +265,21 @@ impl Events for Recorder {
                     Shared::violation_locked(&mut st, t, format!("trust: {who} refused a message of an honest member: {detail}"));
                 }
             }
+            "package_accepted" => st.liveness.accepted(&detail, t),
+            // A leg finishes only after its package was decided: evidence of the decision
+            // when its origin lost power in the very step it decided (and said nothing).
+            "legs_finished" => {
+                let list = detail.split_once(": ").map_or("", |x| x.1);
+                for item in list.split(", ") {
+                    if let Some((key, _outcome)) = item.rsplit_once(' ') {
+                        st.liveness.decided(key, t);
+                    }
+                }
+            }
             "package_decided" => {
                 let mut it = detail.split_whitespace();
                 let (id, status) = (it.next().unwrap_or("").to_string(), it.next().unwrap_or("").to_string());
+                st.liveness.decided(&id, t);
                 if let Some((first, at, by)) = st.decided.get(&id).cloned() {
                     let what = format!(
                         "exactly once: package {id} decided twice: {first} at {} by {}, then {status} by {who}",
@@ -279,6 +294,7 @@ impl Events for Recorder {
             "token_accepted" | "token_created" => {
                 let mut it = detail.split_whitespace();
                 let Some(epoch) = it.next().and_then(EpochId::parse) else { return };
+                st.liveness.token(t);
                 if kind == "token_created" {
                     st.tokens_created += 1;
                 } else {
@@ -367,7 +383,7 @@ async fn bank_main(sh: Arc<Shared>, i: usize) -> turmoil::Result {
     .with_power(sh.disks[i].clone())
     .with_signer(node::trust::request::PairKeys::new(&sh.addrs[i], &sh.keys[i], &sh.manifest));
     let clock = Arc::new(SimClock { skews: sh.skews.clone(), bank: i });
-    let env = Env { transport: Arc::new(transport), clock, events: recorder, rng_seed: mix(seed, 2), inline_storage: true, planted: sh.planted };
+    let env = Env { transport: Arc::new(transport), clock, events: recorder, rng_seed: mix(seed, 2), inline_storage: true, planted: sh.planted, disk_stall: Some(sh.stalls[i].clone()) };
     let config = Config {
         listen: sh.addrs[i].clone(),
         advertise: None,
@@ -429,6 +445,9 @@ fn open_store(sh: &Arc<Shared>, i: usize) -> Result<Store, String> {
 enum Action {
     Restart(usize),
     Unpause(usize),
+    Unstall(usize),
+    Unmute(usize),
+    Unslow(usize),
 }
 
 #[derive(Default)]
@@ -508,6 +527,7 @@ pub fn run(scenario: &Scenario, planted: PlantedBug) -> RunOutput {
         acks: Acks::default(),
         faults: BTreeMap::new(),
         checks: CheckCounts::default(),
+        liveness: crate::liveness::Liveness::new(Duration::from_millis(sc.duration_ms)),
     };
     let keys: Vec<BankKey> = (0..n)
         .map(|i| {
@@ -522,6 +542,7 @@ pub fn run(scenario: &Scenario, planted: PlantedBug) -> RunOutput {
         keys,
         manifest,
         skews: Arc::new((0..n).map(|_| AtomicI64::new(0)).collect()),
+        stalls: (0..n).map(|_| Arc::new(std::sync::atomic::AtomicBool::new(false))).collect(),
         disks: (0..n).map(|i| SimDisk::new(mix(sc.seed, 200 + i as u64))).collect(),
         scenario: sc.clone(),
         names: names.clone(),
@@ -684,6 +705,25 @@ impl Harness<'_> {
                     }
                 }
                 self.sh.note(format!("unpause {name}: its held messages are delivered"));
+            }
+            Action::Unstall(i) => {
+                self.sh.stalls[i].store(false, Ordering::Relaxed);
+                self.sh.note(format!("{}: its disk answers again", self.sh.names[i]));
+            }
+            Action::Unmute(i) => {
+                self.sh.chaos.inner.lock().unwrap().mute.remove(&self.sh.addrs[i]);
+                self.sh.note(format!("{}: its replies arrive again", self.sh.names[i]));
+            }
+            Action::Unslow(i) => {
+                self.sh.chaos.inner.lock().unwrap().lossy.remove(&self.sh.addrs[i]);
+                let name = self.sh.names[i].clone();
+                let max = Duration::from_millis(self.sh.scenario.network.latency_max_ms);
+                for other in self.hosts.clone() {
+                    if other != name {
+                        self.sim.set_link_max_message_latency(name.as_str(), other.as_str(), max);
+                    }
+                }
+                self.sh.note(format!("{name}: its links are fast again"));
             }
         }
     }
@@ -907,6 +947,30 @@ impl Harness<'_> {
                 self.add_timer(self.now() + Duration::from_millis(*for_ms), Action::Unpause(i));
                 self.sh.note(format!("pause {name} for {for_ms} ms"));
             }
+            Fault::Stall { bank, for_ms, .. } => {
+                let i = self.bank(bank);
+                self.sh.stalls[i].store(true, Ordering::Relaxed);
+                self.add_timer(self.now() + Duration::from_millis(*for_ms), Action::Unstall(i));
+                self.sh.note(format!("{bank}: its disk stalls for {for_ms} ms"));
+            }
+            Fault::LoseReplies { bank, for_ms, .. } => {
+                let i = self.bank(bank);
+                self.sh.chaos.inner.lock().unwrap().mute.insert(self.sh.addrs[i].clone());
+                self.add_timer(self.now() + Duration::from_millis(*for_ms), Action::Unmute(i));
+                self.sh.note(format!("{bank}: its replies are lost for {for_ms} ms"));
+            }
+            Fault::Slow { bank, for_ms, latency_ms, loss, .. } => {
+                let i = self.bank(bank);
+                self.sh.chaos.inner.lock().unwrap().lossy.insert(self.sh.addrs[i].clone(), *loss);
+                let name = self.sh.names[i].clone();
+                for other in self.hosts.clone() {
+                    if other != name {
+                        self.sim.set_link_max_message_latency(name.as_str(), other.as_str(), Duration::from_millis(*latency_ms));
+                    }
+                }
+                self.add_timer(self.now() + Duration::from_millis(*for_ms), Action::Unslow(i));
+                self.sh.note(format!("{bank}: its links are slow (up to {latency_ms} ms) and lose {:.0} % for {for_ms} ms", loss * 100.0));
+            }
         }
     }
 
@@ -1044,7 +1108,9 @@ impl Harness<'_> {
                     }
                 }
             }
-            let st = self.sh.lock();
+            let mut st = self.sh.lock();
+            st.liveness.finish(now);
+            problems.extend(crate::liveness::Bounds::of(&self.sh.scenario).check(&st.liveness));
             problems.extend(check::one_token(&st.accepts, &self.sh.names));
             let recent = Duration::from_millis(self.sh.scenario.token_recent_ms);
             match st.last_accept {

@@ -233,6 +233,16 @@ pub enum Fault {
     /// reads, consortium-wide lookups (each fans out to every bank) and malformed packages.
     /// The bank must slow it down (429 past its per-address rate) and keep serving the others.
     Flood { at_ms: u64, bank: String, requests: u32, for_ms: u64 },
+    /// `bank`'s disk stalls for `for_ms`: every storage call waits (a failing device, a full
+    /// queue). Once a call outlasts the peer timeout the bank is not ready: it answers other
+    /// banks 503 and they route around it.
+    Stall { at_ms: u64, bank: String, for_ms: u64 },
+    /// For `for_ms`, every reply `bank` sends is lost after its request was applied: callers
+    /// time out although it acted, while its own calls go through.
+    LoseReplies { at_ms: u64, bank: String, for_ms: u64 },
+    /// For `for_ms`, `bank`'s links are slow (latency up to `latency_ms`) and lossy (each
+    /// request to or from it lost with probability `loss`, half of them after delivery).
+    Slow { at_ms: u64, bank: String, for_ms: u64, latency_ms: u64, loss: f64 },
 }
 
 impl Fault {
@@ -249,7 +259,10 @@ impl Fault {
             | Fault::Pause { at_ms, .. }
             | Fault::Skew { at_ms, .. }
             | Fault::Rogue { at_ms, .. }
-            | Fault::Flood { at_ms, .. } => *at_ms,
+            | Fault::Flood { at_ms, .. }
+            | Fault::Stall { at_ms, .. }
+            | Fault::LoseReplies { at_ms, .. }
+            | Fault::Slow { at_ms, .. } => *at_ms,
         }
     }
 
@@ -267,6 +280,9 @@ impl Fault {
             Fault::Skew { .. } => "skew",
             Fault::Rogue { .. } => "rogue",
             Fault::Flood { .. } => "flood",
+            Fault::Stall { .. } => "stall",
+            Fault::LoseReplies { .. } => "lose_replies",
+            Fault::Slow { .. } => "slow",
         }
     }
 
@@ -275,7 +291,7 @@ impl Fault {
             Fault::Crash { bank, on_event: Some(_), .. } if bank == "any" => vec![],
             Fault::Crash { bank, .. } | Fault::Restart { bank, .. } | Fault::Pause { bank, .. } | Fault::Skew { bank, .. } => vec![bank],
             Fault::Rogue { .. } => vec![],
-            Fault::Flood { bank, .. } => vec![bank],
+            Fault::Flood { bank, .. } | Fault::Stall { bank, .. } | Fault::LoseReplies { bank, .. } | Fault::Slow { bank, .. } => vec![bank],
             Fault::Partition { groups, .. } => groups.iter().flatten().map(String::as_str).collect(),
             Fault::Heal { .. } => vec![],
             Fault::Hold { a, b, .. } | Fault::Release { a, b, .. } => vec![a, b],

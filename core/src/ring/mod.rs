@@ -6,5 +6,10 @@ pub mod order;
 pub mod rules;
 pub mod token;
 
+pub mod machine;
+pub mod messages;
+
+pub use machine::{RingMachine, RingView};
+pub use messages::{Alert, Block, PassAnswer, Probe, TokenPass};
 pub use rules::{Arrival, Ring};
 pub use token::{Epoch, Queued, Token};

@@ -20,8 +20,6 @@ pub enum Arrival {
     /// A second token of the current epoch. Drop it and report a fault: the ring must
     /// regenerate so that one token remains.
     Duplicate(String),
-    /// This bank is in the blocked state of a recovery: every token is discarded.
-    Blocked,
 }
 
 #[derive(Clone, Debug)]
@@ -134,10 +132,12 @@ impl Ring {
 
     /// A token of `epoch` at `hop` arrived; `mine` is its record of this bank's last pass
     /// (`Token::passed_by[me]`).
-    pub fn on_token(&mut self, epoch: &Epoch, hop: u64, mine: Option<u64>, blocked: bool) -> Arrival {
-        if blocked {
-            return Arrival::Blocked;
-        }
+    ///
+    /// A recovery's block raises `floor_gen`, which makes every older token stale; a token of
+    /// the announced generation or newer is taken even while a recovery runs (it used to be
+    /// discarded for the whole blocked window, and two recoveries at once could each discard
+    /// the other's new token, leaving the ring without one until the next loss timeout).
+    pub fn on_token(&mut self, epoch: &Epoch, hop: u64, mine: Option<u64>) -> Arrival {
         let stale = epoch.gen < self.floor_gen || self.newest.as_ref().is_some_and(|n| epoch < n);
         if stale && !self.accept_stale {
             return Arrival::Stale;
@@ -248,8 +248,18 @@ impl Ring {
     /// A new epoch above every generation this bank knows of (`seen_gen` from asking others),
     /// and at least the floor a recovery announced (tokens of the floor are not stale).
     pub fn new_epoch(&mut self, seen_gen: u64) -> Epoch {
+        let gen = self.epoch_after(seen_gen);
+        self.start_epoch(gen)
+    }
+
+    /// The generation `new_epoch(seen_gen)` would create now.
+    pub fn epoch_after(&self, seen_gen: u64) -> u64 {
         // Generations from the network are checked against MAX_COUNTER, far below u64::MAX.
-        let gen = (self.newest.as_ref().map_or(0, |e| e.gen).max(seen_gen).min(MAX_COUNTER).saturating_add(1)).max(self.floor_gen);
+        (self.newest.as_ref().map_or(0, |e| e.gen).max(seen_gen).min(MAX_COUNTER).saturating_add(1)).max(self.floor_gen)
+    }
+
+    /// Starts epoch `gen` created by this bank: it holds its first token.
+    pub fn start_epoch(&mut self, gen: u64) -> Epoch {
         let e = Epoch { gen, creator: self.me.clone() };
         self.floor_gen = gen;
         self.newest = Some(e.clone());
@@ -321,27 +331,27 @@ mod tests {
     #[test]
     fn accepts_then_detects_repeat_duplicate_and_stale() {
         let mut r = ring("b:1");
-        assert_eq!(r.on_token(&e(1, "a:1"), 1, None, false), Arrival::Accept);
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, None), Arrival::Accept);
         r.holding = false;
-        assert_eq!(r.on_token(&e(1, "a:1"), 1, None, false), Arrival::Repeat);
-        assert_eq!(r.on_token(&e(1, "a:1"), 4, None, false), Arrival::Accept);
-        assert!(matches!(r.on_token(&e(1, "a:1"), 7, None, false), Arrival::Duplicate(_)), "arrives while holding");
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, None), Arrival::Repeat);
+        assert_eq!(r.on_token(&e(1, "a:1"), 4, None), Arrival::Accept);
+        assert!(matches!(r.on_token(&e(1, "a:1"), 7, None), Arrival::Duplicate(_)), "arrives while holding");
         r.holding = false;
-        assert!(matches!(r.on_token(&e(1, "a:1"), 2, None, false), Arrival::Duplicate(_)), "hop went back");
-        assert_eq!(r.on_token(&e(2, "c:1"), 1, None, false), Arrival::Accept);
+        assert!(matches!(r.on_token(&e(1, "a:1"), 2, None), Arrival::Duplicate(_)), "hop went back");
+        assert_eq!(r.on_token(&e(2, "c:1"), 1, None), Arrival::Accept);
         r.holding = false;
-        assert_eq!(r.on_token(&e(1, "a:1"), 99, None, false), Arrival::Stale);
-        assert_eq!(r.on_token(&e(2, "a:1"), 99, None, false), Arrival::Stale, "same gen, lower creator");
-        assert_eq!(r.on_token(&e(3, "a:1"), 1, None, true), Arrival::Blocked);
+        assert_eq!(r.on_token(&e(1, "a:1"), 99, None), Arrival::Stale);
+        assert_eq!(r.on_token(&e(2, "a:1"), 99, None), Arrival::Stale, "same gen, lower creator");
+        assert_eq!(r.on_token(&e(3, "a:1"), 1, None), Arrival::Accept, "a newer epoch");
     }
 
     #[test]
     fn token_back_before_the_pass_answer_is_not_a_duplicate() {
         let mut r = ring("b:1");
-        assert_eq!(r.on_token(&e(1, "a:1"), 1, None, false), Arrival::Accept);
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, None), Arrival::Accept);
         r.pass_started(2);
-        assert!(matches!(r.on_token(&e(1, "a:1"), 2, None, false), Arrival::Duplicate(_)), "its own pass, as a copy");
-        assert_eq!(r.on_token(&e(1, "a:1"), 4, Some(2), false), Arrival::Accept, "came round: c and a took hops 2 and 3");
+        assert!(matches!(r.on_token(&e(1, "a:1"), 2, None), Arrival::Duplicate(_)), "its own pass, as a copy");
+        assert_eq!(r.on_token(&e(1, "a:1"), 4, Some(2)), Arrival::Accept, "came round: c and a took hops 2 and 3");
         assert!(!r.pass_ended(2, true), "the late answer must not touch the new visit");
         assert!(r.holding);
         r.pass_started(5);
@@ -353,58 +363,58 @@ mod tests {
     fn planted_bug_accepts_stale() {
         let mut r = ring("b:1");
         r.accept_stale = true;
-        r.on_token(&e(5, "a:1"), 1, None, false);
+        r.on_token(&e(5, "a:1"), 1, None);
         r.holding = false;
-        assert_eq!(r.on_token(&e(1, "a:1"), 1, None, false), Arrival::Accept);
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, None), Arrival::Accept);
     }
 
     #[test]
     fn a_token_is_the_one_this_bank_passed_or_a_second_one() {
         let mut r = ring("b:1");
-        assert_eq!(r.on_token(&e(1, "a:1"), 1, None, false), Arrival::Accept);
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, None), Arrival::Accept);
         r.pass_started(2);
         assert!(r.pass_ended(2, true));
         // Round the ring (c, a) and back: it carries b's pass of hop 2.
-        assert_eq!(r.on_token(&e(1, "a:1"), 4, Some(2), false), Arrival::Accept);
+        assert_eq!(r.on_token(&e(1, "a:1"), 4, Some(2)), Arrival::Accept);
         r.pass_started(5);
         // A copy made before b's last pass arrives while b passes hop 5, with a higher hop:
         // hops alone cannot tell it from the token come round; its record of b can.
-        assert!(matches!(r.on_token(&e(1, "a:1"), 6, Some(2), false), Arrival::Duplicate(_)));
-        assert_eq!(r.on_token(&e(1, "a:1"), 7, Some(5), false), Arrival::Accept, "the token come round");
+        assert!(matches!(r.on_token(&e(1, "a:1"), 6, Some(2)), Arrival::Duplicate(_)));
+        assert_eq!(r.on_token(&e(1, "a:1"), 7, Some(5)), Arrival::Accept, "the token come round");
         // A new epoch starts without history.
         r.holding = false;
-        assert_eq!(r.on_token(&e(2, "c:1"), 3, None, false), Arrival::Accept);
+        assert_eq!(r.on_token(&e(2, "c:1"), 3, None), Arrival::Accept);
     }
 
     #[test]
     fn late_copy_of_an_accepted_pass_is_a_repeat() {
         let mut r = ring("b:1");
-        assert_eq!(r.on_token(&e(1, "a:1"), 1, None, false), Arrival::Accept);
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, None), Arrival::Accept);
         r.holding = false;
-        assert_eq!(r.on_token(&e(1, "a:1"), 4, None, false), Arrival::Accept);
+        assert_eq!(r.on_token(&e(1, "a:1"), 4, None), Arrival::Accept);
         r.holding = false;
-        assert_eq!(r.on_token(&e(1, "a:1"), 1, None, false), Arrival::Repeat, "the network delivered hop 1 again");
-        assert!(matches!(r.on_token(&e(1, "a:1"), 2, None, false), Arrival::Duplicate(_)), "hop 2 was never here: a second token");
+        assert_eq!(r.on_token(&e(1, "a:1"), 1, None), Arrival::Repeat, "the network delivered hop 1 again");
+        assert!(matches!(r.on_token(&e(1, "a:1"), 2, None), Arrival::Duplicate(_)), "hop 2 was never here: a second token");
     }
 
     #[test]
     fn old_block_announcements_are_ignored() {
         let mut r = ring("b:1");
-        r.on_token(&e(1, "a:1"), 1, None, false);
+        r.on_token(&e(1, "a:1"), 1, None);
         assert!(r.block(2));
         assert!(!r.block(2), "the same announcement again");
-        r.on_token(&e(3, "a:1"), 1, None, false);
+        r.on_token(&e(3, "a:1"), 1, None);
         assert!(!r.block(3), "a token of that generation already came");
     }
 
     #[test]
     fn block_raises_floor() {
         let mut r = ring("b:1");
-        r.on_token(&e(1, "a:1"), 1, None, false);
+        r.on_token(&e(1, "a:1"), 1, None);
         r.block(2);
         assert!(!r.holding);
         assert!(!r.still_current(&e(1, "a:1")));
-        assert_eq!(r.on_token(&e(1, "a:1"), 5, None, false), Arrival::Stale);
+        assert_eq!(r.on_token(&e(1, "a:1"), 5, None), Arrival::Stale);
         let n = r.new_epoch(0);
         assert_eq!(n, e(2, "b:1"), "the announced floor itself is a valid generation");
         assert_eq!(r.new_epoch(10).gen, 11);

@@ -209,9 +209,12 @@ async fn live() -> Json<serde_json::Value> {
 /// Whether this bank can serve: its storage answers, and it has seen a token (or is creating
 /// one). What a load balancer sends clients on; 503 with the reason otherwise.
 async fn ready(State(node): S) -> Result<Json<serde_json::Value>, ApiError> {
+    // A stuck call first: a read would only queue behind it.
+    if let Some(age) = node.storage_stuck() {
+        return Err(Error::unavailable("not_ready", format!("a storage call has taken {} ms", age.as_millis())).into());
+    }
     node.db(|s| s.epoch_gen()).await.map_err(|e| Error::unavailable("not_ready", format!("storage does not answer: {}", e.message)))?;
-    let (seen, recovering) = (node.ring.lock().unwrap().newest.is_some(), *node.recovering.lock().unwrap());
-    if !seen && !recovering {
+    if !node.ring.view().seen() {
         return Err(Error::unavailable("not_ready", "this bank has not yet seen the token ring").into());
     }
     Ok(Json(serde_json::json!({"ready": true})))

@@ -154,6 +154,7 @@ mod tests {
         let identity = crate::node::Identity { key: a, manifest: std::sync::Arc::new(manifest) };
         let config = Config { listen: "a:1".into(), ..Config::default() };
         let env = Env {
+            disk_stall: None,
             clock: std::sync::Arc::new(crate::clock::FixedClock(1_000_000)),
             transport: std::sync::Arc::new(crate::net::tcp_transport()),
             events: std::sync::Arc::new(crate::events::LogEvents),
@@ -162,6 +163,8 @@ mod tests {
             planted: Default::default(),
         };
         let node = crate::node::Node::new(&config, identity, Store::open_backend(SimDisk::new(1).backend()).unwrap(), env).unwrap();
+        // The ring's owner answers token passes (no ping loop: b never answers, and stays offline).
+        tokio::spawn(crate::ring::driver::run(node.clone()));
         let op = Operation { kind: OpKind::Deposit, from: None, to: Some(AccountRef { bank: "a:1".into(), account: "000001".into() }), amount: Cents(1) };
         let mut token = Token::new(Epoch { gen: 1, creator: "b:1".into() });
         token.hop = 1;

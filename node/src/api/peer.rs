@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::node::Node;
 use crate::package::executor;
 use crate::ring::driver;
+use crate::ring::machine::{Answer, Event};
 use crate::trust::request::{self, AUTH_HEADER};
 use super::Remote;
 use axum::extract::{ConnectInfo, Extension, OriginalUri, Path, Request, State};
@@ -53,6 +54,12 @@ fn claimed(remote: &str, header: Option<&str>) -> String {
 /// Lets through only requests a member of this consortium signed for this bank, now, once;
 /// reads the body only after the header said who sent it and how long it is.
 async fn authenticate(State(node): S, req: Request, next: Next) -> Response {
+    // A bank whose storage is stuck is down for the others until it is not: they route
+    // around it rather than wait on it (and its ping answers say so too).
+    if let Some(age) = node.storage_stuck() {
+        let e = Error::unavailable("not_ready", format!("this bank's storage has not answered for {} ms", age.as_millis()));
+        return axum::response::IntoResponse::into_response(ApiError::from(e));
+    }
     let (parts, body) = req.into_parts();
     let header = parts.headers.get(AUTH_HEADER).and_then(|v| v.to_str().ok());
     // The path as sent (this router is nested under /peer, which axum strips from `uri`).
@@ -105,26 +112,37 @@ async fn token(State(node): S, Extension(Sender(from)): From, Body(pass): Body<T
     if pass.from != from {
         return Err(impersonation(&node, &from, &pass.from, "a token pass").into());
     }
-    Ok(Json(driver::receive(&node, pass)?))
+    match driver::ask(&node, &from, Event::TokenArrived(pass)).await? {
+        Answer::Pass(a) => Ok(Json(a)),
+        other => unreachable!("a token pass answered {other:?}"),
+    }
 }
 
-async fn probe(State(node): S) -> Json<Probe> {
-    Json(driver::probe(&node))
+async fn probe(State(node): S, Extension(Sender(from)): From) -> Result<Json<Probe>, ApiError> {
+    match driver::ask(&node, &from, Event::ProbeAsked).await? {
+        Answer::Probe(p) => Ok(Json(p)),
+        other => unreachable!("a probe answered {other:?}"),
+    }
 }
 
 async fn alert(State(node): S, Extension(Sender(from)): From, Body(a): Body<Alert>) -> Result<Json<bool>, ApiError> {
     if a.from != from {
         return Err(impersonation(&node, &from, &a.from, "an alert").into());
     }
-    Ok(Json(driver::receive_alert(&node, a)?))
+    match driver::ask(&node, &from, Event::AlertArrived(a)).await? {
+        Answer::Alert(started) => Ok(Json(started)),
+        other => unreachable!("an alert answered {other:?}"),
+    }
 }
 
 async fn block(State(node): S, Extension(Sender(from)): From, Body(b): Body<Block>) -> Result<Json<bool>, ApiError> {
     if b.from != from {
         return Err(impersonation(&node, &from, &b.from, "a block").into());
     }
-    driver::receive_block(&node, b)?;
-    Ok(Json(true))
+    match driver::ask(&node, &from, Event::BlockArrived(b)).await? {
+        Answer::Block => Ok(Json(true)),
+        other => unreachable!("a block answered {other:?}"),
+    }
 }
 
 async fn prepare(State(node): S, Extension(Sender(from)): From, Body(p): Body<Vec<Prepare>>) -> Result<Json<Vec<Votes>>, ApiError> {

@@ -4,7 +4,6 @@
 use crate::domain::{Account, AccountKind, Cpf};
 use crate::package::leg::LegVote;
 use crate::package::{OpResult, Outcome, Package, Status};
-use crate::ring::Token;
 use crate::trust::decision::Decision;
 use serde::{Deserialize, Serialize};
 
@@ -129,43 +128,8 @@ pub struct Ping {
     pub bank: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TokenPass {
-    pub from: String,
-    pub token: Token,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PassAnswer {
-    Accepted,
-    Repeat,
-    Stale,
-    Duplicate,
-    Blocked,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Probe {
-    pub holding: bool,
-    pub newest_gen: u64,
-    /// Milliseconds since this bank last accepted a token; null if never in this run.
-    pub seen_ms_ago: Option<u64>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Alert {
-    pub from: String,
-    pub reason: String,
-    /// The newest generation the alerting bank knew of.
-    pub gen: u64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Block {
-    pub from: String,
-    pub gen: u64,
-}
+// The ring's messages live beside the ring's rules.
+pub use crate::ring::{Alert, Block, PassAnswer, Probe, TokenPass};
 
 /// Prepare this bank's legs of a package. It carries the whole package: each participant
 /// derives its own legs from it, so no executor can hand it legs of its choosing, and it

@@ -62,6 +62,11 @@ fn regressions() {
 }
 
 #[test]
+fn partial_faults() {
+    check("partial_faults");
+}
+
+#[test]
 fn malicious_client() {
     check("malicious_client");
 }
