@@ -7,6 +7,7 @@
 
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod ledger;
 pub mod package;
 pub mod ring;

@@ -1,8 +1,11 @@
-//! What a node reports about itself. Production logs it; the simulator records it as the
-//! run's trace (so the trace is the node's own account of what it did, not a copy).
+//! What a node reports about itself (`consortium_core::events::NodeEvent`). Production logs
+//! it; the simulator records it as the run's trace (so the trace is the node's own account of
+//! what it did, not a copy) and reads the typed fields its checks need.
+
+pub use consortium_core::events::NodeEvent;
 
 pub trait Events: Send + Sync + 'static {
-    fn emit(&self, bank: &str, kind: &'static str, detail: String);
+    fn emit(&self, bank: &str, event: NodeEvent);
 }
 
 /// Production: structured logs through `tracing`.
@@ -16,7 +19,9 @@ pub const CHATTY: &[&str] = &["token_accepted", "package_prepared", "pass_retry"
 pub const WARNINGS: &[&str] = &["refused"];
 
 impl Events for LogEvents {
-    fn emit(&self, bank: &str, kind: &'static str, detail: String) {
+    fn emit(&self, bank: &str, event: NodeEvent) {
+        let kind = event.kind();
+        let detail = event.detail();
         if WARNINGS.contains(&kind) {
             tracing::warn!(bank, event = kind, "{detail}");
         } else if CHATTY.contains(&kind) {

@@ -8,7 +8,7 @@ use crate::trust::manifest::Manifest;
 use crate::trust::request::{self, Nonces};
 use crate::config::{ms, Config, Timing};
 use crate::error::Error;
-use crate::events::Events;
+use crate::events::{Events, NodeEvent};
 use crate::net::{Call, NetError, Transport};
 use crate::peers::Peers;
 use crate::ring::driver::RingHandle;
@@ -156,8 +156,13 @@ impl Node {
         }))
     }
 
+    /// Reports a note: a kind and a line for people.
     pub fn emit(&self, kind: &'static str, detail: String) {
-        self.events.emit(&self.me, kind, detail);
+        self.report(NodeEvent::Note { kind, detail });
+    }
+
+    pub fn report(&self, event: NodeEvent) {
+        self.events.emit(&self.me, event);
     }
 
     /// A message from the network was refused: it contradicts this bank's records or breaks
@@ -165,8 +170,14 @@ impl Node {
     /// stop (the simulator counts a refusal of an honest member's message as a violation).
     /// `from` is who the message says sent it: until banks sign their messages, a claim.
     pub fn refused(&self, from: &str, e: &Error) {
+        self.refused_at(from, None, e, None);
+    }
+
+    /// `refused`, for a request that came over a connection from `remote`; `nonce` when it
+    /// was the replay of a request already seen.
+    pub fn refused_at(&self, from: &str, remote: Option<std::net::SocketAddr>, e: &Error, nonce: Option<String>) {
         self.count_refusal(e.code);
-        self.emit("refused", format!("from {from}: {} ({})", e.message, e.code));
+        self.report(NodeEvent::Refused { from: from.to_string(), remote, code: e.code, message: e.message.clone(), nonce });
     }
 
     /// `refused`, handing the error back for the caller to answer with.

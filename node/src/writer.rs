@@ -83,7 +83,7 @@ fn committed(node: &Node, a: &Written) {
         Written::Submit(Ok((r, true))) => {
             node.intake.accepted(r, node.planted);
             node.count(|c| c.submitted += 1);
-            node.emit("package_accepted", r.key().to_string());
+            node.report(crate::events::NodeEvent::PackageAccepted { key: r.key() });
             node.ring.tell(crate::ring::machine::Event::WorkArrived);
         }
         Written::Decide(each) => {

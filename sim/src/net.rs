@@ -14,7 +14,7 @@ use hyper::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use node::api::wire::TokenPass;
-use node::events::Events;
+use node::events::{Events, NodeEvent};
 use node::net::{BoxFuture, Call, HttpTransport, NetError, Reply, Transport};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -227,7 +227,7 @@ impl ChaosTransport {
 
     fn emit(&self, kind: &'static str, detail: String) {
         if let Some(e) = &self.events {
-            e.emit(&self.me, kind, detail);
+            e.emit(&self.me, NodeEvent::Note { kind, detail });
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::scenario::{bank_index, Fault, Scenario};
 use crate::workload::{self, Acks};
 use node::api::wire::Counters;
 use node::config::Config;
-use node::events::Events;
+use node::events::{Events, NodeEvent};
 use node::net::{ring_key, Call};
 use node::clock::WallClock;
 use node::node::{Env, Identity, Node, PlantedBug};
@@ -66,6 +66,10 @@ pub struct EpochId {
 }
 
 impl EpochId {
+    pub fn of(e: &node::ring::Epoch) -> EpochId {
+        EpochId { gen: e.gen, key: ring_key(&e.creator), text: e.to_string() }
+    }
+
     pub fn parse(text: &str) -> Option<EpochId> {
         let (gen, creator) = text.split_once('@')?;
         Some(EpochId { gen: gen.parse().ok()?, key: ring_key(creator), text: text.to_string() })
@@ -199,18 +203,6 @@ impl Shared {
     }
 }
 
-/// Whether a refusal is of a genuine request whose copy the rogue host delivered first.
-fn replayed_by_rogue(replayed: &BTreeSet<String>, detail: &str) -> bool {
-    let nonce = detail.split("(nonce ").nth(1).and_then(|r| r.split(' ').next());
-    nonce.is_some_and(|n| replayed.contains(n))
-}
-
-/// Whether a refusal names the rogue host's address as its sender ("from IP:PORT (...").
-fn from_rogue(detail: &str) -> bool {
-    let addr = detail.strip_prefix("from ").and_then(|d| d.split(' ').next()).and_then(|a| a.parse::<std::net::SocketAddr>().ok());
-    addr.and_then(|a| turmoil::reverse_lookup(a.ip())).is_some_and(|h| h == crate::rogue::ROGUE_HOST)
-}
-
 /// The simulated world's wall clock starts at 2026-01-01T00:00:00Z.
 const SIM_EPOCH_MS: u64 = 1_767_225_600_000;
 
@@ -239,8 +231,17 @@ fn line(t: Duration, who: &str, kind: &str, detail: &str) -> String {
 /// The nodes' `Events`: every event becomes a trace line, and a few feed the checks.
 pub(crate) struct Recorder(pub Arc<Shared>);
 
+impl Recorder {
+    fn newest(st: &mut State, i: usize, epoch: EpochId) {
+        let slot = &mut st.banks[i];
+        if slot.newest_epoch.as_ref().is_none_or(|n| epoch > *n) {
+            slot.newest_epoch = Some(epoch);
+        }
+    }
+}
+
 impl Events for Recorder {
-    fn emit(&self, bank: &str, kind: &'static str, detail: String) {
+    fn emit(&self, bank: &str, event: NodeEvent) {
         let sh = &self.0;
         if sh.chaos.inner.lock().unwrap().dead.contains(bank) {
             return; // a node whose power is off in this very step: nothing it does counts
@@ -248,37 +249,39 @@ impl Events for Recorder {
         let t = sh.now();
         let i = sh.index_of(bank);
         let who = sh.short(bank);
+        let kind = event.kind();
         let mut st = sh.lock();
         if i.is_some_and(|i| sh.disks[i].stats().crashes > st.power_base[i]) {
             return;
         }
+        let detail = event.detail();
         st.trace.push(line(t, &who, kind, &detail));
         let Some(i) = i else { return };
-        match kind {
+        match event {
             // Every message in this consortium comes from an honest member (adversaries'
             // messages are told apart by their sender): a refusal means the protocol broke
             // its own rules, or a new check is wrong. Either is a bug to see, not to hide.
-            "refused" => {
-                if from_rogue(&detail) || replayed_by_rogue(&st.rogue_replayed, &detail) {
+            NodeEvent::Refused { remote, nonce, .. } => {
+                let rogue = remote.and_then(|a| turmoil::reverse_lookup(a.ip())).is_some_and(|h| h == crate::rogue::ROGUE_HOST);
+                let replayed = nonce.is_some_and(|n| st.rogue_replayed.contains(&n));
+                if rogue || replayed {
                     st.acks.rogue_refused += 1;
                 } else {
-                    Shared::violation_locked(&mut st, t, format!("trust: {who} refused a message of an honest member: {detail}"));
+                    let what = format!("trust: {who} refused a message of an honest member: {detail}");
+                    Shared::violation_locked(&mut st, t, what);
                 }
             }
-            "package_accepted" => st.liveness.accepted(&detail, t),
+            NodeEvent::PackageAccepted { key } => st.liveness.accepted(&key.to_string(), t),
             // A leg finishes only after its package was decided: evidence of the decision
             // when its origin lost power in the very step it decided (and said nothing).
-            "legs_finished" => {
-                let list = detail.split_once(": ").map_or("", |x| x.1);
-                for item in list.split(", ") {
-                    if let Some((key, _outcome)) = item.rsplit_once(' ') {
-                        st.liveness.decided(key, t);
-                    }
+            NodeEvent::LegsFinished { items, .. } => {
+                for (key, _) in items {
+                    st.liveness.decided(&key.to_string(), t);
                 }
             }
-            "package_decided" => {
-                let mut it = detail.split_whitespace();
-                let (id, status) = (it.next().unwrap_or("").to_string(), it.next().unwrap_or("").to_string());
+            NodeEvent::PackageDecided { key, status } => {
+                let id = key.to_string();
+                let status = format!("{status:?}");
                 st.liveness.decided(&id, t);
                 if let Some((first, at, by)) = st.decided.get(&id).cloned() {
                     let what = format!(
@@ -291,32 +294,28 @@ impl Events for Recorder {
                     st.decided.insert(id, (status, t, i));
                 }
             }
-            "token_accepted" | "token_created" => {
-                let mut it = detail.split_whitespace();
-                let Some(epoch) = it.next().and_then(EpochId::parse) else { return };
+            NodeEvent::TokenCreated { epoch } => {
                 st.liveness.token(t);
-                if kind == "token_created" {
-                    st.tokens_created += 1;
-                } else {
-                    let hop: u64 = it.nth(1).and_then(|h| h.parse().ok()).unwrap_or(0);
-                    if t >= st.accepts_from {
-                        st.accepts.push((t, epoch.clone(), hop, i));
-                    }
-                    st.last_accept = Some(t);
-                    if let Some(newest) = st.banks[i].newest_epoch.clone() {
-                        if epoch < newest {
-                            let what = format!(
-                                "one token: {who} accepted a stale token (epoch {} hop {hop}) after already holding epoch {}",
-                                epoch.text, newest.text
-                            );
-                            Shared::violation_locked(&mut st, t, what);
-                        }
+                st.tokens_created += 1;
+                Self::newest(&mut st, i, EpochId::of(&epoch));
+            }
+            NodeEvent::TokenAccepted { epoch, hop, .. } => {
+                st.liveness.token(t);
+                let epoch = EpochId::of(&epoch);
+                if t >= st.accepts_from {
+                    st.accepts.push((t, epoch.clone(), hop, i));
+                }
+                st.last_accept = Some(t);
+                if let Some(newest) = st.banks[i].newest_epoch.clone() {
+                    if epoch < newest {
+                        let what = format!(
+                            "one token: {who} accepted a stale token (epoch {} hop {hop}) after already holding epoch {}",
+                            epoch.text, newest.text
+                        );
+                        Shared::violation_locked(&mut st, t, what);
                     }
                 }
-                let slot = &mut st.banks[i];
-                if slot.newest_epoch.as_ref().is_none_or(|n| epoch > *n) {
-                    slot.newest_epoch = Some(epoch);
-                }
+                Self::newest(&mut st, i, epoch);
             }
             _ => {}
         }

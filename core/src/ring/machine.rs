@@ -14,6 +14,7 @@
 use super::messages::{Alert, Block, PassAnswer, Probe, TokenPass};
 use super::rules::{Arrival, Ring};
 use super::token::{Epoch, Queued, Token, MAX_COUNTER, MAX_QUEUE};
+use crate::events::NodeEvent;
 use crate::package::PackageKey;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -122,8 +123,8 @@ pub enum Action {
     /// A bank did not answer: mark it offline until it answers a ping.
     PeerFailed { bank: String, why: String },
     Count(Counter),
-    /// A line for the log and the simulator's trace.
-    Emit(&'static str, String),
+    /// Something to report (the log, the simulator's trace).
+    Emit(NodeEvent),
 }
 
 /// What the rest of the node may read about the ring (published after every event).
@@ -469,7 +470,7 @@ impl RingMachine {
             Arrival::Accept => {
                 // One line per accepted pass: the simulator checks from these that no hop of
                 // an epoch is taken twice (one token) and no bank goes back to an older epoch.
-                out.push(Action::Emit("token_accepted", format!("{} hop {} from {from}", t.epoch, t.hop)));
+                out.push(Action::Emit(NodeEvent::TokenAccepted { epoch: t.epoch.clone(), hop: t.hop, from: from.clone() }));
                 if t.epoch.gen > self.rules.floor_gen {
                     self.rules.floor_gen = t.epoch.gen;
                     // Remembered so a restarted bank never regenerates below it; best effort.
@@ -484,13 +485,13 @@ impl RingMachine {
             }
             Arrival::Stale => {
                 out.push(Action::Count(Counter::StaleDropped));
-                out.push(Action::Emit("token_stale", format!("{} hop {} from {from}", t.epoch, t.hop)));
+                out.push(note("token_stale", format!("{} hop {} from {from}", t.epoch, t.hop)));
                 PassAnswer::Stale
             }
             Arrival::Duplicate(why) => {
                 out.push(Action::Count(Counter::DuplicatesDropped));
                 out.push(Action::Count(Counter::Faults));
-                out.push(Action::Emit("token_duplicate", why.clone()));
+                out.push(note("token_duplicate", why.clone()));
                 self.raise_fault(now, format!("duplicate token: {why}"), out);
                 PassAnswer::Duplicate
             }
@@ -509,7 +510,7 @@ impl RingMachine {
         let fresh = Hold { token, step, execute: false, added: 0, executed: false };
         if let Some(old) = self.hold.replace(fresh) {
             let new = &self.hold.as_ref().expect("just set").token.epoch;
-            out.push(Action::Emit("token_replaced", format!("{} by {}", old.token.epoch, new)));
+            out.push(note("token_replaced", format!("{} by {}", old.token.epoch, new)));
         }
         if !waiting {
             self.visit(out);
@@ -524,7 +525,7 @@ impl RingMachine {
 
     fn dropped(&mut self, token: &Token, why: &str, out: &mut Vec<Action>) {
         self.rules.holding = false;
-        out.push(Action::Emit("token_dropped", format!("{} hop {}: {why}", token.epoch, token.hop)));
+        out.push(note("token_dropped", format!("{} hop {}: {why}", token.epoch, token.hop)));
     }
 
     /// One visit: execute if this bank is the first the token visits twice, add this origin's
@@ -647,13 +648,13 @@ impl RingMachine {
             CallResult::Answer(a) => Some(a),
             // A refusal is an answer: the token was not taken. Retrying cannot change it.
             CallResult::Refused(m) => {
-                out.push(Action::Emit("pass_refused", format!("{to}: {m}")));
+                out.push(note("pass_refused", format!("{to}: {m}")));
                 Some(PassAnswer::Stale)
             }
             // On a timeout, one retry to the same bank (a repeat is recognized there), so a
             // slow answer does not turn into a second token.
             CallResult::Unreachable(m) if p.attempt == 0 && self.rules.passing == Some(hop) => {
-                out.push(Action::Emit("pass_retry", format!("{to}: {m}")));
+                out.push(note("pass_retry", format!("{to}: {m}")));
                 p.attempt = 1;
                 let pass = TokenPass { from: self.rules.me.clone(), token: p.token.clone() };
                 return out.push(Action::Pass { to, pass });
@@ -696,7 +697,7 @@ impl RingMachine {
         if let Some((_, deadline)) = &self.recovery {
             if now >= *deadline {
                 self.recovery = None;
-                out.push(Action::Emit("recovery_abandoned", format!("not done within {} ms", self.recovery_deadline().as_millis())));
+                out.push(note("recovery_abandoned", format!("not done within {} ms", self.recovery_deadline().as_millis())));
             }
         }
         if let Some((Recovery::Pausing { gen, until }, _)) = &self.recovery {
@@ -704,7 +705,7 @@ impl RingMachine {
             if now >= *until {
                 if self.superseded(gen) {
                     self.recovery = None;
-                    out.push(Action::Emit("recovery_abandoned", format!("gen {gen}: a newer token or recovery exists")));
+                    out.push(note("recovery_abandoned", format!("gen {gen}: a newer token or recovery exists")));
                 } else {
                     let gen = self.rules.epoch_after(gen - 1);
                     self.set_recovery(Recovery::Persisting { gen });
@@ -815,7 +816,7 @@ impl RingMachine {
 
     /// Reports a fault to the lowest-address online bank (maybe this one).
     fn raise_fault(&mut self, now: Duration, reason: String, out: &mut Vec<Action>) {
-        out.push(Action::Emit("fault", reason.clone()));
+        out.push(note("fault", reason.clone()));
         let gen = self.probe(now).newest_gen;
         self.alerting = Some((reason, gen));
         self.send_alert(now, out);
@@ -838,7 +839,7 @@ impl RingMachine {
         if a.gen < self.probe(now).newest_gen || self.recovery.is_some() {
             return false; // already regenerated past what the alerting bank knew, or doing it
         }
-        out.push(Action::Emit("recovery_start", format!("alert from {}: {}", a.from, a.reason)));
+        out.push(note("recovery_start", format!("alert from {}: {}", a.from, a.reason)));
         self.round += 1;
         let waiting = self.online.clone();
         let seen = self.probe(now).newest_gen;
@@ -869,9 +870,9 @@ impl RingMachine {
 
     fn on_block(&mut self, gen: u64, out: &mut Vec<Action>) {
         if !self.rules.block(gen) {
-            return out.push(Action::Emit("block_ignored", format!("gen {gen} is old news")));
+            return out.push(note("block_ignored", format!("gen {gen} is old news")));
         }
-        out.push(Action::Emit("blocked", format!("until gen {gen}")));
+        out.push(note("blocked", format!("until gen {gen}")));
         // A token held idle or alone is superseded now; one being executed stops at the
         // executor's next batch (it reads the view) and is dropped when it reports back.
         if self.hold.as_ref().is_some_and(|h| h.step != Step::Executing) {
@@ -886,14 +887,14 @@ impl RingMachine {
         }
         self.recovery = None;
         if !ok {
-            out.push(Action::Emit("epoch_persist_failed", format!("gen {gen}")));
+            out.push(note("epoch_persist_failed", format!("gen {gen}")));
         }
         if self.superseded(gen) {
-            return out.push(Action::Emit("recovery_abandoned", format!("gen {gen}: a newer token or recovery exists")));
+            return out.push(note("recovery_abandoned", format!("gen {gen}: a newer token or recovery exists")));
         }
         let epoch = self.rules.start_epoch(gen);
         out.push(Action::Count(Counter::TokensCreated));
-        out.push(Action::Emit("token_created", epoch.to_string()));
+        out.push(Action::Emit(NodeEvent::TokenCreated { epoch: epoch.clone() }));
         self.take(now, Token::new(epoch), out);
     }
 }
@@ -905,6 +906,10 @@ impl RingMachine {
     fn superseded(&self, gen: u64) -> bool {
         self.rules.newest.as_ref().is_some_and(|n| n.gen >= gen) || self.rules.floor_gen > gen
     }
+}
+
+fn note(kind: &'static str, detail: String) -> Action {
+    Action::Emit(NodeEvent::Note { kind, detail })
 }
 
 fn refused(code: &'static str, message: String) -> Action {
@@ -950,7 +955,7 @@ mod tests {
     }
 
     fn emitted(actions: &[Action], kind: &str) -> Vec<String> {
-        actions.iter().filter_map(|a| match a { Action::Emit(k, d) if *k == kind => Some(d.clone()), _ => None }).collect()
+        actions.iter().filter_map(|a| match a { Action::Emit(e) if e.kind() == kind => Some(e.detail()), _ => None }).collect()
     }
 
     fn passes(actions: &[Action]) -> Vec<(String, Token)> {

@@ -67,11 +67,13 @@ async fn authenticate(State(node): S, req: Request, next: Next) -> Response {
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str()).to_string();
     let path = path.as_str();
     let now = node.clock.now_ms();
-    let remote = parts.extensions.get::<ConnectInfo<Remote>>().map_or_else(|| "unknown".to_string(), |c| c.0 .0.to_string());
-    let refuse = |who: String, e: Error| {
-        node.refused(&who, &e);
+    let addr = parts.extensions.get::<ConnectInfo<Remote>>().map(|c| c.0 .0);
+    let remote = addr.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+    let refuse_replay = |who: String, e: Error, nonce: Option<String>| {
+        node.refused_at(&who, addr, &e, nonce);
         super::answer(e)
     };
+    let refuse = |who: String, e: Error| refuse_replay(who, e, None);
     let v = match request::verify(&node.pairs, header, parts.method.as_str(), path, now) {
         Ok(v) => v,
         Err(e) => return refuse(claimed(&remote, header), e),
@@ -92,7 +94,7 @@ async fn authenticate(State(node): S, req: Request, next: Next) -> Response {
     }
     let first = node.nonces.lock().unwrap().first_time(&v, now);
     if let Err(e) = first {
-        return refuse(signer, e);
+        return refuse_replay(signer, e, Some(crate::trust::hex(&v.nonce)));
     }
     let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
     req.extensions_mut().insert(Sender(v.from));

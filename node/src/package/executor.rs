@@ -106,7 +106,7 @@ async fn apply_outcomes(node: &Arc<Node>, from: &str, writes: Vec<(PackageKey, O
     if writes.is_empty() {
         return Ok(0);
     }
-    let shown: Vec<String> = writes.iter().map(|(k, o, _)| format!("{k} {o:?}")).collect();
+    let shown: Vec<(PackageKey, Outcome)> = writes.iter().map(|(k, o, _)| (k.clone(), *o)).collect();
     let each = match writer::write(node, Write::Finish(writes)).await? {
         Written::Finish(each) => each,
         other => unreachable!("a finish answered {other:?}"),
@@ -119,7 +119,7 @@ async fn apply_outcomes(node: &Arc<Node>, from: &str, writes: Vec<(PackageKey, O
         }
     }
     if moved > 0 {
-        node.emit("legs_finished", format!("{} legs: {}", moved, shown.join(", ")));
+        node.report(crate::events::NodeEvent::LegsFinished { moved, items: shown });
     }
     Ok(moved)
 }
@@ -158,7 +158,7 @@ pub async fn decide_here(node: &Arc<Node>, from: &str, items: Vec<Decide>) -> Re
                 Status::Committed => c.committed += 1,
                 _ => c.aborted += 1,
             });
-            node.emit("package_decided", format!("{} {:?}", r.key(), r.status));
+            node.report(crate::events::NodeEvent::PackageDecided { key: r.key(), status: r.status });
         }
         out.push(view(node, &r));
     }

@@ -169,7 +169,7 @@ fn perform(node: &Arc<Node>, action: Action) {
             Counter::DuplicatesDropped => k.duplicates_dropped += 1,
             Counter::Faults => k.faults += 1,
         }),
-        Action::Emit(kind, detail) => node.emit(kind, detail),
+        Action::Emit(event) => node.report(event),
     }
 }
 
