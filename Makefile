@@ -9,7 +9,7 @@ run: build
 	./scripts/run-local.sh
 
 build:
-	$(CARGO) build -p node --bins
+	$(CARGO) build -p node -p bank-client -p tools --bins
 
 ## test: every test of the workspace (unit, loopback end-to-end, simulator, snapshots, fuzz smoke)
 test:

@@ -11,3 +11,5 @@ pub mod events;
 pub mod ledger;
 pub mod package;
 pub mod ring;
+pub mod trust;
+pub mod wire;

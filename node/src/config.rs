@@ -49,6 +49,16 @@ impl Default for Timing {
     }
 }
 
+impl Timing {
+    /// The consortium's shared timings (the manifest's `[timing]`) over this bank's own.
+    pub fn apply_shared(&mut self, s: &crate::trust::manifest::SharedTiming) {
+        self.token_loss_ms = s.token_loss_ms.unwrap_or(self.token_loss_ms);
+        self.block_ms = s.block_ms.unwrap_or(self.block_ms);
+        self.resolve_after_ms = s.resolve_after_ms.unwrap_or(self.resolve_after_ms);
+        self.presume_abort_ms = s.presume_abort_ms.unwrap_or(self.presume_abort_ms);
+    }
+}
+
 pub fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }

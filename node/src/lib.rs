@@ -2,17 +2,14 @@
 //! `ring::rules`, `package::{spec, record, leg}`); async code only moves messages, time and
 //! bytes (`ring::driver`, `package::{executor, resolver}`, `api`, `net`, `server`).
 
-pub use consortium_core::{domain, error, ledger};
+pub use consortium_core::{domain, error, ledger, wire};
+pub use consortium_net as net;
 
 pub mod api;
-pub mod bench;
-pub mod client;
 pub mod clock;
-pub mod cluster;
 pub mod config;
 pub mod events;
 pub mod limits;
-pub mod net;
 pub mod node;
 pub mod package;
 pub mod peers;

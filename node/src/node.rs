@@ -1,7 +1,7 @@
 //! One bank's runtime state and the few primitives every async part shares: storage calls,
 //! calls to other banks (with reachability tracking), and counters.
 
-use crate::api::wire::{Counters, PeerView, StatusView, TokenView};
+use crate::wire::{Counters, PeerView, StatusView, TokenView};
 use crate::clock::WallClock;
 use crate::trust::keys::BankKey;
 use crate::trust::manifest::Manifest;
@@ -117,7 +117,7 @@ impl Node {
             Some(_) => {}
         }
         let mut timing = config.timing.clone();
-        identity.manifest.apply(&mut timing);
+        timing.apply_shared(&identity.manifest.timing);
         let pairs = request::PairKeys::new(&me, &identity.key, &identity.manifest);
         let floor = store.epoch_gen()?;
         let members = Ring::new(&me, &identity.manifest.addresses(), floor).members;
@@ -284,7 +284,7 @@ impl Node {
     /// Asks an offline bank whether it is back, on a new connection: the pooled ones may
     /// belong to its previous life (found by fuzzing: after a restart, a bank whose pool held
     /// old connections to it failed every ping on them for the rest of the run).
-    pub async fn ping(&self, peer: &str) -> Result<crate::api::wire::Ping, PeerError> {
+    pub async fn ping(&self, peer: &str) -> Result<crate::wire::Ping, PeerError> {
         self.send::<(), _>(peer, Method::GET, "/peer/ping", None, true).await
     }
 

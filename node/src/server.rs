@@ -6,7 +6,6 @@ use crate::api;
 use crate::config::{ms, Config};
 use crate::error::Error;
 use crate::node::{Env, Identity, Node};
-use crate::trust::keys::BankKey;
 use crate::trust::manifest::Manifest;
 use crate::store::Store;
 use std::future::Future;
@@ -104,7 +103,7 @@ pub fn load_identity(config: &Config) -> Result<(Identity, bool), String> {
     let path = config.manifest.as_ref().ok_or("no manifest: give --manifest FILE (every bank's address and public key; `node init` prints this bank's entry)")?;
     let text = std::fs::read_to_string(path).map_err(|e| format!("manifest {}: {e}", path.display()))?;
     let manifest = Manifest::from_toml(&text).map_err(|e| format!("manifest {}: {e}", path.display()))?;
-    let (key, created) = BankKey::load_or_create(&config.data_dir)?;
+    let (key, created) = crate::trust::keyfile::load_or_create(&config.data_dir)?;
     Ok((Identity { key, manifest: Arc::new(manifest) }, created))
 }
 

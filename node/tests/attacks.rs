@@ -7,7 +7,6 @@ use common::{cpf, Cluster};
 use hyper::Method;
 use node::clock::{SystemClock, WallClock};
 use node::store::Store;
-use node::trust::keys::BankKey;
 use node::trust::manifest::Manifest;
 use node::trust::decision::Decision;
 use node::trust::request;
@@ -68,7 +67,7 @@ fn templates(c: &Cluster, acct: &str) -> Vec<(Method, String, Value)> {
     let package = json!({"id": "f1", "operations": [{"kind": "deposit", "to": {"bank": me, "account": acct}, "amount": 7}]});
     // A genuine abort of (other, f1), signed by its origin: aborting moves no money out of
     // thin air; a commit would need the origin's signature over "commit", which no message has.
-    let (origin_key, _) = BankKey::load_or_create(&c.data_dir(1)).unwrap();
+    let (origin_key, _) = node::trust::keyfile::load_or_create(&c.data_dir(1)).unwrap();
     let p: node::package::Package = serde_json::from_value(package.clone()).unwrap();
     let d = Decision::sign(&origin_key, &p.key(&other), p.digest(&other), node::package::Outcome::Abort);
     let decision = serde_json::to_value(d).unwrap();
@@ -153,7 +152,7 @@ fn mutate(v: &mut Value, rng: &mut ChaCha8Rng, c: &Cluster) {
 
 /// Signs a request as bank `from` of the cluster would (with its key, read from its folder).
 fn signed_as(c: &Cluster, from: usize, to: usize, method: &Method, path: &str, body: &[u8], nonce: u64, ago_ms: u64) -> (String, String) {
-    let (key, _) = BankKey::load_or_create(&c.data_dir(from)).unwrap();
+    let (key, _) = node::trust::keyfile::load_or_create(&c.data_dir(from)).unwrap();
     let manifest = Manifest::from_toml(&std::fs::read_to_string(c.manifest_path()).unwrap()).unwrap();
     let keys = request::PairKeys::new(&c.addrs[from], &key, &manifest);
     let mut n = [0u8; 16];

@@ -251,7 +251,7 @@ async fn a_package_naming_a_down_bank_aborts_with_a_clear_reason_and_the_ring_go
     // The bank before bank 2 in ring order learns it is down at its next token pass (which
     // bank that is depends on the ports the test got: asking bank 0 made the test flaky).
     let mut order: Vec<usize> = (0..3).collect();
-    order.sort_by_key(|&i| node::net::ring_key(&c.addrs[i]));
+    order.sort_by_key(|&i| node::ring::order::ring_key(&c.addrs[i]));
     let at = order.iter().position(|&i| i == 2).unwrap();
     let before = order[(at + 2) % 3];
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

@@ -13,7 +13,7 @@
 use hyper::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
-use node::api::wire::TokenPass;
+use node::wire::TokenPass;
 use node::events::{Events, NodeEvent};
 use node::net::{BoxFuture, Call, HttpTransport, NetError, Reply, Transport};
 use rand::{Rng, SeedableRng};

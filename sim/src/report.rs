@@ -2,7 +2,7 @@
 //! it can be snapshotted: a change in protocol behaviour shows up as a diff.
 
 use crate::run::{add_counters, fmt_time, CheckCounts, Shared, Violation};
-use node::api::wire::Counters;
+use node::wire::Counters;
 use node::node::{Node, PlantedBug};
 use node::package::Status;
 use std::collections::BTreeMap;

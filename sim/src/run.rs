@@ -11,10 +11,11 @@ use crate::panics;
 use crate::report::Report;
 use crate::scenario::{bank_index, Fault, Scenario};
 use crate::workload::{self, Acks};
-use node::api::wire::Counters;
+use node::wire::Counters;
 use node::config::Config;
 use node::events::{Events, NodeEvent};
-use node::net::{ring_key, Call};
+use node::net::Call;
+use node::ring::order::ring_key;
 use node::clock::WallClock;
 use node::node::{Env, Identity, Node, PlantedBug};
 use node::trust::keys::BankKey;
@@ -980,7 +981,7 @@ impl Harness<'_> {
     /// see it). The copy is still a second token.
     fn as_sent_by_member(&mut self, mut call: Call, dest: &str) -> Call {
         let Some(body) = &call.body else { return call };
-        let Ok(mut pass) = serde_json::from_slice::<node::api::wire::TokenPass>(body) else { return call };
+        let Ok(mut pass) = serde_json::from_slice::<node::wire::TokenPass>(body) else { return call };
         if pass.from == dest {
             let mut ring: Vec<&String> = self.sh.addrs.iter().collect();
             ring.sort_by_key(|a| ring_key(a));

@@ -6,7 +6,7 @@
 
 use crate::net::{sim_http, ChaosTransport};
 use crate::run::{fmt_time, mix, Recorder, Shared};
-use node::api::wire::{AccountList, AccountView, NewAccount, NewUser, PackageView};
+use node::wire::{AccountList, AccountView, NewAccount, NewUser, PackageView};
 use node::domain::{AccountKind, Cents, Cpf};
 use node::events::Events;
 use node::net::{Call, Transport};

@@ -1,7 +1,7 @@
 //! The client API: the contract in DESIGN.md's table.
 
 use super::ApiError;
-use super::wire::{AccountList, AccountView, BankAccounts, ConsortiumAccounts, NewAccount, NewUser, PackageView, StatusView, UserView};
+use crate::wire::{AccountList, AccountView, BankAccounts, ConsortiumAccounts, NewAccount, NewUser, PackageView, StatusView, UserView};
 use super::Body;
 use crate::domain::{Cpf, User};
 use crate::error::Error;

@@ -2,7 +2,6 @@
 
 pub mod client;
 pub mod peer;
-pub mod wire;
 
 use crate::error::{Error, ErrorBody};
 use crate::node::Node;
@@ -171,7 +170,7 @@ mod tests {
         for i in 0..1000 {
             token.queue.push(Queued { package: Package { id: format!("package-{i}"), operations: vec![op.clone()] }, origin: "b:1".into() });
         }
-        let pass = serde_json::to_vec(&wire::TokenPass { from: "b:1".into(), token }).unwrap();
+        let pass = serde_json::to_vec(&crate::wire::TokenPass { from: "b:1".into(), token }).unwrap();
         assert!(pass.len() > 2 * MAX_BODY_BYTES, "the test token is big: {}", pass.len());
         assert_eq!(post(router(node.clone()), "/peer/token", pass.clone()).await, 401, "unsigned");
         // Signed by b (as b's node would sign it) for a.

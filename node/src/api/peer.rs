@@ -4,7 +4,7 @@
 //! duplicate the network made) answers what the first one did and changes nothing more.
 
 use super::ApiError;
-use super::wire::{Alert, Block, Decide, Finish, PackageView, PassAnswer, Ping, Prepare, Probe, TokenPass, Votes};
+use crate::wire::{Alert, Block, Decide, Finish, PackageView, PassAnswer, Ping, Prepare, Probe, TokenPass, Votes};
 use super::{PeerBody as Body, MAX_PEER_BODY_BYTES};
 use crate::error::Error;
 use crate::node::Node;

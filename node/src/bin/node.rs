@@ -62,8 +62,8 @@ fn init(data_dir: &std::path::Path, address: &str) -> Result<(), String> {
     if host.is_empty() || port.parse::<u16>().is_err() {
         return Err(format!("address {address:?} is not host:port"));
     }
-    let (key, created) = node::trust::keys::BankKey::load_or_create(data_dir)?;
-    eprintln!("{} the key of {address} in {}", if created { "created" } else { "kept" }, data_dir.join(node::trust::keys::KEY_FILE).display());
+    let (key, created) = node::trust::keyfile::load_or_create(data_dir)?;
+    eprintln!("{} the key of {address} in {}", if created { "created" } else { "kept" }, data_dir.join(node::trust::keyfile::KEY_FILE).display());
     println!("[[bank]]\naddress = \"{address}\"\npublic_key = \"{}\"", key.public().to_hex());
     Ok(())
 }

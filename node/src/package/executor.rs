@@ -8,7 +8,7 @@ use super::intake;
 use super::record::{results_from_legs, Decided, Record};
 use super::spec::{Leg, PackageKey, MAX_ID_LEN};
 use super::{Outcome, Status};
-use crate::api::wire::{Decide, Finish, PackageView, Prepare, Votes};
+use crate::wire::{Decide, Finish, PackageView, Prepare, Votes};
 use crate::error::Error;
 use crate::node::{Node, PeerError};
 use crate::ring::Queued;

@@ -4,7 +4,7 @@
 
 use super::executor::{abort_orphan, decide_at, finish_here, view};
 use super::{Outcome, PackageKey, Status};
-use crate::api::wire::{Decide, Finish, PackageView};
+use crate::wire::{Decide, Finish, PackageView};
 use crate::trust::decision::Decision;
 use crate::config::ms;
 use crate::node::{Node, PeerError};

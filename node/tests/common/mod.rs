@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 #[allow(unused_imports)]
-pub use node::cluster::{cpf, Cluster, TEST_TIMING};
+pub use tools::cluster::{cpf, Cluster, TEST_TIMING};
 
 /// This build's `node` binary, `n` banks, short timings.
 pub async fn start(n: usize) -> Cluster {

@@ -2,7 +2,7 @@
 //! bench` and `make chaos` run (and a short chaos run in the tests).
 
 use crate::cluster::{cpf, Cluster};
-use crate::net::{tcp_transport, Call, HttpTransport, Transport};
+use consortium_net::{tcp_transport, Call, HttpTransport, Transport};
 use hyper::Method;
 use hyper_util::client::legacy::connect::HttpConnector;
 use rand::{Rng, SeedableRng};
@@ -42,7 +42,7 @@ pub async fn setup(c: &Cluster, per_bank: usize, funds: u64) -> Accounts {
         for u in 0..per_bank {
             bank_keys.push(c.account(i, &cpf(700_000 + (i * 1000 + u) as u32)).await);
         }
-        for (n, chunk) in bank_keys.chunks(crate::package::spec::MAX_OPERATIONS).enumerate() {
+        for (n, chunk) in bank_keys.chunks(consortium_core::package::spec::MAX_OPERATIONS).enumerate() {
             let ops: Vec<Value> = chunk.iter().map(|k| json!({"kind": "deposit", "to": c.at(i, k), "amount": funds})).collect();
             let (code, v) = c.post(i, "/packages", json!({"id": format!("fund-{i}-{n}"), "operations": ops})).await;
             assert!(code == 200 && v["status"] == "committed", "funding bank {i}: {code} {v}");

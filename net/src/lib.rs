@@ -148,4 +148,3 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-pub use consortium_core::ring::order::ring_key;

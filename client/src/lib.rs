@@ -7,11 +7,11 @@
 //! refused (an API error), the bank could not be reached or did not answer in time, or the
 //! answer was not understood.
 
-use crate::api::wire::{AccountList, AccountView, ConsortiumAccounts, NewAccount, NewUser, PackageView, StatusView, UserView};
-use crate::domain::{AccountKind, Cents};
-use crate::error::ErrorBody;
-use crate::net::{tcp_transport, Call, NetError, Transport};
-use crate::package::{AccountRef, OpKind, Operation, Package, Status};
+use consortium_core::wire::{AccountList, AccountView, ConsortiumAccounts, NewAccount, NewUser, PackageView, StatusView, UserView};
+use consortium_core::domain::{AccountKind, Cents};
+use consortium_core::error::ErrorBody;
+use consortium_net::{tcp_transport, Call, NetError, Transport};
+use consortium_core::package::{AccountRef, OpKind, Operation, Package, Status};
 use bytes::Bytes;
 use hyper::Method;
 use serde::de::DeserializeOwned;
@@ -91,7 +91,7 @@ impl ClientError {
 
     /// The error in the API's JSON shape (for `--json` output).
     pub fn to_body(&self) -> ErrorBody {
-        ErrorBody { error: crate::error::ErrorDetail { code: self.code().to_string(), message: self.message() } }
+        ErrorBody { error: consortium_core::error::ErrorDetail { code: self.code().to_string(), message: self.message() } }
     }
 }
 
@@ -658,7 +658,7 @@ pub fn describe_op(op: &Operation) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::{BoxFuture, Reply};
+    use consortium_net::{BoxFuture, Reply};
     use hyper::StatusCode;
     use std::sync::Mutex;
 
@@ -822,7 +822,7 @@ mod tests {
         let a = new_package_id();
         let b = new_package_id();
         assert_ne!(a, b);
-        assert!(a.len() <= crate::package::spec::MAX_ID_LEN);
+        assert!(a.len() <= consortium_core::package::spec::MAX_ID_LEN);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
     }
 

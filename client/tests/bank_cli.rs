@@ -1,9 +1,8 @@
 //! End to end: the `bank` command line against a consortium of real `node` processes.
 
-use node::cluster::{cpf, Cluster, TEST_TIMING};
+use tools::cluster::{cpf, node_bin, Cluster, TEST_TIMING};
 use serde_json::Value;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 struct Run {
@@ -67,7 +66,7 @@ async fn settles(bank: &str, account: &str, balance: u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_command_line_against_real_banks() {
-    let mut c = Cluster::start_with(2, PathBuf::from(env!("CARGO_BIN_EXE_node")), TEST_TIMING).await;
+    let mut c = Cluster::start_with(2, node_bin(), TEST_TIMING).await;
     let (a, b) = (c.addrs[0].clone(), c.addrs[1].clone());
     let ana = cpf(11);
 

@@ -14,7 +14,7 @@
 
 use super::keys::PublicKey;
 use super::put;
-use crate::net::ring_key;
+use crate::ring::order::ring_key;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -132,15 +132,6 @@ impl Manifest {
 
     pub fn addresses(&self) -> Vec<String> {
         self.keys.keys().cloned().collect()
-    }
-
-    /// Applies the shared timings over a node's own.
-    pub fn apply(&self, t: &mut crate::config::Timing) {
-        let s = &self.timing;
-        t.token_loss_ms = s.token_loss_ms.unwrap_or(t.token_loss_ms);
-        t.block_ms = s.block_ms.unwrap_or(t.block_ms);
-        t.resolve_after_ms = s.resolve_after_ms.unwrap_or(t.resolve_after_ms);
-        t.presume_abort_ms = s.presume_abort_ms.unwrap_or(t.presume_abort_ms);
     }
 }
 

@@ -1,13 +1,13 @@
 //! A short chaos run on real processes (the long one is `make chaos`): kill -9, restart and
 //! SIGSTOP/SIGCONT random banks under load, then check every promise made to clients.
 
-mod common;
 use std::time::Duration;
+use tools::cluster::{node_bin, Cluster, TEST_TIMING};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_and_pause_banks_under_load() {
-    let c = common::start(4).await;
-    let r = node::bench::chaos(c, Duration::from_secs(12), 6, 7, |m| eprintln!("chaos: {m}")).await;
+    let c = Cluster::start_with(4, node_bin(), TEST_TIMING).await;
+    let r = tools::bench::chaos(c, Duration::from_secs(12), 6, 7, |m| eprintln!("chaos: {m}")).await;
     eprintln!("{r:?}");
     assert!(r.problems.is_empty(), "chaos found problems: {:#?}", r.problems);
     assert!(r.kills + r.pauses >= 5, "faults were injected: {r:?}");

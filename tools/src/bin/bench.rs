@@ -1,8 +1,8 @@
 //! `bench`: measure a consortium of real `node` processes on loopback, or shake it.
 
 use clap::{Parser, Subcommand};
-use node::bench::{self, Level};
-use node::cluster::Cluster;
+use tools::bench::{self, Level};
+use tools::cluster::Cluster;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,7 +87,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let code = match args.cmd {
         Some(Cmd::Chaos { banks, seconds, clients, seed, node_bin: bin }) => rt.block_on(async {
-            let c = Cluster::start_with(banks, node_bin(bin), node::cluster::TEST_TIMING).await;
+            let c = Cluster::start_with(banks, node_bin(bin), tools::cluster::TEST_TIMING).await;
             eprintln!("chaos: {banks} banks, {clients} clients, {seconds} s, seed {seed}");
             let r = bench::chaos(c, Duration::from_secs(seconds), clients, seed, |m| eprintln!("chaos: {m}")).await;
             println!("{}", serde_json::to_string_pretty(&r).unwrap());

@@ -3,7 +3,7 @@
 //! test leaves nothing running.
 
 use hyper::Method;
-use crate::net::{tcp_transport, Call, HttpTransport, Transport};
+use consortium_net::{tcp_transport, Call, HttpTransport, Transport};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -34,6 +34,25 @@ presume_abort_ms = 2000
 ping_backoff_max_ms = 300
 ";
 
+/// The workspace's `node` binary of this build, beside the running executable (a test's
+/// executable lives in `target/<profile>/deps`, a binary's in `target/<profile>`). The
+/// workspace's tests build it (`node`'s own tests need it); run alone, a test of another
+/// package builds it first.
+pub fn node_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the running executable's path");
+    let mut dir = exe.parent().expect("a directory").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("node");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo).args(["build", "-p", "node", "--bin", "node"]).status().is_ok_and(|s| s.success());
+        assert!(ok && bin.exists(), "no node binary at {} and `cargo build -p node` did not make one", bin.display());
+    }
+    bin
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -61,15 +80,22 @@ impl Cluster {
         c
     }
 
-    /// Every bank's key (made as `node init` makes it) and the manifest that lists them.
+    /// Every bank's key and the manifest that lists them, made as an operator makes them:
+    /// `node init` per bank, its printed entries collected in one file.
     fn write_manifest(&self) {
-        let mut banks = Vec::new();
+        let mut text = String::new();
         for (i, addr) in self.addrs.iter().enumerate() {
-            let (key, _) = crate::trust::keys::BankKey::load_or_create(&self.data_dir(i)).expect("bank key");
-            banks.push(crate::trust::manifest::BankEntry { address: addr.clone(), public_key: key.public().to_hex() });
+            let out = Command::new(&self.node_bin)
+                .arg("init")
+                .arg("--data-dir")
+                .arg(self.data_dir(i))
+                .args(["--address", addr])
+                .output()
+                .expect("run node init");
+            assert!(out.status.success(), "node init: {}", String::from_utf8_lossy(&out.stderr));
+            text.push_str(&String::from_utf8_lossy(&out.stdout));
         }
-        let m = crate::trust::manifest::Manifest::new(banks, Default::default()).expect("a valid manifest");
-        std::fs::write(self.manifest_path(), m.to_toml()).unwrap();
+        std::fs::write(self.manifest_path(), text).unwrap();
     }
 
     pub fn manifest_path(&self) -> PathBuf {
@@ -231,5 +257,5 @@ impl Drop for Cluster {
 }
 
 pub fn cpf(n: u32) -> String {
-    crate::domain::Cpf::from_base(n).to_string()
+    consortium_core::domain::Cpf::from_base(n).to_string()
 }

@@ -1,0 +1,238 @@
+//! The command line: every command and option, with the help texts.
+
+use bank_client::{
+    parse_amount, parse_bank_addr,
+};
+use consortium_core::domain::{AccountKind, Cents, Cpf};
+use std::path::PathBuf;
+use std::time::Duration;
+use clap::{Args, Parser, Subcommand};
+
+/// Client of the bank consortium: users, accounts, deposits, withdrawals, transfers and atomic
+/// packages of operations across banks.
+///
+/// Talk to any bank of the consortium with --bank (or BANK_ADDR); it answers for itself and, for
+/// packages and consortium-wide lists, coordinates with the others.
+#[derive(Parser, Debug)]
+#[command(name = "bank", version, after_help = concat!(ref_help!(), "\n\n", exit_help!()))]
+pub(crate) struct Cli {
+    /// The bank to talk to, host:port. Packages sent to it have it as their origin.
+    #[arg(long, global = true, env = "BANK_ADDR", default_value = "127.0.0.1:7001", value_name = "HOST:PORT", value_parser = parse_bank_addr)]
+    pub(crate) bank: String,
+
+    /// Print the bank's JSON answer as is, for scripts (errors too, as {"error":{"code","message"}}).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    /// Longest wait for a bank's answer, and for a package's outcome, in seconds.
+    #[arg(long, global = true, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    pub(crate) timeout: Duration,
+
+    #[command(subcommand)]
+    pub(crate) cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Cmd {
+    /// Register a user at the bank, or show one
+    #[command(subcommand)]
+    User(UserCmd),
+
+    /// Open an account at the bank, or show one
+    #[command(subcommand)]
+    Account(AccountCmd),
+
+    /// List a user's accounts at this bank (--bank)
+    #[command(after_help = ref_help!())]
+    Accounts {
+        /// The user's CPF (12345678909 or 123.456.789-09).
+        #[arg(long, value_parser = parse_cpf)]
+        cpf: Cpf,
+    },
+
+    /// List a user's accounts at every bank of the consortium
+    ///
+    /// The bank given by --bank asks every other bank; banks that cannot be reached are listed
+    /// as such (their accounts are missing from the answer, not zero).
+    #[command(after_help = ref_help!())]
+    ConsortiumAccounts {
+        /// The user's CPF (12345678909 or 123.456.789-09).
+        #[arg(long, value_parser = parse_cpf)]
+        cpf: Cpf,
+    },
+
+    /// Deposit money into an account (a package of one operation)
+    ///
+    /// Example: bank deposit --to 127.0.0.1:7002/000001 --amount 12.50
+    #[command(after_help = concat!(ref_help!(), "\n\n", id_help!()))]
+    Deposit {
+        /// The account that receives the money: BANK/ACCOUNT.
+        #[arg(long, value_name = "BANK/ACCOUNT")]
+        to: String,
+        /// How much, e.g. 12.50.
+        #[arg(long, value_parser = parse_amount_arg)]
+        amount: Cents,
+        #[command(flatten)]
+        id: IdArg,
+    },
+
+    /// Withdraw money from an account (a package of one operation)
+    ///
+    /// Example: bank withdraw --from 127.0.0.1:7001/000001 --amount 5
+    #[command(after_help = concat!(ref_help!(), "\n\n", id_help!()))]
+    Withdraw {
+        /// The account the money leaves: BANK/ACCOUNT.
+        #[arg(long, value_name = "BANK/ACCOUNT")]
+        from: String,
+        /// How much, e.g. 12.50.
+        #[arg(long, value_parser = parse_amount_arg)]
+        amount: Cents,
+        #[command(flatten)]
+        id: IdArg,
+    },
+
+    /// Transfer money between two accounts, at the same bank or at two banks
+    ///
+    /// Example: bank transfer --from 127.0.0.1:7001/000001 --to 127.0.0.1:7002/000004 --amount 12.50
+    #[command(after_help = concat!(ref_help!(), "\n\n", id_help!()))]
+    Transfer {
+        /// The account the money leaves: BANK/ACCOUNT.
+        #[arg(long, value_name = "BANK/ACCOUNT")]
+        from: String,
+        /// The account that receives it: BANK/ACCOUNT.
+        #[arg(long, value_name = "BANK/ACCOUNT")]
+        to: String,
+        /// How much, e.g. 12.50.
+        #[arg(long, value_parser = parse_amount_arg)]
+        amount: Cents,
+        #[command(flatten)]
+        id: IdArg,
+    },
+
+    /// Submit an atomic package of operations: all of them happen, or none does
+    ///
+    /// Operations come from repeated --op, or from --file. Examples:
+    ///
+    ///   bank package --op "transfer 127.0.0.1:7001/000001 127.0.0.1:7002/000002 12.50" --op "withdraw 127.0.0.1:7003/000001 5"
+    ///
+    ///   bank package --file ops.toml --id rent-2024-06
+    ///
+    /// If one operation fails (e.g. insufficient funds), the package is aborted, nothing moves,
+    /// and the answer says, per operation, why.
+    #[command(after_help = concat!(ref_help!(), "\n\n", id_help!(), "\n\n", ops_file_help!()))]
+    Package {
+        /// One operation: "transfer FROM TO AMOUNT", "deposit TO AMOUNT" or "withdraw FROM AMOUNT",
+        /// accounts as BANK/ACCOUNT. Repeat for more operations (in order).
+        #[arg(long = "op", value_name = "OP", required_unless_present = "file", conflicts_with = "file")]
+        ops: Vec<String>,
+        /// Read the operations from a JSON or TOML file (- for JSON on standard input).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        id: IdArg,
+    },
+
+    /// Show a package's status (pending, committed, aborted) and its per-operation results
+    ///
+    /// Ask the bank the package was submitted to (its origin): only it keeps the record.
+    PackageStatus {
+        /// The package id.
+        #[arg(long)]
+        id: String,
+        /// Wait, up to --timeout, until the package is decided.
+        #[arg(long)]
+        wait: bool,
+    },
+
+    /// Show the bank's state: peers online, token, queue, counters
+    Status,
+
+    /// Interactive menu: register, log in with CPF and bank, open accounts, list them, deposit,
+    /// withdraw, transfer
+    ///
+    /// Reads one answer per line from standard input, so it can also be scripted:
+    ///
+    ///   printf '2\n529.982.247-25\n\n4\n0\n' | bank shell
+    ///
+    /// Invalid answers (bad CPF, bad amount) are asked again; `back` returns to the menu;
+    /// `0`, `q` or end of input quits. --json does not apply here.
+    #[command(after_help = ref_help!())]
+    Shell,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum UserCmd {
+    /// Register a user (a person, by CPF) at the bank
+    ///
+    /// A user must be registered at a bank before holding an account there.
+    Register {
+        /// The CPF (12345678909 or 123.456.789-09).
+        #[arg(long, value_parser = parse_cpf)]
+        cpf: Cpf,
+        /// The person's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Show a user registered at the bank
+    Show {
+        /// The CPF (12345678909 or 123.456.789-09).
+        #[arg(long, value_parser = parse_cpf)]
+        cpf: Cpf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum AccountCmd {
+    /// Open an account at the bank
+    ///
+    /// personal: exactly one holder (at most one personal account per user and bank);
+    /// joint: two or more holders; business: one or more. Every holder must be a registered
+    /// user of this bank. The answer gives the account key: refer to the account as BANK/KEY.
+    ///
+    /// Example: bank account open --kind joint --holder 52998224725 --holder 11144477735
+    Open {
+        /// personal, joint or business.
+        #[arg(long, value_parser = parse_kind)]
+        kind: AccountKind,
+        /// A holder's CPF; repeat for more holders.
+        #[arg(long = "holder", value_name = "CPF", required = true, value_parser = parse_cpf)]
+        holders: Vec<Cpf>,
+    },
+    /// Show an account of the bank: holders, balance, blocked and held money
+    ///
+    /// balance is what can be spent; blocked is money arriving from packages not yet committed;
+    /// held is money leaving in packages not yet committed (already out of balance).
+    #[command(after_help = ref_help!())]
+    Show {
+        /// The account key at --bank (or BANK/ACCOUNT, which then talks to that bank).
+        #[arg(long, value_name = "ACCOUNT")]
+        key: String,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct IdArg {
+    /// Package id (idempotency key): letters, digits and - _ . : (at most 128). Generated if
+    /// absent. Re-running with the same id never executes the package twice.
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: Option<String>,
+}
+
+pub(crate) fn parse_cpf(s: &str) -> Result<Cpf, String> {
+    Cpf::parse(s).map_err(|e| format!("invalid CPF {:?}: {e}", s.trim()))
+}
+
+pub(crate) fn parse_amount_arg(s: &str) -> Result<Cents, String> {
+    parse_amount(s)
+}
+
+pub(crate) fn parse_kind(s: &str) -> Result<AccountKind, String> {
+    s.trim().parse()
+}
+
+pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x > 0.0 && x <= 86_400.0 => Ok(Duration::from_secs_f64(x)),
+        _ => Err(format!("{s:?} is not a number of seconds (more than 0, at most 86400)")),
+    }
+}

@@ -1,0 +1,255 @@
+//! What each command does, and how it ends (exit codes).
+
+use crate::args::*;
+use crate::render::*;
+use bank_client::{
+    build_package, fmt_duration, new_package_id, parse_account_ref, parse_op, parse_ops_file,
+    Answer, ApiCall, Client, ClientError, OpsFormat,
+};
+use consortium_core::package::{OpKind, Operation, Package, Status};
+use consortium_core::wire::{AccountList, AccountView, ConsortiumAccounts, PackageView, StatusView, UserView};
+use std::io::{self, Write};
+use std::time::Duration;
+
+
+/// How a command ended, when not plainly well.
+pub(crate) enum Fail {
+    /// The command line asked for something impossible (exit 2).
+    Usage(String),
+    /// A bank refused or could not be reached; `hint` says what to do next.
+    Client(ClientError, Option<String>),
+    /// The outcome was printed and it is an aborted package (exit 1).
+    Aborted,
+    /// The outcome was printed and the package is still pending (exit 4).
+    Pending,
+}
+
+impl From<ClientError> for Fail {
+    fn from(e: ClientError) -> Fail {
+        Fail::Client(e, None)
+    }
+}
+
+pub(crate) struct Ctx {
+    pub(crate) client: Client,
+    pub(crate) json: bool,
+    pub(crate) timeout: Duration,
+}
+
+/// Prints a failure and gives the exit code.
+pub(crate) fn report(ctx: &Ctx, f: Fail) -> i32 {
+    match f {
+        Fail::Usage(m) => {
+            eprintln!("error: {m}");
+            eprintln!("(see `bank <command> --help` for the syntax)");
+            2
+        }
+        Fail::Client(e, hint) => {
+            if ctx.json {
+                say(&serde_json::to_string(&e.to_body()).expect("error bodies serialize"));
+            }
+            eprintln!("error: {e}");
+            if let Some(h) = hint {
+                eprintln!("{h}");
+            }
+            e.exit_code()
+        }
+        Fail::Aborted => 1,
+        Fail::Pending => 4,
+    }
+}
+
+/// Prints to stdout; a closed pipe (`bank status | head -1`) is not an error.
+pub(crate) fn say(text: &str) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{}", text.trim_end_matches('\n'));
+}
+
+pub(crate) fn print_answer<T>(ctx: &Ctx, a: &Answer<T>, human: impl FnOnce(&T) -> String) {
+    if ctx.json {
+        say(&String::from_utf8_lossy(&a.raw));
+    } else {
+        say(&human(&a.value));
+    }
+}
+
+pub(crate) async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Fail> {
+    let c = &ctx.client;
+    let here = c.bank().to_string();
+    match cmd {
+        Cmd::User(UserCmd::Register { cpf, name }) => {
+            let a = c.call::<UserView>(ApiCall::register_user(cpf.as_str(), &name)).await?;
+            print_answer(ctx, &a, |u| format!("registered {} ({}) at bank {here}", u.name, u.cpf.formatted()));
+        }
+        Cmd::User(UserCmd::Show { cpf }) => {
+            let a = c.call::<UserView>(ApiCall::user(cpf.as_str())).await?;
+            print_answer(ctx, &a, |u| render_user(u, &here));
+        }
+        Cmd::Account(AccountCmd::Open { kind, holders }) => {
+            let holders = holders.iter().map(|h| h.to_string()).collect();
+            let a = c.call::<AccountView>(ApiCall::open_account(kind, holders)).await?;
+            print_answer(ctx, &a, |v| {
+                format!(
+                    "opened {} account {} at bank {}: refer to it as {}/{}\n{}",
+                    v.kind,
+                    v.key,
+                    v.bank,
+                    v.bank,
+                    v.key,
+                    render_account(v)
+                )
+            });
+        }
+        Cmd::Account(AccountCmd::Show { key }) => {
+            let r = parse_account_ref(&key, Some(&here)).map_err(Fail::Usage)?;
+            let a = c.at(r.bank).call::<AccountView>(ApiCall::account(&r.account)).await?;
+            print_answer(ctx, &a, render_account);
+        }
+        Cmd::Accounts { cpf } => {
+            let a = c.call::<AccountList>(ApiCall::accounts_of(cpf.as_str())).await?;
+            print_answer(ctx, &a, |l| {
+                if l.accounts.is_empty() {
+                    format!("CPF {} has no account at bank {here}", cpf.formatted())
+                } else {
+                    render_accounts(&l.accounts)
+                }
+            });
+        }
+        Cmd::ConsortiumAccounts { cpf } => {
+            let a = c.call::<ConsortiumAccounts>(ApiCall::consortium_accounts(cpf.as_str())).await?;
+            print_answer(ctx, &a, |v| render_consortium(v, &cpf));
+            let missing: Vec<&str> = a.value.banks.iter().filter(|b| !b.reachable).map(|b| b.bank.as_str()).collect();
+            if ctx.json && !missing.is_empty() {
+                eprintln!("warning: unreachable banks, their accounts are not listed: {}", missing.join(", "));
+            }
+        }
+        Cmd::Deposit { to, amount, id } => {
+            let to = parse_account_ref(&to, Some(&here)).map_err(Fail::Usage)?;
+            let op = Operation { kind: OpKind::Deposit, from: None, to: Some(to), amount };
+            return package_command(ctx, vec![op], id.id, None).await;
+        }
+        Cmd::Withdraw { from, amount, id } => {
+            let from = parse_account_ref(&from, Some(&here)).map_err(Fail::Usage)?;
+            let op = Operation { kind: OpKind::Withdraw, from: Some(from), to: None, amount };
+            return package_command(ctx, vec![op], id.id, None).await;
+        }
+        Cmd::Transfer { from, to, amount, id } => {
+            let from = parse_account_ref(&from, Some(&here)).map_err(Fail::Usage)?;
+            let to = parse_account_ref(&to, Some(&here)).map_err(Fail::Usage)?;
+            let op = Operation { kind: OpKind::Transfer, from: Some(from), to: Some(to), amount };
+            return package_command(ctx, vec![op], id.id, None).await;
+        }
+        Cmd::Package { ops, file, id } => {
+            let (operations, file_id) = match file {
+                Some(path) => {
+                    let text = if path.as_os_str() == "-" {
+                        io::read_to_string(io::stdin()).map_err(|e| Fail::Usage(format!("cannot read standard input: {e}")))?
+                    } else {
+                        std::fs::read_to_string(&path).map_err(|e| Fail::Usage(format!("cannot read {}: {e}", path.display())))?
+                    };
+                    let f = parse_ops_file(&text, OpsFormat::for_path(&path), Some(&here))
+                        .map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
+                    (f.operations, f.id)
+                }
+                None => {
+                    let ops = ops
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| parse_op(s, Some(&here)).map_err(|e| format!("--op number {}: {e}", i + 1)))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(Fail::Usage)?;
+                    (ops, None)
+                }
+            };
+            return package_command(ctx, operations, id.id, file_id).await;
+        }
+        Cmd::PackageStatus { id, wait } => {
+            let a = if wait {
+                c.wait_for_package_answer(&id, ctx.timeout).await?
+            } else {
+                c.call::<PackageView>(ApiCall::package(&id)).await?
+            };
+            print_answer(ctx, &a, |v| render_package(v, None));
+            if a.value.status == Status::Aborted {
+                return Err(Fail::Aborted);
+            }
+            if a.value.status == Status::Pending && wait {
+                eprintln!("package {id} is still pending after {}", fmt_duration(ctx.timeout));
+                return Err(Fail::Pending);
+            }
+        }
+        Cmd::Status => {
+            let a = c.call::<StatusView>(ApiCall::status()).await?;
+            print_answer(ctx, &a, render_status);
+        }
+        Cmd::Shell => unreachable!("the shell is run by main"),
+    }
+    Ok(())
+}
+
+/// Chooses the package id: `--id`, else the file's, else a new one (and says so).
+pub(crate) fn choose_id(flag: Option<String>, from_file: Option<String>) -> Result<(String, bool), String> {
+    match (flag, from_file) {
+        (Some(a), Some(b)) if a != b => Err(format!("--id {a} differs from the id {b} in the file: give one of them")),
+        (Some(a), _) | (None, Some(a)) => Ok((a, false)),
+        (None, None) => Ok((new_package_id(), true)),
+    }
+}
+
+pub(crate) async fn package_command(ctx: &Ctx, operations: Vec<Operation>, id: Option<String>, file_id: Option<String>) -> Result<(), Fail> {
+    let (id, generated) = choose_id(id, file_id).map_err(Fail::Usage)?;
+    let package = build_package(id.clone(), operations).map_err(Fail::Usage)?;
+    let bank = ctx.client.bank().to_string();
+    if !ctx.json {
+        let note = if generated { format!(" (new id; to retry safely, re-run with --id {id})") } else { String::new() };
+        eprintln!("sending package {id} to {bank}{note}");
+    }
+    let check = format!("bank --bank {bank} package-status --id {id}");
+    match submit_and_wait(&ctx.client, &package, ctx.timeout).await {
+        Ok(a) => {
+            print_answer(ctx, &a, |v| render_package(v, Some(&package)));
+            match a.value.status {
+                Status::Committed => Ok(()),
+                Status::Aborted => Err(Fail::Aborted),
+                Status::Pending => {
+                    eprintln!(
+                        "package {id} is still pending after {}: {bank} has it and will execute it when the token comes.\ncheck it with: {check}",
+                        fmt_duration(ctx.timeout)
+                    );
+                    Err(Fail::Pending)
+                }
+            }
+        }
+        Err(e) => {
+            let hint = match &e {
+                ClientError::Timeout { .. } => Some(format!(
+                    "the package may still be executed. Check with: {check}\nor re-run with --id {id}: the same id never executes twice"
+                )),
+                ClientError::Unreachable { .. } => {
+                    Some(format!("re-run with --id {id} when the bank answers: the same id never executes twice"))
+                }
+                _ => None,
+            };
+            Err(Fail::Client(e, hint))
+        }
+    }
+}
+
+/// Submits a package and waits, up to `budget` in all, for its outcome. Returns the last
+/// answer: decided, or still pending.
+pub(crate) async fn submit_and_wait(client: &Client, package: &Package, budget: Duration) -> Result<Answer<PackageView>, ClientError> {
+    let start = tokio::time::Instant::now();
+    let a = client.with_timeout(budget).call::<PackageView>(ApiCall::submit_package(package)).await?;
+    if a.value.status != Status::Pending {
+        return Ok(a);
+    }
+    let left = budget.saturating_sub(start.elapsed());
+    if left.is_zero() {
+        return Ok(a);
+    }
+    match client.wait_for_package_answer(&package.id, left).await {
+        // Accepted but the bank stopped answering: as far as we know, still pending.
+        Err(e) if e.is_unreachable() => Ok(a),
+        r => r,
+    }
+}

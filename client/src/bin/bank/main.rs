@@ -1,0 +1,52 @@
+//! `bank`: the command-line client of the consortium. One command per action of the client
+//! API, plus `shell`, an interactive menu like the original application's.
+//!
+//! - `args`: the command line (clap), with the help texts;
+//! - `commands`: what each command does, and how it ends (exit codes);
+//! - `render`: what people read (tables, outcomes, status);
+//! - `shell`: the interactive menu.
+
+#[macro_use]
+mod help;
+mod args;
+mod commands;
+mod render;
+mod shell;
+#[cfg(test)]
+mod tests;
+
+use args::{Cli, Cmd};
+use bank_client::Client;
+use clap::Parser;
+use commands::{report, run, Ctx};
+use shell::Shell;
+use std::io::{self, IsTerminal, Write};
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    let code = match cli.cmd {
+        Cmd::Shell => {
+            let client = rt.block_on(async { Client::new(cli.bank.clone(), cli.timeout) });
+            let stdin = io::stdin();
+            let echo = !stdin.is_terminal();
+            let mut input = stdin.lock();
+            let (mut out, mut err) = (io::stdout(), io::stderr());
+            let mut shell =
+                Shell { rt: &rt, client, user: None, input: &mut input, out: &mut out, err: &mut err, echo, budget: cli.timeout };
+            shell.run();
+            0
+        }
+        cmd => {
+            let ctx =
+                Ctx { client: rt.block_on(async { Client::new(cli.bank.clone(), cli.timeout) }), json: cli.json, timeout: cli.timeout };
+            match rt.block_on(run(&ctx, cmd)) {
+                Ok(()) => 0,
+                Err(f) => report(&ctx, f),
+            }
+        }
+    };
+    let _ = io::stdout().flush();
+    std::process::exit(code);
+}
+

@@ -1,0 +1,30 @@
+//! Trust as plain code over bytes and keys: a bank's Ed25519 key pair (`keys`), the
+//! consortium manifest and its hash (`manifest`), the origin's signed decision of a package
+//! (`decision`). What touches files or the network (the key file, request authentication) is
+//! the node's.
+
+pub mod decision;
+pub mod keys;
+pub mod manifest;
+
+/// Length-prefixed field, the one encoding of every signed or hashed message here, so two
+/// different messages never share bytes.
+pub fn put(out: &mut Vec<u8>, field: &[u8]) {
+    out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+    out.extend_from_slice(field);
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
