@@ -1,12 +1,12 @@
 //! A participant bank's side of a package: the legs it prepared and how they end.
 //!
 //! Prepare is idempotent by (origin, package id, index, side): a repeated prepare answers what
-//! the first one did (the store first checks that it is the same package, by digest). A bank that learns the outcome before (or without) a prepare keeps a
+//! the first one did (`check_prepare` first checks that it is the same package, by digest). A bank that learns the outcome before (or without) a prepare keeps a
 //! tombstone, so a prepare that arrives late for an aborted package is refused instead of
 //! holding money nobody will release.
 
 use super::record::Outcome;
-use super::spec::{Leg, PackageKey, Side};
+use super::spec::{Leg, PackageDigest, PackageKey, Side};
 use crate::domain::Account;
 use crate::error::Error;
 use crate::ledger::{self, Refusal};
@@ -77,6 +77,70 @@ pub fn prepare(package: &str, origin: &str, leg: &Leg, account: Option<&mut Acco
 /// against the one already applied, contradicts this bank's records: it can only come from a
 /// forged or broken message, so it is refused (and nothing of the package moves), never
 /// applied and never a reason to stop.
+/// A participant's row for one package: the digest of the package whose legs it prepared
+/// (None if the outcome came first) and the outcome once learned (a tombstone when it came
+/// first, so a prepare that arrives late holds nothing).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participation {
+    pub digest: Option<PackageDigest>,
+    pub outcome: Option<Outcome>,
+}
+
+/// A prepare of `key` with content `digest` meets what this bank recorded about it. Refuses
+/// other content under the same identity; otherwise returns the outcome already learned, if
+/// any (legs recorded before keep their first vote; a leg new to this bank after an abort is
+/// recorded aborted, without touching its account: `late_leg`).
+pub fn check_prepare(key: &PackageKey, part: Option<&Participation>, digest: PackageDigest) -> Result<Option<Outcome>, Error> {
+    if let Some(known) = part.and_then(|p| p.digest) {
+        if known != digest {
+            return Err(Error::conflict("package_mismatch", format!("package {key} was prepared here with other content (digest {known:?}, this one {digest:?})")));
+        }
+    }
+    Ok(part.and_then(|p| p.outcome))
+}
+
+/// A leg first seen after its package's outcome: only an abort can come without this bank's
+/// vote (a commit needs it), so the leg ends aborted and holds nothing.
+pub fn late_leg(key: &PackageKey, outcome: Outcome, leg: &Leg) -> LegRecord {
+    assert_eq!(outcome, Outcome::Abort, "package {key} committed here without its leg {leg:?}");
+    LegRecord { package: key.id.clone(), origin: key.origin.clone(), leg: leg.clone(), state: LegState::Aborted }
+}
+
+/// What an outcome of a package does at this bank.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishAs {
+    /// The same outcome was applied already: nothing to do.
+    Done,
+    /// Nothing was prepared here: the abort is kept as a tombstone.
+    Tombstone,
+    /// Apply it to the legs (each checked with `check_finish`).
+    Apply,
+}
+
+/// An outcome of `key`, decided for content `digest`, meets what this bank recorded. Refuses
+/// what contradicts it: a decision about other content than was prepared, the other outcome
+/// than the one applied, or a commit of a package none of whose legs was prepared here.
+pub fn judge_finish(key: &PackageKey, part: Option<&Participation>, outcome: Outcome, digest: PackageDigest) -> Result<FinishAs, Error> {
+    if let Some(known) = part.and_then(|p| p.digest) {
+        if known != digest {
+            return Err(Error::conflict("package_mismatch", format!("package {key}: the decision is about other content (digest {digest:?}) than was prepared here ({known:?})")));
+        }
+    }
+    if let Some(known) = part.and_then(|p| p.outcome) {
+        if known != outcome {
+            return Err(Error::conflict("outcome_contradicts_legs", format!("package {key}: {outcome:?} refused: it already ended here as {known:?}")));
+        }
+        return Ok(FinishAs::Done);
+    }
+    if part.is_none() {
+        if outcome == Outcome::Commit {
+            return Err(Error::conflict("outcome_contradicts_legs", format!("package {key}: commit refused: none of its legs was prepared here")));
+        }
+        return Ok(FinishAs::Tombstone);
+    }
+    Ok(FinishAs::Apply)
+}
+
 pub fn check_finish(rec: &LegRecord, outcome: Outcome) -> Result<(), Error> {
     let contradiction = match (&rec.state, outcome) {
         (LegState::Refused(r), Outcome::Commit) => format!("its leg {} was refused here ({r})", rec.leg.index),
@@ -185,5 +249,25 @@ mod tests {
         let mut r = prepare("p", "o", &leg(Side::Credit, 4), Some(&mut a));
         finish(&mut r, Outcome::Abort, &mut a, false);
         finish(&mut r, Outcome::Commit, &mut a, false);
+    }
+
+    #[test]
+    fn a_participant_refuses_what_contradicts_its_records() {
+        let key = PackageKey::new("o", "p");
+        let (d1, d2) = (PackageDigest([1; 32]), PackageDigest([2; 32]));
+        let prepared = Participation { digest: Some(d1), outcome: None };
+        assert_eq!(check_prepare(&key, None, d1).unwrap(), None);
+        assert_eq!(check_prepare(&key, Some(&prepared), d2).unwrap_err().code, "package_mismatch");
+        let tomb = Participation { digest: None, outcome: Some(Outcome::Abort) };
+        assert_eq!(check_prepare(&key, Some(&tomb), d1).unwrap(), Some(Outcome::Abort), "a late prepare after an abort");
+        assert_eq!(judge_finish(&key, None, Outcome::Abort, d1).unwrap(), FinishAs::Tombstone);
+        assert_eq!(judge_finish(&key, None, Outcome::Commit, d1).unwrap_err().code, "outcome_contradicts_legs", "a commit needs this bank's vote");
+        assert_eq!(judge_finish(&key, Some(&prepared), Outcome::Commit, d2).unwrap_err().code, "package_mismatch");
+        assert_eq!(judge_finish(&key, Some(&prepared), Outcome::Commit, d1).unwrap(), FinishAs::Apply);
+        let committed = Participation { digest: Some(d1), outcome: Some(Outcome::Commit) };
+        assert_eq!(judge_finish(&key, Some(&committed), Outcome::Commit, d1).unwrap(), FinishAs::Done, "a repeat");
+        assert_eq!(judge_finish(&key, Some(&committed), Outcome::Abort, d1).unwrap_err().code, "outcome_contradicts_legs");
+        let leg = Leg { index: 0, side: Side::Debit, account: "1".into(), amount: crate::domain::Cents(1) };
+        assert_eq!(late_leg(&key, Outcome::Abort, &leg).state, LegState::Aborted);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod leg;
 pub mod record;
+pub mod round;
 pub mod spec;
 
 pub use record::{OpResult, Outcome, Record, Status};

@@ -9,7 +9,7 @@ use super::{Epoch, Probe, Queued};
 use crate::config::ms;
 use crate::error::Error;
 use crate::node::{Node, PeerError};
-use crate::package::executor;
+use crate::package::{executor, round};
 use hyper::Method;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -180,7 +180,7 @@ fn perform(node: &Arc<Node>, action: Action) {
 /// meanwhile stops executing.
 async fn execute(node: Arc<Node>, epoch: Epoch, queue: Vec<Queued>) {
     let ready: Vec<Queued> = queue.into_iter().filter(|q| node.reachable(&q.origin)).collect();
-    for batch in executor::plan_batches(&ready, executor::MAX_BATCH) {
+    for batch in round::plan_batches(&ready, round::MAX_BATCH) {
         if !node.ring.view().still_current(&epoch) {
             break;
         }

@@ -8,10 +8,9 @@ pub mod simdisk;
 use crate::domain::account::check_new_account;
 use crate::domain::{Account, AccountKind, Cents, Cpf, User};
 use crate::error::Error;
-use crate::package::leg::{self, LegRecord, LegState, LegVote};
+use crate::package::leg::{self, FinishAs, LegRecord, LegState, LegVote, Participation};
 use crate::package::record::{Decided, OpResult, Outcome, Record};
 use crate::package::spec::{Leg, Package, PackageDigest, PackageKey, Side};
-use serde::Deserialize;
 use redb::{Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition, TableHandle};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
@@ -38,14 +37,6 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Tables of the layout before package identity was (origin, id). Such a database cannot be
 /// read safely by this version (its legs are filed by the client's id alone).
 const LEGACY_TABLES: &[&str] = &["legs", "outcomes", "in_doubt"];
-
-/// A participant's row for one package (`PARTS`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Participation {
-    /// Digest of the package whose legs were prepared here; None if the outcome came first.
-    pub digest: Option<PackageDigest>,
-    pub outcome: Option<Outcome>,
-}
 
 const META_ACCOUNT_SEQ: &str = "account_seq";
 const META_RECORD_SEQ: &str = "record_seq";
@@ -472,19 +463,11 @@ fn prepare_in(tx: &redb::WriteTransaction, origin: &str, package: &Package, legs
     let key = package.key(origin);
     let digest = package.digest(origin);
     let part = part_of(&tx.open_table(PARTS).map_err(internal)?, &key)?;
-    if let Some(known) = part.as_ref().and_then(|p| p.digest) {
-        if known != digest {
-            return Err(Error::conflict(
-                "package_mismatch",
-                format!("package {key} was prepared here with other content (digest {known:?}, this one {digest:?})"),
-            ));
-        }
-    }
+    let outcome = leg::check_prepare(&key, part.as_ref(), digest)?;
     let mut legs_t = tx.open_table(LEGS).map_err(internal)?;
     let mut accounts = tx.open_table(ACCOUNTS).map_err(internal)?;
     let mut votes = Vec::with_capacity(legs.len());
     let mut any_prepared = false;
-    let outcome = part.as_ref().and_then(|p| p.outcome);
     for l in legs {
         let k = leg_key(&key, l);
         if let Some(v) = legs_t.get(k).map_err(internal)? {
@@ -496,12 +479,7 @@ fn prepare_in(tx: &redb::WriteTransaction, origin: &str, package: &Package, legs
             continue;
         }
         let rec = match outcome {
-            // A late prepare for a package whose outcome came first: only an abort can come
-            // without this bank's vote, so the leg is aborted without touching the account.
-            Some(o) => {
-                assert_eq!(o, Outcome::Abort, "package {key} committed here without its leg {l:?}");
-                LegRecord { package: key.id.clone(), origin: key.origin.clone(), leg: l.clone(), state: LegState::Aborted }
-            }
+            Some(o) => leg::late_leg(&key, o, l),
             None => {
                 let mut account: Option<Account> = accounts.get(l.account.as_str()).map_err(internal)?.map(|v| dec(v.value())).transpose()?;
                 let rec = leg::prepare(&key.id, &key.origin, l, account.as_mut());
@@ -572,25 +550,14 @@ fn finish_in(tx: &redb::WriteTransaction, key: &PackageKey, outcome: Outcome, di
     // The planted atomicity bug moves prepared legs of an aborted package as if committed.
     let apply = if planted == PlantedBug::CommitOnAbort { Outcome::Commit } else { outcome };
     let part = part_of(&tx.open_table(PARTS).map_err(internal)?, key)?;
-    if let Some(known) = part.as_ref().and_then(|p| p.digest) {
-        if known != digest {
-            return Err(Error::conflict("package_mismatch", format!("package {key}: the decision is about other content (digest {digest:?}) than was prepared here ({known:?})")));
+    let part = match (leg::judge_finish(key, part.as_ref(), outcome, digest)?, part) {
+        (FinishAs::Done, _) => return Ok(0),
+        (FinishAs::Tombstone, _) => {
+            put_part(tx, key, &Participation { digest: Some(digest), outcome: Some(outcome) })?;
+            return Ok(0);
         }
-    }
-    if let Some(known) = part.as_ref().and_then(|p| p.outcome) {
-        if known != outcome {
-            return Err(Error::conflict("outcome_contradicts_legs", format!("package {key}: {outcome:?} refused: it already ended here as {known:?}")));
-        }
-        return Ok(0);
-    }
-    let Some(part) = part else {
-        // Nothing prepared here: only an abort can be learned first (a tombstone, so a
-        // prepare that arrives late holds nothing). A commit needs this bank's yes vote.
-        if outcome == Outcome::Commit {
-            return Err(Error::conflict("outcome_contradicts_legs", format!("package {key}: commit refused: none of its legs was prepared here")));
-        }
-        put_part(tx, key, &Participation { digest: Some(digest), outcome: Some(outcome) })?;
-        return Ok(0);
+        (FinishAs::Apply, Some(part)) => part,
+        (FinishAs::Apply, None) => unreachable!("an outcome is applied only to legs prepared here"),
     };
     let mut legs_t = tx.open_table(LEGS).map_err(internal)?;
     let recs = legs_of(&legs_t, key)?;
