@@ -16,6 +16,13 @@ if [ ! -f "$MANIFEST" ]; then
   done
   mv "$MANIFEST.new" "$MANIFEST"
 fi
+# Each bank's teller key (an operator's, at the counter): cash deposits need its signature.
+# `bank deposit` finds it at data/tellers/HOST_PORT.key.
+mkdir -p data/tellers
+declare -A teller
+for port in $PORTS; do
+  teller[$port]=$("$BIN/node" teller-key --out "data/tellers/127.0.0.1_$port.key" 2>/dev/null)
+done
 pids=()
 stop() {
   trap - INT TERM EXIT
@@ -28,6 +35,7 @@ stop() {
 trap stop INT TERM EXIT
 for port in $PORTS; do
   RUST_LOG=${RUST_LOG:-warn} "$BIN/node" --listen "127.0.0.1:$port" --manifest "$MANIFEST" --data-dir "data/$port" \
+    --teller-key "${teller[$port]}" \
     2> >(sed -u "s/^/[bank $port] /" >&2) &
   pids+=($!)
 done
@@ -41,12 +49,15 @@ cat <<MSG
 
   4 banks are up: 127.0.0.1:7001 .. 127.0.0.1:7004 (data in ./data, logs below).
   Their keys are in data/PORT/bank.key, the manifest in $MANIFEST; calls between
-  banks are signed, and anything else on /peer/... is refused.
+  banks are signed, and anything else on /peer/... is refused. Tellers' keys (cash
+  deposits) are in data/tellers/. Users' keys are made by \`user register\` on this
+  machine (~/.local/share/bank/keys); money leaves an account only with a holder's.
   In another terminal:
 
     $BIN/bank --bank 127.0.0.1:7001 user register --cpf 529.982.247-25 --name "Ana"
     $BIN/bank --bank 127.0.0.1:7001 account open --kind personal --holder 52998224725
     $BIN/bank --bank 127.0.0.1:7001 deposit --to 127.0.0.1:7001/000001 --amount 100.00
+    $BIN/bank --bank 127.0.0.1:7001 --user 52998224725 withdraw --from 000001 --amount 10
     $BIN/bank --bank 127.0.0.1:7003 consortium-accounts --cpf 52998224725
     $BIN/bank --bank 127.0.0.1:7002 status
     $BIN/bank shell                     # the interactive menu

@@ -7,8 +7,13 @@
 //! refused (an API error), the bank could not be reached or did not answer in time, or the
 //! answer was not understood.
 
+pub mod keys;
+
 use consortium_core::wire::{AccountList, AccountView, ConsortiumAccounts, NewAccount, NewUser, PackageView, StatusView, UserView};
-use consortium_core::domain::{AccountKind, Cents};
+use consortium_core::domain::{AccountKind, Cents, Cpf};
+use consortium_core::trust::keys::{KeyPair, UserKey};
+use consortium_core::trust::user;
+use consortium_core::wire::HolderSignature;
 use consortium_core::error::ErrorBody;
 use consortium_net::{tcp_transport, Call, NetError, Transport};
 use consortium_core::package::{AccountRef, OpKind, Operation, Package, Status};
@@ -144,9 +149,12 @@ impl ApiCall {
         ApiCall { method: Method::POST, path: path.to_string(), body: Some(body) }
     }
 
-    /// `POST /users`
-    pub fn register_user(cpf: &str, name: &str) -> ApiCall {
-        ApiCall::post("/users", &NewUser { cpf: cpf.to_string(), name: name.to_string() })
+    /// `POST /users` at `bank`: the user's public key, and its proof (the key's signature of
+    /// this registration at this bank).
+    pub fn register_user(bank: &str, cpf: &Cpf, name: &str, key: &UserKey) -> ApiCall {
+        let public_key = key.public().to_hex();
+        let proof = user::sign(key, &user::register_message(bank, cpf, &public_key));
+        ApiCall::post("/users", &NewUser { cpf: cpf.as_str().to_string(), name: name.to_string(), public_key, proof })
     }
 
     /// `GET /users/{cpf}`
@@ -154,9 +162,12 @@ impl ApiCall {
         ApiCall::get(format!("/users/{}", encode_segment(cpf)))
     }
 
-    /// `POST /accounts`
-    pub fn open_account(kind: AccountKind, holders: Vec<String>) -> ApiCall {
-        ApiCall::post("/accounts", &NewAccount { kind, holders })
+    /// `POST /accounts` at `bank`, signed by every holder (their keys) at `now_ms`.
+    pub fn open_account(bank: &str, kind: AccountKind, holders: &[(Cpf, &UserKey)], now_ms: u64) -> ApiCall {
+        let cpfs: Vec<Cpf> = holders.iter().map(|(c, _)| c.clone()).collect();
+        let message = user::open_account_message(bank, kind, &cpfs, now_ms);
+        let signatures = holders.iter().map(|(c, k)| HolderSignature { cpf: c.as_str().to_string(), sig: user::sign(k, &message) }).collect();
+        ApiCall::post("/accounts", &NewAccount { kind, holders: cpfs.iter().map(|c| c.as_str().to_string()).collect(), time_ms: now_ms, signatures })
     }
 
     /// `GET /accounts/{key}`
@@ -271,22 +282,18 @@ impl Client {
     }
 
     /// Registers a user at this bank (`201`; `409` if the CPF is already registered).
-    pub async fn register_user(&self, cpf: &str, name: &str) -> Result<UserView, ClientError> {
-        Ok(self.call(ApiCall::register_user(cpf, name)).await?.value)
+    pub async fn register_user(&self, cpf: &Cpf, name: &str, key: &UserKey) -> Result<UserView, ClientError> {
+        Ok(self.call(ApiCall::register_user(&self.bank, cpf, name, key)).await?.value)
     }
 
     pub async fn user(&self, cpf: &str) -> Result<UserView, ClientError> {
         Ok(self.call(ApiCall::user(cpf)).await?.value)
     }
 
-    /// Opens an account at this bank; every holder must be a user of this bank.
-    pub async fn open_account<I>(&self, kind: AccountKind, holders: I) -> Result<AccountView, ClientError>
-    where
-        I: IntoIterator,
-        I::Item: ToString,
-    {
-        let holders = holders.into_iter().map(|h| h.to_string()).collect();
-        Ok(self.call(ApiCall::open_account(kind, holders)).await?.value)
+    /// Opens an account at this bank, signed by every holder; each must be a user of this
+    /// bank.
+    pub async fn open_account(&self, kind: AccountKind, holders: &[(Cpf, &UserKey)]) -> Result<AccountView, ClientError> {
+        Ok(self.call(ApiCall::open_account(&self.bank, kind, holders, now_ms())).await?.value)
     }
 
     pub async fn account(&self, key: &str) -> Result<AccountView, ClientError> {
@@ -639,8 +646,47 @@ impl<'de> Deserialize<'de> for FileAmount {
 
 /// Builds a package and checks it as the banks will (except that the banks are members of
 /// the consortium, which only a bank knows).
+/// The system clock, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How long a package the client signs stays valid unless told otherwise.
+pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(3600);
+
+/// Who signs a package: the user acting (a holder of the accounts money leaves) and the
+/// tellers at hand (by bank address), for cash deposits.
+#[derive(Default)]
+pub struct Signers<'a> {
+    pub holder: Option<(Cpf, &'a UserKey)>,
+    pub tellers: Vec<(String, &'a KeyPair)>,
+}
+
+/// Sets the package's expiry (`valid_for` from `now_ms`) and signs it for `origin`: as the
+/// holder where money leaves an account, as the teller of each bank a deposit goes to. A
+/// package that needs a signature nobody here can give is refused with what is missing.
+pub fn sign_package(p: &mut Package, origin: &str, signers: &Signers, now_ms: u64, valid_for: Duration) -> Result<(), String> {
+    p.expires_ms = now_ms + valid_for.as_millis() as u64;
+    p.signatures.clear();
+    if p.operations.iter().any(|op| op.from.is_some()) {
+        let Some((cpf, key)) = &signers.holder else {
+            return Err("money leaves an account: sign as one of its holders (--user CPF, or --key-file FILE)".into());
+        };
+        p.sign_as_holder(origin, cpf.as_str(), key);
+    }
+    let deposit_banks: std::collections::BTreeSet<String> =
+        p.operations.iter().filter(|op| op.kind == OpKind::Deposit).filter_map(|op| op.to.as_ref()).map(|r| r.bank.clone()).collect();
+    for bank in deposit_banks {
+        let Some((_, key)) = signers.tellers.iter().find(|(b, _)| *b == bank) else {
+            return Err(format!("a deposit at {bank} needs that bank's teller key (--teller-key FILE)"));
+        };
+        p.sign_as_teller(origin, &bank, key);
+    }
+    Ok(())
+}
+
 pub fn build_package(id: String, operations: Vec<Operation>) -> Result<Package, String> {
-    let p = Package { id, operations };
+    let p = Package { id, operations, ..Default::default() };
     p.validate(|_| true).map_err(|e| e.to_string())?;
     Ok(p)
 }
@@ -755,7 +801,7 @@ mod tests {
         // The exact shape `POST /packages` takes is accepted as is.
         let pkg = Package {
             id: "p-1".into(),
-            operations: vec![Operation { kind: OpKind::Deposit, from: None, to: Some(aref("a:1", "1")), amount: Cents(3) }],
+            operations: vec![Operation { kind: OpKind::Deposit, from: None, to: Some(aref("a:1", "1")), amount: Cents(3) }], ..Default::default()
         };
         let f = parse_ops_file(&serde_json::to_string(&pkg).unwrap(), OpsFormat::Json, None).unwrap();
         assert_eq!(f, OpsFile { id: Some("p-1".into()), operations: pkg.operations.clone() });

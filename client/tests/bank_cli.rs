@@ -17,6 +17,10 @@ impl Run {
     }
 }
 
+/// The environment every `bank` run gets: the user's key folder, the acting user, the
+/// teller's key (as a person at the counter would have them).
+static ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
 /// Runs `bank --bank ADDR args...`, feeding `stdin`.
 fn bank(addr: &str, args: &[&str], stdin: &str) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_bank"))
@@ -25,6 +29,7 @@ fn bank(addr: &str, args: &[&str], stdin: &str) -> Run {
         .args(["--timeout", "20"])
         .args(args)
         .env_remove("BANK_ADDR")
+        .envs(ENV.get().cloned().unwrap_or_default())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -69,6 +74,16 @@ async fn the_command_line_against_real_banks() {
     let mut c = Cluster::start_with(2, node_bin(), TEST_TIMING).await;
     let (a, b) = (c.addrs[0].clone(), c.addrs[1].clone());
     let ana = cpf(11);
+    let home = tempfile::tempdir().unwrap();
+    let teller = home.path().join("teller.key");
+    std::fs::write(&teller, c.signer.tellers[0].seed_hex()).unwrap();
+    let keys = home.path().join("keys");
+    ENV.set(vec![
+        ("BANK_KEYS".into(), keys.display().to_string()),
+        ("BANK_USER".into(), ana.clone()),
+        ("BANK_TELLER_KEY".into(), teller.display().to_string()),
+    ])
+    .unwrap();
 
     // Users.
     let r = cli(&a, &["user", "register", "--cpf", &ana, "--name", "Ana"]).await;

@@ -14,6 +14,25 @@ use serde::{Deserialize, Serialize};
 pub struct NewUser {
     pub cpf: String,
     pub name: String,
+    /// The user's Ed25519 public key (hex), made by the client on the user's machine.
+    pub public_key: String,
+    /// The key's signature of `trust::user::register_message` for this bank: proof that the
+    /// registrant holds the private key.
+    pub proof: String,
+}
+
+/// A holder's signature of a statement (an account opening).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HolderSignature {
+    pub cpf: String,
+    pub sig: String,
+}
+
+/// What a bank knows of a user's key (`/peer/users/{cpf}/key`): compared at registration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UserKeyView {
+    pub key: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -21,6 +40,10 @@ pub struct NewUser {
 pub struct NewAccount {
     pub kind: AccountKind,
     pub holders: Vec<String>,
+    /// When the holders signed (Unix ms): within 5 minutes of the bank's clock.
+    pub time_ms: u64,
+    /// Every holder's signature of `trust::user::open_account_message`.
+    pub signatures: Vec<HolderSignature>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -78,6 +78,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// What one client may take: connections, header and body time, request rate (`[limits]`).
     pub limits: crate::limits::Limits,
+    /// Public keys (hex) of this bank's tellers: a cash deposit into one of its accounts needs
+    /// one of their signatures (`node teller-key` makes a teller's key pair).
+    pub teller_keys: Vec<String>,
     #[serde(flatten)]
     pub timing: Timing,
 }
@@ -90,6 +93,7 @@ impl Default for Config {
             manifest: None,
             data_dir: PathBuf::from("data"),
             limits: Default::default(),
+            teller_keys: Vec::new(),
             timing: Timing::default(),
         }
     }
@@ -111,6 +115,9 @@ impl Config {
             if host.is_empty() || port.parse::<u16>().is_err() {
                 return Err(format!("address {p:?} is not host:port"));
             }
+        }
+        if let Some(k) = self.teller_keys.iter().find(|k| crate::trust::keys::PublicKey::from_hex(k).is_none()) {
+            return Err(format!("teller key {k:?} is not an Ed25519 public key (64 hex digits)"));
         }
         let t = &self.timing;
         if t.presume_abort_ms <= t.resolve_after_ms {

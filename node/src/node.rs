@@ -76,6 +76,8 @@ pub struct Node {
     /// Nonces of recent requests from other banks (replays are refused).
     pub nonces: Mutex<Nonces>,
     pub limits: crate::limits::Limits,
+    /// This bank's tellers' keys (cash deposits need one's signature).
+    pub tellers: Vec<crate::trust::keys::PublicKey>,
     pub planted: PlantedBug,
     /// Client requests per address (a token bucket each).
     pub rate: Mutex<crate::limits::RateLimiter>,
@@ -136,6 +138,7 @@ impl Node {
             clock: env.clock,
             nonces: Mutex::new(Nonces::default()),
             limits: config.limits.clone(),
+            tellers: config.teller_keys.iter().filter_map(|k| crate::trust::keys::PublicKey::from_hex(k)).collect(),
             planted: env.planted,
             rate: Mutex::new(crate::limits::RateLimiter::new(config.limits.requests_per_ip_per_s)),
             store,

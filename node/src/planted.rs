@@ -20,4 +20,6 @@ pub enum PlantedBug {
     ForgetOutbox,
     /// Participants never ask about legs whose outcome did not arrive (liveness).
     NoResolver,
+    /// Participants prepare legs without checking the holders' and tellers' signatures (trust).
+    SkipSignatures,
 }

@@ -17,12 +17,21 @@ async fn users_accounts_and_consortium_listing_with_a_bank_down() {
     let bia = cpf(222);
     for i in 0..2 {
         for (who, name) in [(&ana, "Ana"), (&bia, "Bia")] {
-            let (code, u) = c.post(i, "/users", json!({"cpf": who, "name": name})).await;
+            let (code, u) = c.register(i, who, name).await;
             assert_eq!(code, 201, "{u}");
         }
     }
-    let (code, e) = c.post(0, "/users", json!({"cpf": ana, "name": "Ana again"})).await;
+    let (code, e) = c.register(0, &ana, "Ana again").await;
     assert_eq!((code, e["error"]["code"].as_str()), (409, Some("user_exists")));
+    // Another key for a CPF the other banks know: refused (the easy hijack of a CPF).
+    let thief = tools::cluster::random_key();
+    let key_hex = thief.public().to_hex();
+    let c_ana = node::domain::Cpf::parse(&ana).unwrap();
+    let proof = node::trust::user::sign(&thief, &node::trust::user::register_message(&c.addrs[2], &c_ana, &key_hex));
+    let (code, e) = c.post(2, "/users", json!({"cpf": ana, "name": "Not Ana", "public_key": key_hex, "proof": proof})).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (409, Some("key_conflict")), "{e}");
+    let (code, e) = c.post(2, "/users", json!({"cpf": cpf(444), "name": "X", "public_key": key_hex, "proof": proof})).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (403, Some("bad_proof")), "a proof is for one CPF: {e}");
     let (code, u) = c.get(0, &format!("/users/{ana}")).await;
     assert_eq!((code, u["name"].as_str()), (200, Some("Ana")));
 
@@ -30,7 +39,8 @@ async fn users_accounts_and_consortium_listing_with_a_bank_down() {
     let mut keys = Vec::new();
     for i in 0..2 {
         for (kind, holders) in [("personal", json!([ana])), ("joint", json!([ana, bia])), ("business", json!([ana]))] {
-            let (code, a) = c.post(i, "/accounts", json!({"kind": kind, "holders": holders})).await;
+            let holders: Vec<&str> = holders.as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+            let (code, a) = c.open(i, kind, &holders).await;
             assert_eq!(code, 201, "{kind} at {i}: {a}");
             assert_eq!(a["bank"], c.addrs[i]);
             assert_eq!(a["balance"], 0);
@@ -64,20 +74,23 @@ async fn users_accounts_and_consortium_listing_with_a_bank_down() {
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let c = common::start(2).await;
     let ana = cpf(333);
-    c.post(0, "/users", json!({"cpf": ana, "name": "Ana"})).await;
     let key = c.account(0, &ana).await;
+    let unsigned = |kind: &str, holders: Value| json!({"kind": kind, "holders": holders, "time_ms": 0, "signatures": []});
     let raw = |body: &str| c.raw(0, Method::POST, "/users", Some(body.as_bytes().to_vec()));
     let cases: Vec<(&str, (u16, Value), u16, &str)> = vec![
         ("malformed json", raw("{\"cpf\": ").await, 400, "malformed_json"),
-        ("wrong type", c.post(0, "/users", json!({"cpf": 123, "name": "X"})).await, 400, "bad_field"),
-        ("unknown field", c.post(0, "/users", json!({"cpf": cpf(5), "name": "X", "admin": true})).await, 400, "bad_field"),
-        ("invalid cpf", c.post(0, "/users", json!({"cpf": "123.456.789-00", "name": "X"})).await, 400, "invalid_cpf"),
-        ("empty name", c.post(0, "/users", json!({"cpf": cpf(6), "name": "  "})).await, 400, "empty_name"),
+        ("wrong type", c.post(0, "/users", json!({"cpf": 123, "name": "X", "public_key": "", "proof": ""})).await, 400, "bad_field"),
+        ("unknown field", c.post(0, "/users", json!({"cpf": cpf(5), "name": "X", "public_key": "", "proof": "", "admin": true})).await, 400, "bad_field"),
+        ("no key", c.post(0, "/users", json!({"cpf": cpf(5), "name": "X"})).await, 400, "bad_field"),
+        ("invalid cpf", c.post(0, "/users", json!({"cpf": "123.456.789-00", "name": "X", "public_key": "", "proof": ""})).await, 400, "invalid_cpf"),
+        ("empty name", c.post(0, "/users", json!({"cpf": cpf(6), "name": "  ", "public_key": "", "proof": ""})).await, 400, "empty_name"),
+        ("not a key", c.post(0, "/users", json!({"cpf": cpf(6), "name": "X", "public_key": "abc", "proof": ""})).await, 400, "bad_key"),
         ("unknown user", c.get(0, &format!("/users/{}", cpf(7))).await, 404, "user_not_found"),
         ("unknown account", c.get(0, "/accounts/999999").await, 404, "account_not_found"),
-        ("personal with two", c.post(0, "/accounts", json!({"kind": "personal", "holders": [ana, cpf(8)]})).await, 422, "personal_one_holder"),
-        ("unregistered holder", c.post(0, "/accounts", json!({"kind": "joint", "holders": [ana, cpf(8)]})).await, 404, "user_not_found"),
-        ("unknown kind", c.post(0, "/accounts", json!({"kind": "savings", "holders": [ana]})).await, 400, "bad_field"),
+        ("personal with two", c.open(0, "personal", &[&ana, &cpf(8)]).await, 422, "personal_one_holder"),
+        ("unregistered holder", c.open(0, "joint", &[&ana, &cpf(8)]).await, 404, "user_not_found"),
+        ("unknown kind", c.post(0, "/accounts", unsigned("savings", json!([ana]))).await, 400, "bad_field"),
+        ("stale opening", c.post(0, "/accounts", unsigned("business", json!([ana]))).await, 422, "stale_signature"),
         ("too large", raw(&format!("{{\"cpf\":\"{}\",\"name\":\"{}\"}}", cpf(9), "x".repeat(70_000))).await, 413, "body_too_large"),
         ("no route", c.get(0, "/nope").await, 404, "no_route"),
     ];
@@ -99,6 +112,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
             "unknown_bank",
         ),
         ("no operations", c.post(0, "/packages", json!({"id": "b3", "operations": []})).await, 400, "no_operations"),
+        ("unsigned", c.post(0, "/packages", dep(json!(1))).await, 422, "unsigned"),
         ("unknown package", c.get(0, "/packages/never").await, 404, "package_not_found"),
     ];
     for (what, (code, body), want_code, want_err) in cases.into_iter().chain(pkg_cases) {

@@ -32,9 +32,9 @@ async fn one_id_at_two_origins_is_two_packages() {
     let mut c = common::start(3).await;
     let (a, b, cc) = (c.account(0, &cpf(1)).await, c.account(1, &cpf(1)).await, c.account(2, &cpf(1)).await);
     c.deposit(2, &cc, 100, "fund").await;
-    let (code, v) = c.post(0, "/packages", json!({"id": "X", "operations": [transfer(&c, (2, &cc), (0, &a), 100)]})).await;
+    let (code, v) = c.submit(0, json!({"id": "X", "operations": [transfer(&c, (2, &cc), (0, &a), 100)]})).await;
     assert_eq!((code, v["status"].as_str()), (200, Some("committed")), "{v}");
-    let (code, v) = c.post(1, "/packages", json!({"id": "X", "operations": [transfer(&c, (2, &cc), (1, &b), 100)]})).await;
+    let (code, v) = c.submit(1, json!({"id": "X", "operations": [transfer(&c, (2, &cc), (1, &b), 100)]})).await;
     assert_eq!((code, v["status"].as_str()), (200, Some("aborted")), "{v}");
     assert!(v["results"][0]["reason"].as_str().unwrap().contains("insufficient funds"), "{v}");
     assert_eq!(c.balance(0, &a).await, (100, 0, 0));
@@ -47,9 +47,9 @@ async fn one_id_at_two_origins_is_two_packages() {
         {"kind": "deposit", "to": c.at(2, &cc), "amount": 5},
         transfer(&c, (0, &a), (2, &cc), 1),
     ]});
-    let (code, v) = c.post(2, "/packages", again).await;
+    let (code, v) = c.submit(2, again).await;
     assert_eq!((code, v["status"].as_str()), (200, Some("committed")), "(C, X) is a third package: {v}");
-    let (code, v) = c.post(1, "/packages", json!({"id": "X", "operations": [transfer(&c, (2, &cc), (1, &b), 1)]})).await;
+    let (code, v) = c.submit(1, json!({"id": "X", "operations": [transfer(&c, (2, &cc), (1, &b), 1)]})).await;
     assert_eq!(code, 409, "(B, X) exists with other content: {v}");
     assert_eq!(c.balance(0, &a).await, (99, 0, 0));
     assert_eq!(c.balance(2, &cc).await, (6, 0, 0));
@@ -233,4 +233,66 @@ async fn hostile_peer_messages_never_stop_a_bank() {
     assert_eq!(audit.self_check(), Vec::<String>::new());
     let total: u64 = audit.accounts.iter().map(|a| a.balance.0 + a.held.0).sum();
     assert_eq!(total, 1_000, "money at bank 0 (balances and holds): {:?}", audit.accounts);
+}
+
+/// Issue 10: only a holder moves money out of an account, only a teller brings cash in.
+/// Every way around the signatures ends with nothing moved, and a clear reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_holder_moves_money_and_only_a_teller_makes_it() {
+    use node::package::Package;
+    let mut c = common::start(2).await;
+    let (victim, thief) = (cpf(21), cpf(22));
+    let v = c.account(0, &victim).await;
+    let t = c.account(1, &thief).await;
+    c.deposit(0, &v, 1_000, "fund").await;
+    let now = SystemClock.now_ms();
+    let steal = |id: &str| json!({"id": id, "operations": [transfer(&c, (0, &v), (1, &t), 500)]});
+    let package = |body: Value| -> Package { serde_json::from_value(body).unwrap() };
+    let reason = |v: &Value| v["results"][0]["reason"].as_str().unwrap_or_default().to_string();
+
+    let (code, e) = c.post(1, "/packages", steal("unsigned")).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (422, Some("unsigned")), "{e}");
+
+    // Signed by the thief, a registered user but not a holder.
+    let mut p = package(steal("thief"));
+    p.expires_ms = now + 60_000;
+    let thief_digits = node::domain::Cpf::parse(&thief).unwrap();
+    p.sign_as_holder(&c.addrs[1], thief_digits.as_str(), &c.user_key(&thief));
+    let (code, r) = c.post(1, "/packages", serde_json::to_value(&p).unwrap()).await;
+    assert_eq!((code, r["status"].as_str()), (200, Some("aborted")), "{r}");
+    assert!(reason(&r).contains("no valid signature of a holder"), "{r}");
+
+    // The thief names the victim as signer, over its own key's signature.
+    let mut p = package(steal("impostor"));
+    p.expires_ms = now + 60_000;
+    let victim_digits = node::domain::Cpf::parse(&victim).unwrap();
+    p.sign_as_holder(&c.addrs[1], victim_digits.as_str(), &c.user_key(&thief));
+    let (_, r) = c.post(1, "/packages", serde_json::to_value(&p).unwrap()).await;
+    assert_eq!(r["status"].as_str(), Some("aborted"), "{r}");
+
+    // The victim's genuine signature for bank 0, replayed at bank 1.
+    let genuine = c.sign(0, steal("replayed"));
+    let (_, r) = c.post(1, "/packages", genuine).await;
+    assert_eq!(r["status"].as_str(), Some("aborted"), "a package signed for one origin is refused at another: {r}");
+
+    // Cash out of thin air: a deposit the thief signs as teller.
+    let mut p = package(json!({"id": "free-money", "operations": [{"kind": "deposit", "to": c.at(1, &t), "amount": 1_000_000}]}));
+    p.expires_ms = now + 60_000;
+    p.sign_as_teller(&c.addrs[1], &c.addrs[1], &c.user_key(&thief));
+    let (_, r) = c.post(1, "/packages", serde_json::to_value(&p).unwrap()).await;
+    assert_eq!(r["status"].as_str(), Some("aborted"), "{r}");
+    assert!(reason(&r).contains("teller"), "{r}");
+
+    // Expired, or valid for too long: refused at the door.
+    let mut p = package(c.sign(0, steal("expired")));
+    p.expires_ms = now - 3_600_000;
+    let (code, e) = c.post(0, "/packages", serde_json::to_value(&p).unwrap()).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (422, Some("expired")), "{e}");
+
+    assert_eq!(c.balance(0, &v).await, (1_000, 0, 0), "nothing left the victim's account");
+    assert_eq!(c.balance(1, &t).await, (0, 0, 0), "nothing reached the thief's");
+    // The holder can.
+    let (_, r) = c.submit(0, steal("by-the-holder")).await;
+    assert_eq!(r["status"].as_str(), Some("committed"), "{r}");
+    assert_all_up(&mut c).await;
 }

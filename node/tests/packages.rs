@@ -25,7 +25,7 @@ async fn package_across_three_banks_commits_or_aborts_whole() {
         transfer(&c, (1, &b), (2, &d), 5_000),
         {"kind": "withdraw", "from": c.at(0, &a), "amount": 1_000},
     ]});
-    let (code, v) = c.post(2, "/packages", ok).await;
+    let (code, v) = c.submit(2, ok).await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["status"], "committed", "{v}");
     assert!(v["results"].as_array().unwrap().iter().all(|r| r["ok"] == true));
@@ -40,7 +40,7 @@ async fn package_across_three_banks_commits_or_aborts_whole() {
         transfer(&c, (1, &b), (0, &a), 3_001),
         {"kind": "deposit", "to": c.at(1, &b), "amount": 50},
     ]});
-    let (code, v) = c.post(0, "/packages", bad).await;
+    let (code, v) = c.submit(0, bad).await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["status"], "aborted", "{v}");
     let r = v["results"].as_array().unwrap();
@@ -51,7 +51,7 @@ async fn package_across_three_banks_commits_or_aborts_whole() {
     assert_eq!(c.balance(2, &d).await, (5_000, 0, 0));
 
     // An unknown account aborts with its own reason.
-    let (_, v) = c.post(1, "/packages", json!({"id": "p-404", "operations": [transfer(&c, (1, &b), (2, "999999"), 1)]})).await;
+    let (_, v) = c.submit(1, json!({"id": "p-404", "operations": [transfer(&c, (1, &b), (2, "999999"), 1)]})).await;
     assert_eq!(v["status"], "aborted");
     assert!(v["results"][0]["reason"].as_str().unwrap().contains("not found"), "{v}");
 
@@ -67,17 +67,17 @@ async fn retry_returns_the_first_outcome_and_never_executes_twice() {
     let b = c.account(1, &cpf(11)).await;
     c.deposit(0, &a, 1_000, "fund").await;
     let p = json!({"id": "once", "operations": [transfer(&c, (0, &a), (1, &b), 400)]});
-    let (_, first) = c.post(0, "/packages", p.clone()).await;
+    let (_, first) = c.submit(0, p.clone()).await;
     assert_eq!(first["status"], "committed");
     for _ in 0..3 {
-        let (code, again) = c.post(0, "/packages", p.clone()).await;
+        let (code, again) = c.submit(0, p.clone()).await;
         assert_eq!(code, 200);
         assert_eq!(again, first, "a retry answers the first outcome");
     }
     assert_eq!(c.balance(0, &a).await, (600, 0, 0), "executed once");
     assert_eq!(c.balance(1, &b).await, (400, 0, 0));
     let changed = json!({"id": "once", "operations": [transfer(&c, (0, &a), (1, &b), 1)]});
-    let (code, e) = c.post(0, "/packages", changed).await;
+    let (code, e) = c.submit(0, changed).await;
     assert_eq!((code, e["error"]["code"].as_str()), (409, Some("id_reused")));
     let (code, v) = c.get(0, "/packages/once").await;
     assert_eq!((code, &v), (200, &first));
@@ -131,7 +131,7 @@ async fn killing_a_bank_under_load_loses_nothing() {
                 let id = format!("load-{origin}-{n}");
                 let body = {
                     let c = c.lock().await;
-                    json!({"id": id, "operations": [transfer(&c, (from.0, &from.1), (to.0, &to.1), 100 + n as u64)]})
+                    c.sign(origin, json!({"id": id, "operations": [transfer(&c, (from.0, &from.1), (to.0, &to.1), 100 + n as u64)]}))
                 };
                 let addr = c.lock().await.addrs[origin].clone();
                 let (code, v) = post_unlocked(&addr, body).await;
@@ -164,7 +164,7 @@ async fn killing_a_bank_under_load_loses_nothing() {
         assert_eq!(v["status"].as_str(), Some(status.as_str()), "{id} changed after it was acknowledged");
     }
     // The ring resumes: a new cross-bank transfer through the restarted bank commits.
-    let (_, v) = c.post(0, "/packages", json!({"id": "after", "operations": [transfer(&c, (0, &accounts[0].1), (1, &accounts[1].1), 1)]})).await;
+    let (_, v) = c.submit(0, json!({"id": "after", "operations": [transfer(&c, (0, &accounts[0].1), (1, &accounts[1].1), 1)]})).await;
     assert_eq!(v["status"], "committed", "{v}");
 }
 
@@ -193,6 +193,7 @@ async fn twenty_concurrent_clients_with_conflicting_transfers() {
     for client in 0..20usize {
         let accounts = accounts.clone();
         let addrs = addrs.clone();
+        let signer = c.signer.clone();
         tasks.push(tokio::spawn(async move {
             let mut statuses = Vec::new();
             for n in 0..5usize {
@@ -208,7 +209,7 @@ async fn twenty_concurrent_clients_with_conflicting_transfers() {
                     "to": {"bank": addrs[to.0], "account": to.1},
                     "amount": 150 + (client * 37 % 400) as u64,
                 }]});
-                let (code, v) = post_unlocked(&addrs[client % 3], body).await;
+                let (code, v) = post_unlocked(&addrs[client % 3], signer.sign(client % 3, body)).await;
                 statuses.push((code, v["status"].as_str().unwrap_or("").to_string()));
             }
             statuses
@@ -236,7 +237,7 @@ async fn a_package_naming_a_down_bank_aborts_with_a_clear_reason_and_the_ring_go
     let d = c.account(2, &cpf(42)).await;
     c.deposit(0, &a, 1_000, "fund").await;
     c.kill(2);
-    let (code, v) = c.post(0, "/packages", json!({"id": "to-down", "operations": [
+    let (code, v) = c.submit(0, json!({"id": "to-down", "operations": [
         transfer(&c, (0, &a), (1, &b), 10),
         transfer(&c, (0, &a), (2, &d), 10),
     ]})).await;
@@ -246,7 +247,7 @@ async fn a_package_naming_a_down_bank_aborts_with_a_clear_reason_and_the_ring_go
     assert!(reason.contains("unreachable") && reason.contains(&c.addrs[2]), "names the bank: {reason}");
     assert_eq!(c.balance(0, &a).await, (1_000, 0, 0), "the other leg was rolled back");
     // The two remaining banks keep working.
-    let (_, v) = c.post(1, "/packages", json!({"id": "after", "operations": [transfer(&c, (0, &a), (1, &b), 10)]})).await;
+    let (_, v) = c.submit(1, json!({"id": "after", "operations": [transfer(&c, (0, &a), (1, &b), 10)]})).await;
     assert_eq!(v["status"], "committed", "{v}");
     // The bank before bank 2 in ring order learns it is down at its next token pass (which
     // bank that is depends on the ports the test got: asking bank 0 made the test flaky).

@@ -36,6 +36,7 @@ pub const PLANTED: &[(&str, PlantedBug)] = &[
     ("ack-before-durable", PlantedBug::AckBeforeDurable),
     ("forget-outbox", PlantedBug::ForgetOutbox),
     ("no-resolver", PlantedBug::NoResolver),
+    ("skip-signatures", PlantedBug::SkipSignatures),
 ];
 
 /// A planted bug by name (command line and fuzz files).

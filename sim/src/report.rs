@@ -40,7 +40,7 @@ pub struct Report {
     pub trace_hash: u64,
     /// What adversarial clients did: (same id, other content, same bank: refused), (same id
     /// at other banks). None when the scenario has none.
-    pub adversary: Option<(u64, u64)>,
+    pub adversary: Option<(u64, u64, u64)>,
     /// The rogue host's requests sent and refused; None when the scenario has none.
     pub rogue: Option<(u64, u64)>,
     /// Answers to the rogue host's flood by status; None when the scenario has none.
@@ -92,7 +92,7 @@ impl Report {
             violations: st.violations.clone(),
             trace_lines: st.trace.len(),
             trace_hash: trace_hash(&st.trace),
-            adversary: (sh.scenario.workload.malicious_clients > 0).then_some((st.acks.reuses_refused, st.acks.reuses_elsewhere)),
+            adversary: (sh.scenario.workload.malicious_clients > 0).then_some((st.acks.reuses_refused, st.acks.reuses_elsewhere, st.acks.forged_stopped)),
             rogue: sh.scenario.faults.iter().any(|f| matches!(f, crate::scenario::Fault::Rogue { .. })).then_some((st.acks.rogue_sent, st.acks.rogue_refused)),
             flood: sh.scenario.faults.iter().any(|f| matches!(f, crate::scenario::Fault::Flood { .. })).then(|| st.acks.flood.clone()),
             ..Default::default()
@@ -166,8 +166,9 @@ impl std::fmt::Display for Report {
             self.disk_dropped,
             self.disk_torn
         );
-        if let Some((refused, elsewhere)) = self.adversary {
+        if let Some((refused, elsewhere, forged)) = self.adversary {
             let _ = writeln!(w, "  adversary       {refused} reused ids with other content refused by their bank, {elsewhere} reused at other banks");
+            let _ = writeln!(w, "                  {forged} packages without the holders' signatures for their bank stopped (none committed)");
         }
         if let Some((sent, refused)) = self.rogue {
             let _ = writeln!(w, "  rogue host      {sent} hostile requests sent, {refused} refusals reported by the banks");

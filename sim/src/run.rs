@@ -51,6 +51,13 @@ pub fn fmt_time(d: Duration) -> String {
 }
 
 /// splitmix64: derives independent seeds from the scenario seed.
+/// An Ed25519 key pair from a seed (deterministic).
+pub(crate) fn seeded_key(seed: u64) -> node::trust::keys::KeyPair {
+    let mut bytes = [0u8; 32];
+    rand::Rng::fill(&mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed), &mut bytes);
+    node::trust::keys::KeyPair::from_seed(bytes)
+}
+
 pub fn mix(a: u64, b: u64) -> u64 {
     let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x632B_E59B_D9B4_E019);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -159,6 +166,8 @@ pub(crate) struct Shared {
     pub disks: Vec<SimDisk>,
     /// Every bank's key, drawn from the scenario's seed, and the manifest that lists them.
     pub keys: Vec<BankKey>,
+    /// Each bank's teller (deposits need its signature), drawn from the seed.
+    pub tellers: Vec<node::trust::keys::KeyPair>,
     pub manifest: Arc<Manifest>,
     /// Each bank's clock offset in ms (the `skew` fault).
     pub skews: Arc<Vec<AtomicI64>>,
@@ -168,6 +177,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// A user's key, as their client made it: drawn from the seed and the CPF, so every run
+    /// of a seed has the same keys.
+    pub fn user_key(&self, cpf: &str) -> node::trust::keys::UserKey {
+        let h = cpf.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+        seeded_key(mix(self.scenario.seed, h))
+    }
+
     pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -392,6 +408,7 @@ async fn bank_main(sh: Arc<Shared>, i: usize) -> turmoil::Result {
         // A fixed cap: the simulator's own file limit is not a simulated bank's, and a run must
         // not depend on the machine it runs on.
         limits: node::limits::Limits { max_connections: 4_096, ..Default::default() },
+        teller_keys: vec![sh.tellers[i].public().to_hex()],
         timing: sh.scenario.timing.to_timing(),
     };
     let identity = Identity { key: sh.keys[i].clone(), manifest: sh.manifest.clone() };
@@ -536,10 +553,12 @@ pub fn run(scenario: &Scenario, planted: PlantedBug) -> RunOutput {
             BankKey::from_seed(seed)
         })
         .collect();
+    let tellers: Vec<node::trust::keys::KeyPair> = (0..n).map(|i| seeded_key(mix(sc.seed, 450 + i as u64))).collect();
     let entries = addrs.iter().zip(&keys).map(|(a, k)| BankEntry { address: a.clone(), public_key: k.public().to_hex() }).collect();
     let manifest = Arc::new(Manifest::new(entries, Default::default()).expect("the simulator's manifest is valid"));
     let sh = Arc::new(Shared {
         keys,
+        tellers,
         manifest,
         skews: Arc::new((0..n).map(|_| AtomicI64::new(0)).collect()),
         stalls: (0..n).map(|_| Arc::new(std::sync::atomic::AtomicBool::new(false))).collect(),

@@ -6,7 +6,8 @@
 
 use crate::net::{sim_http, ChaosTransport};
 use crate::run::{fmt_time, mix, Recorder, Shared};
-use node::wire::{AccountList, AccountView, NewAccount, NewUser, PackageView};
+use node::trust::user;
+use node::wire::{AccountList, AccountView, HolderSignature, NewAccount, NewUser, PackageView};
 use node::domain::{AccountKind, Cents, Cpf};
 use node::events::Events;
 use node::net::{Call, Transport};
@@ -33,6 +34,9 @@ pub struct Track {
     pub rejected: Option<String>,
     /// What was submitted (a malicious client reuses it).
     pub package: Package,
+    /// Not authorized by the holders (or tellers) for this origin: a thief's, or a replay at
+    /// another origin. It must never commit.
+    pub forged: bool,
 }
 
 /// Everything the banks acknowledged to the workload.
@@ -40,6 +44,10 @@ pub struct Track {
 pub struct Acks {
     pub users: Vec<(usize, String)>,
     pub accounts: Vec<(usize, String)>,
+    /// Each account's holder (CPF digits), by (bank, account key).
+    pub holders: BTreeMap<(usize, String), String>,
+    /// Forged packages the banks aborted or refused (none may commit).
+    pub forged_stopped: u64,
     /// By package identity: (origin bank, id).
     pub packages: BTreeMap<(usize, String), Track>,
     /// Adversarial clients' reused ids: refused by the bank that holds them (409), and sent to
@@ -94,8 +102,9 @@ pub(crate) async fn client_main(sh: Arc<Shared>) -> turmoil::Result {
                 amount: Cents(sc.workload.initial_balance),
             })
             .collect();
-        let p = Package { id: format!("init-{}", sh.names[b]), operations: ops };
-        funds.push(tokio::spawn(submit(sh.clone(), plain.clone(), b, p)));
+        let mut p = Package { id: format!("init-{}", sh.names[b]), operations: ops, ..Default::default() };
+        sign(&sh, b, &mut p);
+        funds.push(tokio::spawn(submit(sh.clone(), plain.clone(), b, p, false)));
     }
     for f in funds {
         f.await.map_err(|e| e.to_string())?;
@@ -129,8 +138,12 @@ async fn setup_bank(sh: Arc<Shared>, t: Arc<dyn Transport>, b: usize) -> Vec<(us
     let timeout = ms(sh.scenario.timing.peer_timeout_ms * 5);
     let mut out = Vec::new();
     for u in 0..sh.scenario.workload.users_per_bank {
-        let cpf = Cpf::from_base(((b + 1) * 100 + u) as u32).to_string();
-        let user = serde_json::to_vec(&NewUser { cpf: cpf.clone(), name: format!("User {} of {}", u + 1, sh.names[b]) }).unwrap();
+        let c = Cpf::from_base(((b + 1) * 100 + u) as u32);
+        let cpf = c.to_string();
+        let key = sh.user_key(c.as_str());
+        let public_key = key.public().to_hex();
+        let proof = user::sign(&key, &user::register_message(&bank, &c, &public_key));
+        let user = serde_json::to_vec(&NewUser { cpf: cpf.clone(), name: format!("User {} of {}", u + 1, sh.names[b]), public_key, proof }).unwrap();
         loop {
             match http(&*t, &bank, hyper::Method::POST, "/users", Some(user.clone()), timeout).await {
                 Ok((201, _)) | Ok((409, _)) => break,
@@ -138,8 +151,12 @@ async fn setup_bank(sh: Arc<Shared>, t: Arc<dyn Transport>, b: usize) -> Vec<(us
             }
         }
         sh.lock().acks.users.push((b, cpf.clone()));
-        let req = serde_json::to_vec(&NewAccount { kind: AccountKind::Personal, holders: vec![cpf.clone()] }).unwrap();
         let key = loop {
+            // Signed anew at each attempt: the bank takes an opening signed within 5 minutes.
+            let time_ms = crate::run::sim_wall_ms();
+            let message = user::open_account_message(&bank, AccountKind::Personal, std::slice::from_ref(&c), time_ms);
+            let signatures = vec![HolderSignature { cpf: c.as_str().to_string(), sig: user::sign(&key, &message) }];
+            let req = serde_json::to_vec(&NewAccount { kind: AccountKind::Personal, holders: vec![cpf.clone()], time_ms, signatures }).unwrap();
             match http(&*t, &bank, hyper::Method::POST, "/accounts", Some(req.clone()), timeout).await {
                 Ok((201, body)) => {
                     if let Ok(a) = serde_json::from_slice::<AccountView>(&body) {
@@ -159,6 +176,7 @@ async fn setup_bank(sh: Arc<Shared>, t: Arc<dyn Transport>, b: usize) -> Vec<(us
             tokio::time::sleep(ms(50)).await;
         };
         sh.lock().acks.accounts.push((b, key.clone()));
+        sh.lock().acks.holders.insert((b, key.clone()), c.as_str().to_string());
         out.push((b, key));
     }
     out
@@ -167,7 +185,7 @@ async fn setup_bank(sh: Arc<Shared>, t: Arc<dyn Transport>, b: usize) -> Vec<(us
 /// Submits a package to its origin until the client knows the outcome (or the run ends).
 /// A lost answer or a 202 is followed by the same request again: the id makes it the same
 /// package, never a second one.
-async fn submit(sh: Arc<Shared>, t: Arc<dyn Transport>, origin: usize, p: Package) -> Option<Status> {
+async fn submit(sh: Arc<Shared>, t: Arc<dyn Transport>, origin: usize, p: Package, forged: bool) -> Option<Status> {
     let sc = &sh.scenario;
     let end = ms(sc.duration_ms + sc.settle_ms);
     let start = sh.now();
@@ -176,7 +194,7 @@ async fn submit(sh: Arc<Shared>, t: Arc<dyn Transport>, origin: usize, p: Packag
     {
         let mut st = sh.lock();
         assert!(!st.acks.packages.contains_key(&key), "the workload submits package {id}@{origin} once");
-        let track = Track { origin, submitted_at: start, accepted: false, decided: None, results: Vec::new(), decided_at: None, rejected: None, package: p.clone() };
+        let track = Track { origin, submitted_at: start, accepted: false, decided: None, results: Vec::new(), decided_at: None, rejected: None, package: p.clone(), forged };
         st.acks.packages.insert(key.clone(), track);
     }
     let body = serde_json::to_vec(&p).unwrap();
@@ -215,7 +233,14 @@ async fn submit(sh: Arc<Shared>, t: Arc<dyn Transport>, origin: usize, p: Packag
                         track.decided = Some(v.status);
                         track.results = v.results.clone();
                         track.decided_at = Some(now);
+                        let forged = track.forged;
                         st.acks.latencies_us.push((now - start).as_micros() as u64);
+                        if forged && v.status == Status::Committed {
+                            let what = format!("trust: package {id} at {} committed without its holders' or tellers' signatures for that bank", sh.names[origin]);
+                            Shared::violation_locked(st, now, what);
+                        } else if forged {
+                            st.acks.forged_stopped += 1;
+                        }
                     }
                 }
                 return Some(v.status);
@@ -226,6 +251,9 @@ async fn submit(sh: Arc<Shared>, t: Arc<dyn Transport>, origin: usize, p: Packag
             }
             Ok((code @ 400..=499, answer)) => {
                 let why = String::from_utf8_lossy(&answer).into_owned();
+                if forged {
+                    sh.lock().acks.forged_stopped += 1;
+                }
                 sh.lock().acks.packages.get_mut(&key).expect("registered").rejected = Some(format!("{code} {why}"));
                 return None;
             }
@@ -253,8 +281,9 @@ async fn client_loop(sh: Arc<Shared>, t: Arc<dyn Transport>, accounts: Arc<Vec<(
         if sh.now() >= stop {
             return;
         }
-        let (origin, p) = random_package(&sh, &mut rng, &accounts, format!("c{}-{n}", c + 1));
-        submit(sh.clone(), t.clone(), origin, p).await;
+        let (origin, mut p) = random_package(&sh, &mut rng, &accounts, format!("c{}-{n}", c + 1));
+        sign(&sh, origin, &mut p);
+        submit(sh.clone(), t.clone(), origin, p, false).await;
     }
 }
 
@@ -285,25 +314,79 @@ async fn malicious_loop(sh: Arc<Shared>, t: Arc<dyn Transport>, accounts: Arc<Ve
             // The same id with other content at the same bank: must be refused, never run.
             0 => {
                 let (_, mut p) = random_package(&sh, &mut rng, &accounts, id.clone());
-                if p == victim.package {
+                if p.same_content(&victim.package) {
                     p.operations.push(Operation { kind: OpKind::Deposit, from: None, to: p.operations[0].to.clone().or(p.operations[0].from.clone()), amount: Cents(1) });
                 }
+                // Signed as a client would: only the id gives it away.
+                sign(&sh, victim.origin, &mut p);
                 reuse_refused(&sh, &*t, victim.origin, &p).await;
             }
             // The same id with other content at another bank: a package of its own there.
             1 if !others.is_empty() => {
                 let origin = others[rng.random_range(0..others.len())];
-                let (_, p) = random_package(&sh, &mut rng, &accounts, id);
+                let (_, mut p) = random_package(&sh, &mut rng, &accounts, id);
                 sh.lock().acks.reuses_elsewhere += 1;
-                submit(sh.clone(), t.clone(), origin, p).await;
+                // The adversary holds no customer's key: it signs with its own.
+                let forged = steals(&p);
+                sign_as_thief(&sh, m, origin, &mut p);
+                submit(sh.clone(), t.clone(), origin, p, forged).await;
             }
             // The very same package again at another bank: also a package of its own.
             _ if !others.is_empty() => {
                 let origin = others[rng.random_range(0..others.len())];
                 sh.lock().acks.reuses_elsewhere += 1;
-                submit(sh.clone(), t.clone(), origin, victim.package.clone()).await;
+                // Signed for the victim's origin: a replay at another bank must not move money.
+                let forged = steals(&victim.package);
+                submit(sh.clone(), t.clone(), origin, victim.package.clone(), forged).await;
             }
             _ => {}
+        }
+    }
+}
+
+/// Whether a package moves money that needs someone's signature (every package does: money
+/// leaves an account, or cash arrives).
+fn steals(p: &Package) -> bool {
+    !p.operations.is_empty()
+}
+
+/// Signs `p` for `origin` as its honest client: valid for an hour, by the holder of each
+/// account money leaves, by the teller of each bank a deposit goes to.
+fn sign(sh: &Shared, origin: usize, p: &mut Package) {
+    p.expires_ms = crate::run::sim_wall_ms() + 3_600_000;
+    p.signatures.clear();
+    let origin_addr = sh.addrs[origin].clone();
+    for op in p.operations.clone() {
+        if let Some(from) = &op.from {
+            let b = sh.addrs.iter().position(|a| *a == from.bank).expect("a bank of the run");
+            let holder = sh.lock().acks.holders.get(&(b, from.account.clone())).cloned();
+            if let Some(h) = holder {
+                p.sign_as_holder(&origin_addr, &h, &sh.user_key(&h));
+            }
+        }
+        if let (OpKind::Deposit, Some(to)) = (op.kind, &op.to) {
+            let b = sh.addrs.iter().position(|a| *a == to.bank).expect("a bank of the run");
+            p.sign_as_teller(&origin_addr, &to.bank, &sh.tellers[b]);
+        }
+    }
+}
+
+/// Signs `p` as adversary `m` can: with its own key, as every holder and every teller.
+fn sign_as_thief(sh: &Shared, m: usize, origin: usize, p: &mut Package) {
+    p.expires_ms = crate::run::sim_wall_ms() + 3_600_000;
+    p.signatures.clear();
+    let own = crate::run::seeded_key(mix(sh.scenario.seed, 0x7417 + m as u64));
+    let origin_addr = sh.addrs[origin].clone();
+    for op in p.operations.clone() {
+        if let Some(from) = &op.from {
+            let b = sh.addrs.iter().position(|a| *a == from.bank).expect("a bank of the run");
+            let holder = sh.lock().acks.holders.get(&(b, from.account.clone())).cloned();
+            if let Some(h) = holder {
+                p.sign_as_holder(&origin_addr, &h, &own);
+            }
+        }
+        if let (OpKind::Deposit, Some(to)) = (op.kind, &op.to) {
+            p.sign_as_teller(&origin_addr, &to.bank, &own);
         }
     }
 }
@@ -352,7 +435,7 @@ fn random_package(sh: &Shared, rng: &mut ChaCha8Rng, accounts: &[(usize, String)
         ops.push(Operation { kind: OpKind::Deposit, from: None, to: Some(r(a)), amount: Cents(1) });
     }
     let origin = if rng.random_bool(w.any_origin) { rng.random_range(0..sh.addrs.len()) } else { first_bank.unwrap_or(0) };
-    (origin, Package { id, operations: ops })
+    (origin, Package { id, operations: ops, ..Default::default() })
 }
 
 /// The `chaos` host: sends the token copies the harness asks for (duplicate_token).

@@ -31,6 +31,8 @@ pub struct Accounts {
     /// Per bank, the account keys opened there.
     pub keys: Vec<Vec<String>>,
     pub funded: u64,
+    /// Signs packages as their holders (every account has one holder of the rig's).
+    pub signer: std::sync::Arc<crate::cluster::Signer>,
 }
 
 /// Opens `per_bank` funded accounts at every bank (funded by packages of many deposits, so
@@ -44,12 +46,12 @@ pub async fn setup(c: &Cluster, per_bank: usize, funds: u64) -> Accounts {
         }
         for (n, chunk) in bank_keys.chunks(consortium_core::package::spec::MAX_OPERATIONS).enumerate() {
             let ops: Vec<Value> = chunk.iter().map(|k| json!({"kind": "deposit", "to": c.at(i, k), "amount": funds})).collect();
-            let (code, v) = c.post(i, "/packages", json!({"id": format!("fund-{i}-{n}"), "operations": ops})).await;
+            let (code, v) = c.submit(i, json!({"id": format!("fund-{i}-{n}"), "operations": ops})).await;
             assert!(code == 200 && v["status"] == "committed", "funding bank {i}: {code} {v}");
             funded += funds * chunk.len() as u64;
         }
     }
-    Accounts { keys, funded }
+    Accounts { keys, funded, signer: c.signer.clone() }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -104,7 +106,7 @@ pub fn make_package(addrs: &[String], acc: &Accounts, mix: Mix, id: &str, rng: &
             vec![t(x.clone(), y.clone(), rng), t(y, z.clone(), rng), t(z, x, rng)]
         }
     };
-    (b0, json!({"id": id, "operations": ops}))
+    (b0, acc.signer.sign(b0, json!({"id": id, "operations": ops})))
 }
 
 pub async fn post(t: &HttpTransport<HttpConnector>, addr: &str, path: &str, body: &Value, timeout: Duration) -> (u16, Value) {
@@ -377,7 +379,7 @@ pub async fn chaos(mut c: Cluster, dur: Duration, clients: usize, seed: u64, log
     // The ring still circulates: a fresh cross-bank package commits.
     let body = json!({"id": "chaos-final", "operations": [{"kind": "transfer",
         "from": {"bank": c.addrs[0], "account": acc.keys[0][0]}, "to": {"bank": c.addrs[1], "account": acc.keys[1][0]}, "amount": 1}]});
-    let (_, v) = c.post(0, "/packages", body).await;
+    let (_, v) = c.submit(0, body).await;
     if v["status"] != "committed" {
         report.problems.push(format!("the ring did not resume: final package answered {v}"));
     }

@@ -6,7 +6,13 @@ use hyper::Method;
 use consortium_net::{tcp_transport, Call, HttpTransport, Transport};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
+use consortium_core::domain::{AccountKind, Cpf};
+use consortium_core::package::{OpKind, Package};
+use consortium_core::trust::keys::{KeyPair, UserKey};
+use consortium_core::trust::user;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,6 +24,17 @@ pub struct Cluster {
     node_bin: PathBuf,
     timing: String,
     log_level: String,
+    /// The keys that sign what this rig sends, as clients and tellers would.
+    pub signer: Arc<Signer>,
+}
+
+/// The keys of a rig's clients: each bank's teller (its public key is given to the bank as
+/// `--teller-key`), every user it registered, and the holders of every account it opened.
+pub struct Signer {
+    addrs: Vec<String>,
+    pub tellers: Vec<KeyPair>,
+    users: Mutex<BTreeMap<String, UserKey>>,
+    holders: Mutex<BTreeMap<(String, String), Vec<String>>>,
 }
 
 /// Short protocol timings so faults are noticed and repaired within a test's patience (the
@@ -64,13 +81,19 @@ impl Cluster {
         let addrs: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let dir = tempfile::tempdir().unwrap();
         let mut c = Cluster {
-            addrs,
+            addrs: addrs.clone(),
             procs: (0..n).map(|_| None).collect(),
             dir,
             transport: tcp_transport(),
             node_bin,
             timing: timing.to_string(),
             log_level: std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()),
+            signer: Arc::new(Signer {
+                addrs: addrs.clone(),
+                tellers: (0..n).map(|_| random_key()).collect(),
+                users: Mutex::new(BTreeMap::new()),
+                holders: Mutex::new(BTreeMap::new()),
+            }),
         };
         c.write_manifest();
         for i in 0..n {
@@ -117,6 +140,7 @@ impl Cluster {
             .arg(&cfg)
             .arg("--data-dir")
             .arg(self.data_dir(i))
+            .args(["--teller-key", &self.signer.tellers[i].public().to_hex()])
             .env("RUST_LOG", &self.log_level)
             .stdout(Stdio::null())
             .stderr(log)
@@ -219,13 +243,51 @@ impl Cluster {
         self.raw(i, Method::POST, path, Some(serde_json::to_vec(&body).unwrap())).await
     }
 
+    pub fn user_key(&self, cpf: &str) -> UserKey {
+        self.signer.user_key(cpf)
+    }
+
+    /// Registers user `cpf` at bank `i` with the user's key and its proof.
+    pub async fn register(&self, i: usize, cpf: &str, name: &str) -> (u16, Value) {
+        let c = Cpf::parse(cpf).expect("a valid CPF");
+        let key = self.user_key(cpf);
+        let public_key = key.public().to_hex();
+        let proof = user::sign(&key, &user::register_message(&self.addrs[i], &c, &public_key));
+        self.post(i, "/users", json!({"cpf": cpf, "name": name, "public_key": public_key, "proof": proof})).await
+    }
+
+    /// Opens an account at bank `i`, signed by every holder.
+    pub async fn open(&self, i: usize, kind: &str, holders: &[&str]) -> (u16, Value) {
+        let cpfs: Vec<Cpf> = holders.iter().map(|h| Cpf::parse(h).expect("a valid CPF")).collect();
+        let k: AccountKind = serde_json::from_value(json!(kind)).expect("an account kind");
+        let time_ms = now_ms();
+        let message = user::open_account_message(&self.addrs[i], k, &cpfs, time_ms);
+        let signatures: Vec<Value> = cpfs.iter().map(|c| json!({"cpf": c.as_str(), "sig": user::sign(&self.user_key(c.as_str()), &message)})).collect();
+        let (code, a) = self.post(i, "/accounts", json!({"kind": kind, "holders": holders, "time_ms": time_ms, "signatures": signatures})).await;
+        if code == 201 {
+            let key = a["key"].as_str().unwrap_or_default().to_string();
+            self.signer.holders.lock().unwrap().insert((self.addrs[i].clone(), key), cpfs.iter().map(|c| c.as_str().to_string()).collect());
+        }
+        (code, a)
+    }
+
     /// Registers user `cpf` at bank `i` and opens a business account; returns its key.
     pub async fn account(&self, i: usize, cpf: &str) -> String {
-        let (code, _) = self.post(i, "/users", json!({"cpf": cpf, "name": "Test User"})).await;
+        let (code, _) = self.register(i, cpf, "Test User").await;
         assert!(code == 201 || code == 409, "register at {i}: {code}");
-        let (code, a) = self.post(i, "/accounts", json!({"kind": "business", "holders": [cpf]})).await;
+        let (code, a) = self.open(i, "business", &[cpf]).await;
         assert_eq!(code, 201, "open account at {i}: {a}");
         a["key"].as_str().unwrap().to_string()
+    }
+
+    pub fn sign(&self, origin: usize, body: Value) -> Value {
+        self.signer.sign(origin, body)
+    }
+
+    /// Submits a package at bank `i`, signed as a client would (`sign`).
+    pub async fn submit(&self, i: usize, body: Value) -> (u16, Value) {
+        let signed = self.sign(i, body);
+        self.post(i, "/packages", signed).await
     }
 
     pub fn at(&self, i: usize, key: &str) -> Value {
@@ -233,9 +295,7 @@ impl Cluster {
     }
 
     pub async fn deposit(&self, i: usize, key: &str, amount: u64, id: &str) -> Value {
-        let (code, v) = self
-            .post(i, "/packages", json!({"id": id, "operations": [{"kind": "deposit", "to": self.at(i, key), "amount": amount}]}))
-            .await;
+        let (code, v) = self.submit(i, json!({"id": id, "operations": [{"kind": "deposit", "to": self.at(i, key), "amount": amount}]})).await;
         assert_eq!(code, 200, "deposit {id}: {v}");
         assert_eq!(v["status"], "committed", "deposit {id}: {v}");
         v
@@ -248,12 +308,55 @@ impl Cluster {
     }
 }
 
+impl Signer {
+    /// The key of user `cpf` (digits or formatted), made the first time, as a client would.
+    pub fn user_key(&self, cpf: &str) -> UserKey {
+        let c = Cpf::parse(cpf).expect("a valid CPF");
+        self.users.lock().unwrap().entry(c.as_str().to_string()).or_insert_with(random_key).clone()
+    }
+
+    /// A package (JSON, submitted at bank `origin`) with an expiry and the signatures it
+    /// needs: a holder's (a user this rig registered) for each account money leaves, the
+    /// teller's of each bank a deposit goes to. Returns it as is if it is not a package.
+    pub fn sign(&self, origin: usize, body: Value) -> Value {
+        let Ok(mut p) = serde_json::from_value::<Package>(body.clone()) else { return body };
+        p.expires_ms = now_ms() + 3_600_000;
+        p.signatures.clear();
+        let origin_addr = self.addrs[origin].clone();
+        for op in p.operations.clone() {
+            if let Some(from) = &op.from {
+                let holder = self.holders.lock().unwrap().get(&(from.bank.clone(), from.account.clone())).and_then(|h| h.first().cloned());
+                if let Some(h) = holder {
+                    p.sign_as_holder(&origin_addr, &h, &self.user_key(&h));
+                }
+            }
+            if op.kind == OpKind::Deposit {
+                if let Some(i) = op.to.as_ref().and_then(|t| self.addrs.iter().position(|a| *a == t.bank)) {
+                    p.sign_as_teller(&origin_addr, &self.addrs[i].clone(), &self.tellers[i]);
+                }
+            }
+        }
+        serde_json::to_value(&p).expect("packages serialize")
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.procs.len() {
             self.kill(i);
         }
     }
+}
+
+/// A fresh key pair from the system's randomness (as a client makes one).
+pub fn random_key() -> KeyPair {
+    let mut seed = [0u8; 32];
+    rand::Rng::fill(&mut rand::rng(), &mut seed);
+    KeyPair::from_seed(seed)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 pub fn cpf(n: u32) -> String {

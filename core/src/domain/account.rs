@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 pub struct User {
     pub cpf: Cpf,
     pub name: String,
+    /// The user's public key (hex) as this bank registered it: what its checks use.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 pub const MAX_NAME_CHARS: usize = 200;
@@ -25,7 +28,7 @@ impl User {
         if name.chars().any(char::is_control) {
             return Err(Error::bad_request("bad_name", "the name must not contain control characters"));
         }
-        Ok(User { cpf, name: name.to_string() })
+        Ok(User { cpf, name: name.to_string(), key: None })
     }
 }
 

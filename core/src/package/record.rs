@@ -160,7 +160,7 @@ mod tests {
             to: Some(AccountRef { bank: "a".into(), account: "1".into() }),
             amount: Cents(1),
         };
-        Record::new(Package { id: "p".into(), operations: vec![op; n] }, "a".into(), 1)
+        Record::new(Package { id: "p".into(), operations: vec![op; n], ..Default::default() }, "a".into(), 1)
     }
 
     #[test]

@@ -200,8 +200,8 @@ mod tests {
 
     /// p: a:1 → b:1 (origin a), q: deposit at b:2 (origin b).
     fn batch() -> Vec<Queued> {
-        let p = Package { id: "p".into(), operations: vec![Operation { kind: OpKind::Transfer, from: at("a", "1"), to: at("b", "1"), amount: Cents(5) }] };
-        let q = Package { id: "q".into(), operations: vec![Operation { kind: OpKind::Deposit, from: None, to: at("b", "2"), amount: Cents(7) }] };
+        let p = Package { id: "p".into(), operations: vec![Operation { kind: OpKind::Transfer, from: at("a", "1"), to: at("b", "1"), amount: Cents(5) }], ..Default::default() };
+        let q = Package { id: "q".into(), operations: vec![Operation { kind: OpKind::Deposit, from: None, to: at("b", "2"), amount: Cents(7) }], ..Default::default() };
         vec![Queued { package: p, origin: "a".into() }, Queued { package: q, origin: "b".into() }]
     }
 
@@ -291,7 +291,7 @@ mod tests {
     fn q(id: &str, accounts: &[(&str, &str)]) -> Queued {
         let r = |(b, a): (&str, &str)| Some(AccountRef { bank: b.into(), account: a.into() });
         let op = Operation { kind: OpKind::Transfer, from: r(accounts[0]), to: r(accounts[1]), amount: Cents(1) };
-        Queued { package: Package { id: id.into(), operations: vec![op] }, origin: "o".into() }
+        Queued { package: Package { id: id.into(), operations: vec![op], ..Default::default() }, origin: "o".into() }
     }
 
     fn ids(b: &[Vec<Queued>]) -> Vec<Vec<&str>> {

@@ -92,12 +92,47 @@ pub struct Operation {
     pub amount: Cents,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Package {
     pub id: String,
     pub operations: Vec<Operation>,
+    /// Unix milliseconds after which no bank prepares it (at most `MAX_EXPIRY_MS` ahead of
+    /// the time it was signed). Covered by the signatures.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub expires_ms: u64,
+    /// Signatures over the package's canonical bytes: a holder's for each account money
+    /// leaves, the bank's teller's for each cash deposit (`authority`). Not part of the
+    /// content: a retry signed again is the same package.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<PackageSignature>,
 }
+
+/// Who signed a package, and the Ed25519 signature (hex).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageSignature {
+    /// A user, by CPF (digits), signing for accounts they hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpf: Option<String>,
+    /// A bank's teller, by the bank's address, signing for cash handed over at that bank.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teller: Option<String>,
+    pub sig: String,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// Longest a package may be valid: a day.
+pub const MAX_EXPIRY_MS: u64 = 24 * 3600 * 1000;
+
+/// Most signatures a package carries.
+pub const MAX_SIGNATURES: usize = 16;
+
+const HOLDER_SIGNATURE_DOMAIN: &[u8] = b"bank-consortium/holder-signature/v1";
+const TELLER_SIGNATURE_DOMAIN: &[u8] = b"bank-consortium/teller-signature/v1";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -129,7 +164,7 @@ impl Operation {
 
 /// Domain separation of a package's canonical bytes: no other signed or hashed thing of the
 /// consortium starts with these bytes, and a new layout gets a new version.
-const PACKAGE_DOMAIN: &[u8] = b"bank-consortium/package/v1";
+const PACKAGE_DOMAIN: &[u8] = b"bank-consortium/package/v2";
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
@@ -156,6 +191,7 @@ impl Package {
         put_str(&mut out, std::str::from_utf8(PACKAGE_DOMAIN).expect("ascii"));
         put_str(&mut out, origin);
         put_str(&mut out, &self.id);
+        out.extend_from_slice(&self.expires_ms.to_be_bytes());
         out.extend_from_slice(&(self.operations.len() as u32).to_be_bytes());
         for op in &self.operations {
             out.push(match op.kind {
@@ -178,6 +214,41 @@ impl Package {
         PackageKey::new(origin, &self.id)
     }
 
+    /// What a holder signs (domain-separated from every other signed thing).
+    pub fn holder_message(&self, origin: &str) -> Vec<u8> {
+        let mut m = HOLDER_SIGNATURE_DOMAIN.to_vec();
+        m.extend_from_slice(&self.canonical_bytes(origin));
+        m
+    }
+
+    /// What a teller signs.
+    pub fn teller_message(&self, origin: &str) -> Vec<u8> {
+        let mut m = TELLER_SIGNATURE_DOMAIN.to_vec();
+        m.extend_from_slice(&self.canonical_bytes(origin));
+        m
+    }
+
+    /// Adds the signature of the holder `cpf` (their key) for the package as accepted at
+    /// `origin`.
+    pub fn sign_as_holder(&mut self, origin: &str, cpf: &str, key: &crate::trust::keys::UserKey) {
+        let sig = crate::trust::hex(&key.sign(&self.holder_message(origin)));
+        self.signatures.retain(|s| s.cpf.as_deref() != Some(cpf));
+        self.signatures.push(PackageSignature { cpf: Some(cpf.to_string()), teller: None, sig });
+    }
+
+    /// Adds the signature of `bank`'s teller (the teller's key).
+    pub fn sign_as_teller(&mut self, origin: &str, bank: &str, key: &crate::trust::keys::KeyPair) {
+        let sig = crate::trust::hex(&key.sign(&self.teller_message(origin)));
+        self.signatures.retain(|s| s.teller.as_deref() != Some(bank));
+        self.signatures.push(PackageSignature { cpf: None, teller: Some(bank.to_string()), sig });
+    }
+
+    /// The same request under one id: the same operations. A retry signed again (a later
+    /// expiry, new signatures) is the same package; the origin keeps the first it recorded.
+    pub fn same_content(&self, other: &Package) -> bool {
+        self.id == other.id && self.operations == other.operations
+    }
+
     /// Checks everything that can be checked without touching balances. `is_bank` tells
     /// whether an address is a member of the consortium.
     pub fn validate(&self, is_bank: impl Fn(&str) -> bool) -> Result<(), Error> {
@@ -192,6 +263,19 @@ impl Package {
         }
         if self.operations.len() > MAX_OPERATIONS {
             return Err(Error::bad_request("too_many_operations", format!("a package has at most {MAX_OPERATIONS} operations")));
+        }
+        if self.signatures.len() > MAX_SIGNATURES {
+            return Err(Error::bad_request("too_many_signatures", format!("a package carries at most {MAX_SIGNATURES} signatures")));
+        }
+        for s in &self.signatures {
+            let who_ok = match (&s.cpf, &s.teller) {
+                (Some(c), None) => !c.is_empty() && c.len() <= 14,
+                (None, Some(b)) => is_bank(b),
+                _ => false,
+            };
+            if !who_ok || s.sig.len() != 128 {
+                return Err(Error::bad_request("bad_signature", "a signature names one CPF or one bank's teller, and has 128 hex digits"));
+            }
         }
         for (i, op) in self.operations.iter().enumerate() {
             let at = |m: &str| format!("operation {i}: {m}");
@@ -268,7 +352,7 @@ mod tests {
             operations: vec![
                 transfer("a", "b", 5),
                 Operation { kind: OpKind::Deposit, from: None, to: r("c", "9"), amount: Cents(7) },
-            ],
+            ], ..Default::default()
         };
         let legs = p.legs_by_bank();
         assert_eq!(legs.len(), 3);
@@ -280,7 +364,7 @@ mod tests {
 
     #[test]
     fn the_digest_covers_origin_id_and_every_field() {
-        let p = Package { id: "p1".into(), operations: vec![transfer("a", "b", 5)] };
+        let p = Package { id: "p1".into(), operations: vec![transfer("a", "b", 5)], ..Default::default() };
         let d = p.digest("a");
         assert_eq!(d, p.clone().digest("a"), "deterministic");
         assert_ne!(d, p.digest("b"), "the same package at another origin is another package");
@@ -291,8 +375,8 @@ mod tests {
         q.operations[0].to.as_mut().unwrap().account = "3".into();
         assert_ne!(d, q.digest("a"));
         // Length prefixes: moving a byte from one field to the next changes the bytes.
-        let a = Package { id: "x".into(), operations: vec![Operation { kind: OpKind::Deposit, from: None, to: r("ab", "c"), amount: Cents(1) }] };
-        let b = Package { id: "x".into(), operations: vec![Operation { kind: OpKind::Deposit, from: None, to: r("a", "bc"), amount: Cents(1) }] };
+        let a = Package { id: "x".into(), operations: vec![Operation { kind: OpKind::Deposit, from: None, to: r("ab", "c"), amount: Cents(1) }], ..Default::default() };
+        let b = Package { id: "x".into(), operations: vec![Operation { kind: OpKind::Deposit, from: None, to: r("a", "bc"), amount: Cents(1) }], ..Default::default() };
         assert_ne!(a.canonical_bytes("o"), b.canonical_bytes("o"));
         let json = serde_json::to_string(&d).unwrap();
         assert_eq!(serde_json::from_str::<PackageDigest>(&json).unwrap(), d);
@@ -302,18 +386,18 @@ mod tests {
     #[test]
     fn validation() {
         let banks = |b: &str| b == "a" || b == "b";
-        let ok = Package { id: "x".into(), operations: vec![transfer("a", "b", 1)] };
+        let ok = Package { id: "x".into(), operations: vec![transfer("a", "b", 1)], ..Default::default() };
         assert!(ok.validate(banks).is_ok());
         let code = |p: Package| p.validate(banks).unwrap_err().code;
         assert_eq!(code(Package { id: "".into(), ..ok.clone() }), "bad_id");
         assert_eq!(code(Package { id: "a b".into(), ..ok.clone() }), "bad_id");
-        assert_eq!(code(Package { id: "x".into(), operations: vec![] }), "no_operations");
-        assert_eq!(code(Package { id: "x".into(), operations: vec![transfer("a", "b", 0)] }), "bad_amount");
-        assert_eq!(code(Package { id: "x".into(), operations: vec![transfer("a", "z", 1)] }), "unknown_bank");
+        assert_eq!(code(Package { id: "x".into(), operations: vec![], ..Default::default() }), "no_operations");
+        assert_eq!(code(Package { id: "x".into(), operations: vec![transfer("a", "b", 0)], ..Default::default() }), "bad_amount");
+        assert_eq!(code(Package { id: "x".into(), operations: vec![transfer("a", "z", 1)], ..Default::default() }), "unknown_bank");
         let mut same = transfer("a", "a", 1);
         same.to = same.from.clone();
-        assert_eq!(code(Package { id: "x".into(), operations: vec![same] }), "same_account");
+        assert_eq!(code(Package { id: "x".into(), operations: vec![same], ..Default::default() }), "same_account");
         let dep = Operation { kind: OpKind::Deposit, from: r("a", "1"), to: r("a", "2"), amount: Cents(1) };
-        assert_eq!(code(Package { id: "x".into(), operations: vec![dep] }), "bad_operation");
+        assert_eq!(code(Package { id: "x".into(), operations: vec![dep], ..Default::default() }), "bad_operation");
     }
 }

@@ -1188,7 +1188,7 @@ mod tests {
         let mut b = bank("b:1");
         let mut t = token(1, "a:1", 5);
         t.visits.insert("b:1".into(), 1);
-        let mut pkg = crate::package::Package { id: "p".into(), operations: Vec::new() };
+        let mut pkg = crate::package::Package { id: "p".into(), operations: Vec::new(), ..Default::default() };
         pkg.operations.push(crate::package::Operation { kind: crate::package::OpKind::Deposit, from: None, to: Some(crate::package::AccountRef { bank: "a:1".into(), account: "1".into() }), amount: crate::domain::Cents(1) });
         t.queue.push(Queued { package: pkg, origin: "a:1".into() });
         let out = arrive(&mut b, MS, "a:1", t);

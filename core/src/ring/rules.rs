@@ -455,7 +455,7 @@ mod tests {
             t.visits.insert("a:1".into(), 1);
             t.passed_by.insert("a:1".into(), 10);
             let op = Operation { kind: OpKind::Deposit, from: None, to: Some(AccountRef { bank: "c:1".into(), account: "1".into() }), amount: Cents(5) };
-            t.queue.push(Queued { package: Package { id: "p".into(), operations: vec![op] }, origin: "a:1".into() });
+            t.queue.push(Queued { package: Package { id: "p".into(), operations: vec![op], ..Default::default() }, origin: "a:1".into() });
             t
         };
         assert_eq!(r.check_token("a:1", &good()), Ok(()));

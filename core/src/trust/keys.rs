@@ -1,4 +1,5 @@
-//! A bank's identity: an Ed25519 key pair. The private key lives in the bank's data folder
+//! Ed25519 key pairs: a bank's identity, a user's authority over their accounts, a teller's
+//! over cash deposits. A bank's The private key lives in the bank's data folder
 //! (the node's `trust::keyfile`) and never leaves it: not in logs, `/status`, the command line
 //! or the manifest, which carries only the public key.
 
@@ -6,12 +7,18 @@ use super::{hex, unhex};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 #[derive(Clone)]
-pub struct BankKey(SigningKey);
+pub struct KeyPair(SigningKey);
+
+/// A bank's key pair (its identity in the manifest).
+pub type BankKey = KeyPair;
+
+/// A user's key pair, made and kept by the client on the user's machine.
+pub type UserKey = KeyPair;
 
 /// Never prints the private key.
-impl std::fmt::Debug for BankKey {
+impl std::fmt::Debug for KeyPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BankKey(public {})", self.public().to_hex())
+        write!(f, "KeyPair(public {})", self.public().to_hex())
     }
 }
 
@@ -24,10 +31,10 @@ impl std::fmt::Debug for PublicKey {
     }
 }
 
-impl BankKey {
+impl KeyPair {
     /// From 32 secret bytes (the simulator draws them from its seeded RNG).
-    pub fn from_seed(seed: [u8; 32]) -> BankKey {
-        BankKey(SigningKey::from_bytes(&seed))
+    pub fn from_seed(seed: [u8; 32]) -> KeyPair {
+        KeyPair(SigningKey::from_bytes(&seed))
     }
 
     pub fn public(&self) -> PublicKey {

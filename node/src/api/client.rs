@@ -1,13 +1,15 @@
 //! The client API: the contract in DESIGN.md's table.
 
 use super::ApiError;
-use crate::wire::{AccountList, AccountView, BankAccounts, ConsortiumAccounts, NewAccount, NewUser, PackageView, StatusView, UserView};
+use crate::wire::{AccountList, AccountView, BankAccounts, ConsortiumAccounts, NewAccount, NewUser, PackageView, StatusView, UserKeyView, UserView};
 use super::Body;
 use crate::domain::{Cpf, User};
 use crate::error::Error;
 use crate::node::{Node, PeerError};
 use crate::package::intake::{self, Waiter};
-use crate::package::{Package, Record};
+use crate::package::{authority, Package, Record};
+use crate::trust;
+use crate::trust::keys::PublicKey;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -37,8 +39,23 @@ fn cpf(s: &str) -> Result<Cpf, Error> {
     Cpf::parse(s).map_err(|e| Error::bad_request("invalid_cpf", format!("invalid CPF {s:?}: {e}")))
 }
 
+/// Registers a user with their public key. The registrant proves they hold the private key
+/// (a signature of the registration for this bank), and the reachable banks are asked what
+/// key they hold for the CPF: a different one is refused (advisory, not atomic: it stops the
+/// easy hijack of a CPF already registered elsewhere).
 async fn register_user(State(node): S, Body(req): Body<NewUser>) -> Result<(StatusCode, Json<UserView>), ApiError> {
-    let user = User::new(cpf(&req.cpf)?, &req.name)?;
+    let mut user = User::new(cpf(&req.cpf)?, &req.name)?;
+    let key = PublicKey::from_hex(&req.public_key).ok_or_else(|| Error::bad_request("bad_key", "public_key is not an Ed25519 public key (64 hex digits)"))?;
+    let key_hex = key.to_hex();
+    if !trust::user::verify(&key, &trust::user::register_message(&node.me, &user.cpf, &key_hex), &req.proof) {
+        return Err(Error::forbidden("bad_proof", "the proof is not this key's signature of this registration at this bank").into());
+    }
+    for (bank, theirs) in peer_keys(&node, &user.cpf).await {
+        if theirs != key_hex {
+            return Err(Error::conflict("key_conflict", format!("CPF {} is registered at {bank} with another key", user.cpf)).into());
+        }
+    }
+    user.key = Some(key_hex);
     let u = user.clone();
     node.db(move |s| s.register_user(&u)).await?;
     node.emit("user_registered", user.cpf.to_string());
@@ -54,8 +71,45 @@ async fn get_user(State(node): S, Path(c): Path<String>) -> Result<Json<UserView
     }
 }
 
+/// What every reachable bank holds as `cpf`'s key: (bank, key) for those that know one.
+async fn peer_keys(node: &Arc<Node>, cpf: &Cpf) -> Vec<(String, String)> {
+    let asks = node.members().into_iter().filter(|b| *b != node.me && node.peers.is_online(b)).map(|bank| {
+        let n = node.clone();
+        let path = format!("/peer/users/{}/key", cpf.as_str());
+        tokio::spawn(async move { (bank.clone(), n.raw_call::<(), UserKeyView>(&bank, Method::GET, &path, None).await) })
+    });
+    let mut out = Vec::new();
+    for t in asks.collect::<Vec<_>>() {
+        if let Ok((bank, Ok(UserKeyView { key: Some(k) }))) = t.await {
+            out.push((bank, k));
+        }
+    }
+    out
+}
+
+/// Opens an account: every holder signs the opening (their keys as this bank registered
+/// them), within five minutes of this bank's clock.
 async fn open_account(State(node): S, Body(req): Body<NewAccount>) -> Result<(StatusCode, Json<AccountView>), ApiError> {
     let holders = req.holders.iter().map(|h| cpf(h)).collect::<Result<Vec<_>, _>>()?;
+    // The shape first (kind and holders), for a clear error; registration and personal
+    // accounts are checked again where the account is written.
+    crate::domain::account::check_new_account(req.kind, &holders, |_| true, |_| false)?;
+    let now = node.clock.now_ms();
+    if now.abs_diff(req.time_ms) > trust::user::OPEN_ACCOUNT_WINDOW_MS {
+        return Err(Error::rule("stale_signature", "the holders signed this opening more than 5 minutes from this bank's clock").into());
+    }
+    let message = trust::user::open_account_message(&node.me, req.kind, &holders, req.time_ms);
+    for h in &holders {
+        let c = h.clone();
+        let key = node.db(move |s| s.user(&c)).await?.and_then(|u| u.key).and_then(|k| PublicKey::from_hex(&k));
+        let Some(key) = key else {
+            return Err(Error::not_found("user_not_found", format!("CPF {h} is not a user of this bank")).into());
+        };
+        let signed = req.signatures.iter().any(|s| Cpf::parse(&s.cpf).is_ok_and(|c| c == *h) && trust::user::verify(&key, &message, &s.sig));
+        if !signed {
+            return Err(Error::forbidden("unsigned", format!("holder {h} did not sign this opening")).into());
+        }
+    }
     let me = node.me.clone();
     let a = node.db(move |s| s.open_account(&me, req.kind, &holders)).await?;
     node.emit("account_opened", format!("{} {}", a.key, a.kind));
@@ -118,6 +172,17 @@ fn view(r: &Record) -> PackageView {
 /// gets the same package, never a second execution.
 async fn submit_package(State(node): S, Body(p): Body<Package>) -> Result<(StatusCode, Json<PackageView>), ApiError> {
     p.validate(|b| node.is_member(b))?;
+    if p.signatures.is_empty() {
+        return Err(Error::rule("unsigned", "a package needs the signatures of the holders of the accounts it takes money from (and a teller's for a deposit)").into());
+    }
+    if let Err(why) = authority::check_expiry(&p, node.clock.now_ms()) {
+        // A retry of a package recorded before it expired still gets its outcome.
+        let id = p.id.clone();
+        if let Some(r) = node.db(move |s| s.record(&id)).await?.filter(|r| r.package.same_content(&p)) {
+            return Ok((StatusCode::OK, Json(view(&r))));
+        }
+        return Err(Error::rule("expired", why).into());
+    }
     let id = p.id.clone();
     // Registered before the package exists, so its decision cannot pass unseen.
     let waiter = Waiting::new(&node, &id);

@@ -168,7 +168,7 @@ mod tests {
         let mut token = Token::new(Epoch { gen: 1, creator: "b:1".into() });
         token.hop = 1;
         for i in 0..1000 {
-            token.queue.push(Queued { package: Package { id: format!("package-{i}"), operations: vec![op.clone()] }, origin: "b:1".into() });
+            token.queue.push(Queued { package: Package { id: format!("package-{i}"), operations: vec![op.clone()], ..Default::default() }, origin: "b:1".into() });
         }
         let pass = serde_json::to_vec(&crate::wire::TokenPass { from: "b:1".into(), token }).unwrap();
         assert!(pass.len() > 2 * MAX_BODY_BYTES, "the test token is big: {}", pass.len());

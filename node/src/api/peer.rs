@@ -40,6 +40,7 @@ pub fn routes(node: Arc<Node>) -> Router<Arc<Node>> {
         .route("/decide", post(decide))
         .route("/outcome/{id}", get(outcome))
         .route("/settled", post(settled))
+        .route("/users/{cpf}/key", get(user_key))
         .layer(middleware::from_fn_with_state(node, authenticate))
 }
 
@@ -157,6 +158,13 @@ async fn finish(State(node): S, Extension(Sender(from)): From, Body(f): Body<Vec
 
 async fn decide(State(node): S, Extension(Sender(from)): From, Body(d): Body<Vec<Decide>>) -> Result<Json<Vec<PackageView>>, ApiError> {
     Ok(Json(executor::decide_here(&node, &from, d).await?))
+}
+
+/// The key this bank registered for a CPF (another bank registering the same CPF compares).
+async fn user_key(State(node): S, Path(cpf): Path<String>) -> Result<Json<crate::wire::UserKeyView>, ApiError> {
+    let c = crate::domain::Cpf::parse(&cpf).map_err(|e| Error::bad_request("invalid_cpf", format!("invalid CPF: {e}")))?;
+    let key = node.db(move |s| s.user(&c)).await?.and_then(|u| u.key);
+    Ok(Json(crate::wire::UserKeyView { key }))
 }
 
 async fn settled(State(node): S, Body(ids): Body<Vec<String>>) -> Json<bool> {

@@ -35,7 +35,11 @@ struct Args {
     /// the same folder to keep every acknowledged write.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// TOML file with the same keys (listen, advertise, manifest, data_dir, and the timing
+    /// A teller's public key (hex, from `node teller-key`): cash deposits into this bank's
+    /// accounts need a signature of one of them. Repeat for several tellers.
+    #[arg(long = "teller-key", value_name = "HEX")]
+    teller_keys: Vec<String>,
+    /// TOML file with the same keys (listen, advertise, manifest, data_dir, teller_keys, and the timing
     /// keys: peer_timeout_ms, package_wait_ms, idle_hold_ms, idle_hold_max_ms, token_loss_ms,
     /// startup_check_ms, block_ms, resolve_after_ms, presume_abort_ms, ping_backoff_max_ms;
     /// the manifest's [timing] wins for the shared ones). Flags win over the file.
@@ -54,6 +58,14 @@ enum Command {
         /// The address the other banks reach this one at (host:port).
         #[arg(long)]
         address: String,
+    },
+    /// Makes a teller's key pair (if FILE does not exist yet) and prints its public key for
+    /// the bank's `teller_keys`. Cash deposits need a teller's signature; the private key
+    /// stays with the teller (the operator at the counter), not on the server.
+    TellerKey {
+        /// Where the teller's private key is kept (created readable by its owner only).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -81,8 +93,15 @@ fn main() {
         std::process::exit(70);
     }));
     let args = Args::parse();
-    if let Some(Command::Init { data_dir, address }) = &args.command {
-        if let Err(e) = init(data_dir, address) {
+    if let Some(cmd) = &args.command {
+        let done = match cmd {
+            Command::Init { data_dir, address } => init(data_dir, address),
+            Command::TellerKey { out } => node::trust::keyfile::load_or_create_at(out).map(|(key, created)| {
+                eprintln!("{} the teller key {}", if created { "created" } else { "kept" }, out.display());
+                println!("{}", key.public().to_hex());
+            }),
+        };
+        if let Err(e) = done {
             eprintln!("error: {e}");
             std::process::exit(2);
         }
@@ -110,6 +129,7 @@ fn main() {
     if let Some(d) = args.data_dir {
         config.data_dir = d;
     }
+    config.teller_keys.extend(args.teller_keys);
     if let Err(e) = config.check() {
         eprintln!("error: {e}");
         std::process::exit(2);

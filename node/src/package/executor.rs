@@ -13,7 +13,7 @@ use crate::wire::{Decide, Finish, PackageView, Prepare, Votes};
 use crate::error::Error;
 use crate::node::{Node, PeerError};
 use crate::ring::Queued;
-use crate::store::{Write, Written};
+use crate::store::{Authority, Write, Written};
 use crate::trust::decision::Decision;
 use crate::writer;
 use hyper::Method;
@@ -54,7 +54,8 @@ pub async fn prepare_here(node: &Arc<Node>, from: &str, items: Vec<Prepare>) -> 
             Err(e) => return Err(node.refuse(from, e)),
         }
     }
-    match writer::write(node, Write::Prepare(writes)).await? {
+    let auth = Authority { me: node.me.clone(), now_ms: node.clock.now_ms(), tellers: node.tellers.clone() };
+    match writer::write(node, Write::Prepare(auth, writes)).await? {
         Written::Prepare(each) => Ok(each
             .into_iter()
             .map(|r| match r {

@@ -10,8 +10,44 @@ fn cpf(n: u32) -> Cpf {
     Cpf::from_base(n)
 }
 
+/// Every test user's key, derived from their CPF.
+fn user_key(c: &Cpf) -> crate::trust::keys::UserKey {
+    let mut seed = [7u8; 32];
+    seed[..11].copy_from_slice(c.as_str().as_bytes());
+    crate::trust::keys::KeyPair::from_seed(seed)
+}
+
+fn teller() -> crate::trust::keys::KeyPair {
+    crate::trust::keys::KeyPair::from_seed([42; 32])
+}
+
+const NOW_MS: u64 = 1_800_000_000_000;
+
+/// What this test bank ("me") authorizes legs against: its teller, a fixed clock.
+fn auth() -> Authority {
+    Authority { me: "me".into(), now_ms: NOW_MS, tellers: vec![teller().public()] }
+}
+
+/// `p` as its client signs it for `origin`: valid for a minute, by a holder of each account
+/// money leaves (read from the store) and by the teller of each deposit.
+fn signed(s: &Store, origin: &str, p: &Package) -> Package {
+    let mut p = p.clone();
+
+    for op in p.operations.clone() {
+        if let Some(holder) = op.from.as_ref().and_then(|f| s.account(&f.account).ok().flatten()).and_then(|a| a.holders.first().cloned()) {
+            p.sign_as_holder(origin, holder.as_str(), &user_key(&holder));
+        }
+        if op.kind == OpKind::Deposit {
+            p.sign_as_teller(origin, "me", &teller());
+        }
+    }
+    p
+}
+
 fn user(s: &Store, n: u32) {
-    s.register_user(&User::new(cpf(n), "Someone").unwrap()).unwrap();
+    let mut u = User::new(cpf(n), "Someone").unwrap();
+    u.key = Some(user_key(&u.cpf).public().to_hex());
+    s.register_user(&u).unwrap();
 }
 
 fn at(account: &str) -> Option<AccountRef> {
@@ -19,17 +55,17 @@ fn at(account: &str) -> Option<AccountRef> {
 }
 
 fn deposit(id: &str, to: &str, cents: u64) -> Package {
-    Package { id: id.into(), operations: vec![Operation { kind: OpKind::Deposit, from: None, to: at(to), amount: Cents(cents) }] }
+    Package { id: id.into(), operations: vec![Operation { kind: OpKind::Deposit, from: None, to: at(to), amount: Cents(cents) }], expires_ms: NOW_MS + 60_000, ..Default::default() }
 }
 
 fn withdraw(id: &str, from: &str, cents: u64) -> Package {
-    Package { id: id.into(), operations: vec![Operation { kind: OpKind::Withdraw, from: at(from), to: None, amount: Cents(cents) }] }
+    Package { id: id.into(), operations: vec![Operation { kind: OpKind::Withdraw, from: at(from), to: None, amount: Cents(cents) }], expires_ms: NOW_MS + 60_000, ..Default::default() }
 }
 
 /// Prepares this bank's ("me") legs of `p` accepted at `origin`, as a participant does.
 fn prep(s: &Store, origin: &str, p: &Package) -> Result<Vec<LegVote>, Error> {
     let legs = p.legs_by_bank().remove("me").unwrap_or_default();
-    s.prepare(origin, p, &legs)
+    s.prepare(&auth(), origin, &signed(s, origin, p), &legs)
 }
 
 fn key(origin: &str, id: &str) -> PackageKey {
@@ -164,7 +200,7 @@ fn insufficient_funds_and_missing_account_are_votes_not_errors() {
         operations: vec![
             Operation { kind: OpKind::Withdraw, from: at(&a.key), to: None, amount: Cents(11) },
             Operation { kind: OpKind::Deposit, from: None, to: at("999999"), amount: Cents(1) },
-        ],
+        ], expires_ms: NOW_MS + 60_000, ..Default::default()
     };
     let v = prep(&s, "o", &p).unwrap();
     assert!(!v[0].ok && !v[1].ok);
@@ -175,6 +211,7 @@ fn package(id: &str, amount: u64) -> Package {
     Package {
         id: id.into(),
         operations: vec![Operation { kind: OpKind::Deposit, from: None, to: Some(AccountRef { bank: "me".into(), account: "000001".into() }), amount: Cents(amount) }],
+        expires_ms: NOW_MS + 60_000, ..Default::default()
     }
 }
 
@@ -238,26 +275,26 @@ fn a_group_commit_applies_writes_in_order_and_answers_each_in_its_slot() {
     let a = funded(&s, 1, 100);
     let pkg = |id: &str, cents: u64| Package {
         id: id.into(),
-        operations: vec![Operation { kind: OpKind::Withdraw, from: Some(AccountRef { bank: "me".into(), account: a.key.clone() }), to: None, amount: Cents(cents) }],
+        operations: vec![Operation { kind: OpKind::Withdraw, from: Some(AccountRef { bank: "me".into(), account: a.key.clone() }), to: None, amount: Cents(cents) }], expires_ms: NOW_MS + 60_000, ..Default::default()
     };
     let sub = |id: &str, cents: u64| Write::Submit { package: pkg(id, cents), origin: "me".into() };
     let debit = |id: &str, cents: u64| {
-        let p = pkg(id, cents);
+        let p = signed(&s, "me", &pkg(id, cents));
         let legs = p.legs_by_bank().remove("me").unwrap();
-        vec![("me".to_string(), p, legs)]
+        Write::Prepare(auth(), vec![("me".to_string(), p, legs)])
     };
     s.submit(&pkg("old", 5), "me").unwrap();
     let answers = s
         .write_group(vec![
             sub("a", 70),
             sub("old", 6),
-            Write::Prepare(debit("a", 70)),
+            (debit("a", 70)),
             sub("a", 70),
             Write::Decide(vec![("a".into(), Outcome::Commit, vec![OpResult { index: 0, ok: true, reason: None }], "me".into()), ("nobody".into(), Outcome::Abort, vec![], "me".into())]),
             Write::Finish(vec![(key("me", "a"), Outcome::Commit, pkg("a", 70).digest("me")), (key("me", "never"), Outcome::Commit, pkg("never", 1).digest("me"))]),
             // After the finish in the same group: sees the balance the finish left.
-            Write::Prepare(debit("b", 40)),
-            Write::Prepare(debit("a", 71)),
+            (debit("b", 40)),
+            (debit("a", 71)),
         ])
         .unwrap();
     assert_eq!(answers.len(), 8);

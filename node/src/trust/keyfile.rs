@@ -11,8 +11,14 @@ pub const KEY_FILE: &str = "bank.key";
 /// Reads `dir/bank.key`, or creates it (readable by the owner only) if there is none.
 /// Returns the key and whether it was created.
 pub fn load_or_create(dir: &Path) -> Result<(BankKey, bool), String> {
-    let path = dir.join(KEY_FILE);
-    match std::fs::read_to_string(&path) {
+    load_or_create_at(&dir.join(KEY_FILE))
+}
+
+/// Reads the key file at `path`, or creates it (its folder too); the same format for a
+/// bank's key and a teller's.
+pub fn load_or_create_at(path: &Path) -> Result<(BankKey, bool), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    match std::fs::read_to_string(path) {
         Ok(text) => {
             let seed = unhex::<32>(text.trim()).ok_or_else(|| format!("{}: not a bank key (64 hex digits)", path.display()))?;
             Ok((BankKey::from_seed(seed), false))
@@ -22,7 +28,7 @@ pub fn load_or_create(dir: &Path) -> Result<(BankKey, bool), String> {
             let mut seed = [0u8; 32];
             rand::Rng::fill(&mut rand::rng(), &mut seed);
             let key = BankKey::from_seed(seed);
-            write_private(&path, &format!("{}\n", key.seed_hex()))?;
+            write_private(path, &format!("{}\n", key.seed_hex()))?;
             Ok((key, true))
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),

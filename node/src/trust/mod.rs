@@ -8,7 +8,7 @@
 //! - `request`: the authentication every bank-to-bank request carries, its check (before the
 //!   body is read), and the replay guard.
 
-pub use consortium_core::trust::{decision, hex, keys, manifest, put, unhex};
+pub use consortium_core::trust::{decision, hex, keys, manifest, put, unhex, user};
 
 pub mod keyfile;
 pub mod request;

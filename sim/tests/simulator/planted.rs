@@ -48,6 +48,8 @@ const CAUGHT: &[(PlantedBug, &str, &str)] = &[
     (PlantedBug::ForgetOutbox, "bank_crash", "outbox"),
     // Legs whose finish was lost are never asked about again.
     (PlantedBug::NoResolver, "flaky_network", "liveness"),
+    // Participants take any signature: an adversary's packages move money.
+    (PlantedBug::SkipSignatures, "malicious_client", "trust"),
 ];
 
 #[test]

@@ -28,6 +28,29 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     pub(crate) timeout: Duration,
 
+    /// The user acting: packages that take money out of an account are signed with this
+    /// user's key (from the key folder), as one of the account's holders.
+    #[arg(long, global = true, env = "BANK_USER", value_name = "CPF", value_parser = parse_cpf)]
+    pub(crate) user: Option<Cpf>,
+
+    /// The user's key file, instead of the key folder's file for --user.
+    #[arg(long = "key-file", global = true, env = "BANK_KEY_FILE", value_name = "FILE")]
+    pub(crate) key_file: Option<PathBuf>,
+
+    /// The folder of the users' keys (one file per CPF, made by `user register`). Default:
+    /// $XDG_DATA_HOME/bank/keys, else ~/.local/share/bank/keys.
+    #[arg(long, global = true, env = "BANK_KEYS", value_name = "DIR")]
+    pub(crate) keys: Option<PathBuf>,
+
+    /// A teller's key file (from `node teller-key`), to sign cash deposits. Default: the
+    /// file `make run` leaves for the deposit's bank, data/tellers/HOST_PORT.key.
+    #[arg(long, global = true, env = "BANK_TELLER_KEY", value_name = "FILE")]
+    pub(crate) teller_key: Option<PathBuf>,
+
+    /// How long a package stays valid once signed, in seconds (at most a day).
+    #[arg(long, global = true, value_name = "SECS", default_value = "3600", value_parser = parse_secs)]
+    pub(crate) valid_for: Duration,
+
     #[command(subcommand)]
     pub(crate) cmd: Cmd,
 }

@@ -2,6 +2,11 @@
 
 use crate::args::*;
 use crate::render::*;
+use bank_client::keys::{self, KeyStore};
+use consortium_core::domain::Cpf;
+use bank_client::{now_ms, sign_package, Signers};
+use consortium_core::trust::keys::{KeyPair, UserKey};
+use std::path::PathBuf;
 use bank_client::{
     build_package, fmt_duration, new_package_id, parse_account_ref, parse_op, parse_ops_file,
     Answer, ApiCall, Client, ClientError, OpsFormat,
@@ -34,6 +39,49 @@ pub(crate) struct Ctx {
     pub(crate) client: Client,
     pub(crate) json: bool,
     pub(crate) timeout: Duration,
+    pub(crate) keys: Keys,
+}
+
+/// Where the keys that sign come from.
+pub(crate) struct Keys {
+    pub(crate) store: KeyStore,
+    pub(crate) user: Option<Cpf>,
+    pub(crate) key_file: Option<PathBuf>,
+    pub(crate) teller_file: Option<PathBuf>,
+    pub(crate) valid_for: Duration,
+}
+
+impl Keys {
+    pub(crate) fn from_cli(cli: &Cli) -> Keys {
+        Keys { store: KeyStore::locate(cli.keys.clone()), user: cli.user.clone(), key_file: cli.key_file.clone(), teller_file: cli.teller_key.clone(), valid_for: cli.valid_for }
+    }
+
+    /// The key of `cpf`: the --key file when it is the acting user's, else the key folder's.
+    pub(crate) fn of(&self, cpf: &Cpf) -> Result<UserKey, String> {
+        match &self.key_file {
+            Some(f) if self.user.as_ref().is_none_or(|u| u == cpf) => keys::load(f),
+            _ => self.store.load(cpf),
+        }
+    }
+
+    /// The teller key for deposits at `bank`.
+    pub(crate) fn teller(&self, bank: &str) -> Result<KeyPair, String> {
+        let path = self.teller_file.clone().unwrap_or_else(|| PathBuf::from(format!("data/tellers/{}.key", bank.replace(':', "_"))));
+        keys::load(&path).map_err(|e| format!("{e}\n(a deposit needs the teller key of {bank}: --teller-key FILE)"))
+    }
+
+    /// Expiry and signatures for `package` submitted at `origin`.
+    pub(crate) fn sign(&self, package: &mut Package, origin: &str) -> Result<(), String> {
+        let holder_key = match &self.user {
+            Some(u) if package.operations.iter().any(|op| op.from.is_some()) => Some((u.clone(), self.of(u)?)),
+            _ => None,
+        };
+        let deposit_banks: std::collections::BTreeSet<String> =
+            package.operations.iter().filter(|op| op.kind == OpKind::Deposit).filter_map(|op| op.to.as_ref()).map(|r| r.bank.clone()).collect();
+        let tellers = deposit_banks.into_iter().map(|b| self.teller(&b).map(|k| (b, k))).collect::<Result<Vec<_>, _>>()?;
+        let signers = Signers { holder: holder_key.as_ref().map(|(c, k)| (c.clone(), k)), tellers: tellers.iter().map(|(b, k)| (b.clone(), k)).collect() };
+        sign_package(package, origin, &signers, now_ms(), self.valid_for)
+    }
 }
 
 /// Prints a failure and gives the exit code.
@@ -78,16 +126,25 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Fail> {
     let here = c.bank().to_string();
     match cmd {
         Cmd::User(UserCmd::Register { cpf, name }) => {
-            let a = c.call::<UserView>(ApiCall::register_user(cpf.as_str(), &name)).await?;
-            print_answer(ctx, &a, |u| format!("registered {} ({}) at bank {here}", u.name, u.cpf.formatted()));
+            let (key, new) = match &ctx.keys.key_file {
+                Some(f) => (keys::load(f).map_err(Fail::Usage)?, false),
+                None => ctx.keys.store.load_or_create(&cpf).map_err(Fail::Usage)?,
+            };
+            let kept = ctx.keys.key_file.clone().unwrap_or_else(|| ctx.keys.store.path(&cpf));
+            let a = c.call::<UserView>(ApiCall::register_user(&here, &cpf, &name, &key)).await?;
+            print_answer(ctx, &a, |u| {
+                let made = if new { "made" } else { "used" };
+                format!("registered {} ({}) at bank {here}; {made} the key {}", u.name, u.cpf.formatted(), kept.display())
+            });
         }
         Cmd::User(UserCmd::Show { cpf }) => {
             let a = c.call::<UserView>(ApiCall::user(cpf.as_str())).await?;
             print_answer(ctx, &a, |u| render_user(u, &here));
         }
         Cmd::Account(AccountCmd::Open { kind, holders }) => {
-            let holders = holders.iter().map(|h| h.to_string()).collect();
-            let a = c.call::<AccountView>(ApiCall::open_account(kind, holders)).await?;
+            let keys = holders.iter().map(|h| ctx.keys.of(h)).collect::<Result<Vec<_>, _>>().map_err(Fail::Usage)?;
+            let signed: Vec<(Cpf, &UserKey)> = holders.iter().cloned().zip(keys.iter()).collect();
+            let a = c.call::<AccountView>(ApiCall::open_account(&here, kind, &signed, now_ms())).await?;
             print_answer(ctx, &a, |v| {
                 format!(
                     "opened {} account {} at bank {}: refer to it as {}/{}\n{}",
@@ -198,8 +255,9 @@ pub(crate) fn choose_id(flag: Option<String>, from_file: Option<String>) -> Resu
 
 pub(crate) async fn package_command(ctx: &Ctx, operations: Vec<Operation>, id: Option<String>, file_id: Option<String>) -> Result<(), Fail> {
     let (id, generated) = choose_id(id, file_id).map_err(Fail::Usage)?;
-    let package = build_package(id.clone(), operations).map_err(Fail::Usage)?;
+    let mut package = build_package(id.clone(), operations).map_err(Fail::Usage)?;
     let bank = ctx.client.bank().to_string();
+    ctx.keys.sign(&mut package, &bank).map_err(Fail::Usage)?;
     if !ctx.json {
         let note = if generated { format!(" (new id; to retry safely, re-run with --id {id})") } else { String::new() };
         eprintln!("sending package {id} to {bank}{note}");

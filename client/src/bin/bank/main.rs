@@ -24,6 +24,7 @@ use std::io::{self, IsTerminal, Write};
 
 fn main() {
     let cli = Cli::parse();
+    let keys = commands::Keys::from_cli(&cli);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
     let code = match cli.cmd {
         Cmd::Shell => {
@@ -33,13 +34,13 @@ fn main() {
             let mut input = stdin.lock();
             let (mut out, mut err) = (io::stdout(), io::stderr());
             let mut shell =
-                Shell { rt: &rt, client, user: None, input: &mut input, out: &mut out, err: &mut err, echo, budget: cli.timeout };
+                Shell { rt: &rt, client, user: None, keys, input: &mut input, out: &mut out, err: &mut err, echo, budget: cli.timeout };
             shell.run();
             0
         }
         cmd => {
             let ctx =
-                Ctx { client: rt.block_on(async { Client::new(cli.bank.clone(), cli.timeout) }), json: cli.json, timeout: cli.timeout };
+                Ctx { client: rt.block_on(async { Client::new(cli.bank.clone(), cli.timeout) }), json: cli.json, timeout: cli.timeout, keys };
             match rt.block_on(run(&ctx, cmd)) {
                 Ok(()) => 0,
                 Err(f) => report(&ctx, f),

@@ -3,6 +3,9 @@
 use crate::args::*;
 use crate::commands::*;
 use crate::render::*;
+use crate::commands::Keys;
+use consortium_core::trust::keys::UserKey;
+use consortium_core::domain::Cpf;
 use bank_client::{
     build_package, fmt_duration, new_package_id, parse_account_ref, parse_amount, parse_bank_addr, Client, ClientError,
 };
@@ -26,6 +29,8 @@ pub(crate) struct Shell<'a> {
     /// The client of the current bank (the logged-in user's, or the one to log in to).
     pub(crate) client: Client,
     pub(crate) user: Option<UserView>,
+    /// Where keys come from; `keys.user` is the logged-in user.
+    pub(crate) keys: Keys,
     pub(crate) input: &'a mut dyn BufRead,
     pub(crate) out: &'a mut dyn Write,
     pub(crate) err: &'a mut dyn Write,
@@ -159,9 +164,17 @@ impl Shell<'_> {
         let here = self.client.bank().to_string();
         let Some(bank) = self.ask("bank (host:port)", Some(&here), parse_bank_addr)? else { return Ok(()) };
         let client = self.client.at(&bank);
-        match self.rt.block_on(client.register_user(cpf.as_str(), &name)) {
+        let key = match self.keys.store.load_or_create(&cpf) {
+            Ok((k, _)) => k,
+            Err(e) => {
+                let _ = writeln!(self.err, "error: {e}");
+                return Ok(());
+            }
+        };
+        match self.rt.block_on(client.register_user(&cpf, &name, &key)) {
             Ok(u) => {
-                let _ = writeln!(self.out, "registered {} ({}) at bank {bank}; log in with option 2", u.name, u.cpf.formatted());
+                let kept = self.keys.store.path(&cpf);
+                let _ = writeln!(self.out, "registered {} ({}) at bank {bank}; your key is {}; log in with option 2", u.name, u.cpf.formatted(), kept.display());
             }
             Err(e) => {
                 self.fail(&e);
@@ -179,8 +192,13 @@ impl Shell<'_> {
         let Some(bank) = self.ask("bank (host:port)", Some(&here), parse_bank_addr)? else { return Ok(()) };
         let client = self.client.at(&bank);
         match self.rt.block_on(client.user(cpf.as_str())) {
+            Ok(_) if self.keys.of(&cpf).is_err() => {
+                let e = self.keys.of(&cpf).err().unwrap_or_default();
+                let _ = writeln!(self.err, "error: {e}");
+            }
             Ok(u) => {
                 let _ = writeln!(self.out, "welcome, {} ({}) at bank {bank}", u.name, u.cpf.formatted());
+                self.keys.user = Some(u.cpf.clone());
                 self.user = Some(u);
                 self.client = client;
             }
@@ -231,8 +249,16 @@ impl Shell<'_> {
             };
             holders.push(cpf);
         }
+        let keys = match holders.iter().map(|h| self.keys.of(h)).collect::<Result<Vec<_>, _>>() {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = writeln!(self.err, "error: every holder signs the opening, with a key on this machine: {e}");
+                return Ok(());
+            }
+        };
+        let signed: Vec<(Cpf, &UserKey)> = holders.iter().cloned().zip(keys.iter()).collect();
         let client = self.client.clone();
-        match self.rt.block_on(client.open_account(kind, &holders)) {
+        match self.rt.block_on(client.open_account(kind, &signed)) {
             Ok(v) => {
                 let _ =
                     writeln!(self.out, "opened {} account {}: refer to it as {}/{}\n{}", v.kind, v.key, v.bank, v.key, render_account(&v));
@@ -296,7 +322,8 @@ impl Shell<'_> {
 
     /// Submits a package of these operations to the current bank and prints the outcome.
     pub(crate) fn send(&mut self, ops: Vec<Operation>) {
-        let package = match build_package(new_package_id(), ops) {
+        let bank = self.client.bank().to_string();
+        let package = match build_package(new_package_id(), ops).and_then(|mut p| self.keys.sign(&mut p, &bank).map(|()| p)) {
             Ok(p) => p,
             Err(e) => {
                 let _ = writeln!(self.err, "error: {e}");

@@ -161,7 +161,7 @@ fn package_outcomes() {
                 to: Some(AccountRef { bank: "a:1".into(), account: "1".into() }),
                 amount: Cents(5),
             },
-        ],
+        ], ..Default::default()
     };
     let v = PackageView {
         id: "p".into(),
@@ -214,6 +214,7 @@ fn shell(input: &str) -> (String, String) {
         rt: &rt,
         client,
         user: None,
+        keys: Keys { store: bank_client::keys::KeyStore { dir: std::env::temp_dir().join("bank-shell-test-keys") }, user: None, key_file: None, teller_file: None, valid_for: Duration::from_secs(60) },
         input: &mut input,
         out: &mut out,
         err: &mut err,
