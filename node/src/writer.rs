@@ -87,6 +87,15 @@ fn committed(node: &Node, a: &Written) {
             node.ring.tell(crate::ring::machine::Event::WorkArrived);
         }
         Written::Decide(each) => {
+            for (r, how) in each.iter().filter_map(|d| d.as_ref().ok()) {
+                if *how == crate::package::record::Decided::Now {
+                    node.count(|c| match r.status {
+                        crate::package::Status::Committed => c.committed += 1,
+                        _ => c.aborted += 1,
+                    });
+                    node.report(crate::events::NodeEvent::PackageDecided { key: r.key(), status: r.status });
+                }
+            }
             let standing: Vec<&Record> = each.iter().filter_map(|d| d.as_ref().ok()).map(|(r, _)| r).collect();
             node.intake.decided(&standing);
             intake::tell_decided(node, &standing);

@@ -5,7 +5,7 @@
 //! without a network hop).
 
 use super::intake;
-use super::record::{Decided, Record};
+use super::record::Record;
 use super::round::{Round, MAX_BATCH};
 use super::spec::{Leg, PackageKey, MAX_ID_LEN};
 use super::{Outcome, Status};
@@ -144,20 +144,15 @@ pub async fn decide_here(node: &Arc<Node>, from: &str, items: Vec<Decide>) -> Re
     };
     let mut out = Vec::new();
     for d in done {
-        let (r, how) = match d {
+        // Counted and reported by the writer, right after the commit: a decide whose asker
+        // gave up (a stalled disk) still lands, and must still be told.
+        let (r, _) = match d {
             Ok(x) => x,
             Err(e) => {
                 node.refused(from, &e);
                 continue;
             }
         };
-        if how == Decided::Now {
-            node.count(|c| match r.status {
-                Status::Committed => c.committed += 1,
-                _ => c.aborted += 1,
-            });
-            node.report(crate::events::NodeEvent::PackageDecided { key: r.key(), status: r.status });
-        }
         out.push(view(node, &r));
     }
     Ok(out)
