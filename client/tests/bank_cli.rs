@@ -99,6 +99,25 @@ async fn the_command_line_against_real_banks() {
     let r = cli(&a, &["user", "show", "--cpf", &cpf(12)]).await;
     assert_eq!(r.code, 1, "unknown user: {}", r.err);
 
+    // The user's key: made by `user register`, private to the user, exported as is.
+    let r = cli(&a, &["--json", "key", "show", "--cpf", &ana]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let shown = r.json();
+    let file = std::path::PathBuf::from(shown["file"].as_str().unwrap());
+    assert!(file.starts_with(&keys), "in the key folder: {shown}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o077, 0, "readable by the user only");
+    }
+    let r = cli(&a, &["key", "export", "--cpf", &ana]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let seed = consortium_core::trust::unhex::<32>(r.out.trim()).expect("64 hex digits");
+    assert_eq!(consortium_core::trust::keys::KeyPair::from_seed(seed).public().to_hex(), shown["public_key"].as_str().unwrap());
+    assert!(r.err.contains("can move this user's money"), "a warning: {}", r.err);
+    let r = cli(&a, &["key", "show", "--cpf", &cpf(12)]).await;
+    assert_eq!(r.code, 2, "no key for that CPF here: {}", r.err);
+
     // Accounts.
     let r = cli(&a, &["--json", "account", "open", "--kind", "personal", "--holder", &ana]).await;
     assert_eq!(r.code, 0, "{}", r.err);

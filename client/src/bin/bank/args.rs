@@ -61,6 +61,14 @@ pub(crate) enum Cmd {
     #[command(subcommand)]
     User(UserCmd),
 
+    /// A user's key on this machine: show where it is and its public key, or export it
+    ///
+    /// `user register` makes the key (one file per CPF in the key folder, readable by the
+    /// user only). Money leaves an account only with a holder's signature, so keep the key
+    /// file safe; to use it on another machine, copy it there with `key export`.
+    #[command(subcommand)]
+    Key(KeyCmd),
+
     /// Open an account at the bank, or show one
     #[command(subcommand)]
     Account(AccountCmd),
@@ -198,6 +206,23 @@ pub(crate) enum UserCmd {
     },
     /// Show a user registered at the bank
     Show {
+        /// The CPF (12345678909 or 123.456.789-09).
+        #[arg(long, value_parser = parse_cpf)]
+        cpf: Cpf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum KeyCmd {
+    /// The key file and the public key of a user (what the banks registered)
+    Show {
+        /// The CPF (12345678909 or 123.456.789-09).
+        #[arg(long, value_parser = parse_cpf)]
+        cpf: Cpf,
+    },
+    /// Print the private key (64 hex digits) to standard output, to copy it to another
+    /// machine's key folder as CPF.key. Whoever has it can move the user's money.
+    Export {
         /// The CPF (12345678909 or 123.456.789-09).
         #[arg(long, value_parser = parse_cpf)]
         cpf: Cpf,

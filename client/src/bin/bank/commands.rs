@@ -137,6 +137,20 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Fail> {
                 format!("registered {} ({}) at bank {here}; {made} the key {}", u.name, u.cpf.formatted(), kept.display())
             });
         }
+        Cmd::Key(KeyCmd::Show { cpf }) => {
+            let key = ctx.keys.of(&cpf).map_err(Fail::Usage)?;
+            let path = ctx.keys.key_file.clone().filter(|_| ctx.keys.user.as_ref().is_none_or(|u| *u == cpf)).unwrap_or_else(|| ctx.keys.store.path(&cpf));
+            if ctx.json {
+                say(&serde_json::json!({"cpf": cpf.as_str(), "file": path.display().to_string(), "public_key": key.public().to_hex()}).to_string());
+            } else {
+                say(&format!("CPF         {}\nkey file    {}\npublic key  {}", cpf.formatted(), path.display(), key.public().to_hex()));
+            }
+        }
+        Cmd::Key(KeyCmd::Export { cpf }) => {
+            let key = ctx.keys.of(&cpf).map_err(Fail::Usage)?;
+            eprintln!("the private key of {}: whoever has it can move this user's money", cpf.formatted());
+            say(&key.seed_hex());
+        }
         Cmd::User(UserCmd::Show { cpf }) => {
             let a = c.call::<UserView>(ApiCall::user(cpf.as_str())).await?;
             print_answer(ctx, &a, |u| render_user(u, &here));
