@@ -42,6 +42,37 @@ impl KeyStore {
         Ok((key, true))
     }
 
+    /// A fresh key for `cpf`'s next rotation (not yet the user's key).
+    pub fn fresh() -> UserKey {
+        let mut seed = [0u8; 32];
+        rand::Rng::fill(&mut rand::rng(), &mut seed);
+        KeyPair::from_seed(seed)
+    }
+
+    /// Keeps the key of `cpf`'s next rotation on disk (`CPF.key.next`) before it is
+    /// announced: once a bank has its public key, losing the private one would lock the user
+    /// out.
+    pub fn stage(&self, cpf: &Cpf, key: &UserKey) -> Result<PathBuf, String> {
+        let next = self.dir.join(format!("{}.key.next", cpf.as_str()));
+        write_private(&next, &format!("{}\n", key.seed_hex()))?;
+        Ok(next)
+    }
+
+    /// The key staged for `cpf`'s next rotation, if a rotation did not finish.
+    pub fn staged(&self, cpf: &Cpf) -> Option<UserKey> {
+        load(&self.dir.join(format!("{}.key.next", cpf.as_str()))).ok()
+    }
+
+    /// The staged key becomes `cpf`'s key after rotation `seq`; the previous file is kept
+    /// beside it as `CPF.key.before-SEQ`. Returns the path of the previous key.
+    pub fn commit(&self, cpf: &Cpf, seq: u64) -> Result<PathBuf, String> {
+        let (path, next) = (self.path(cpf), self.dir.join(format!("{}.key.next", cpf.as_str())));
+        let before = self.dir.join(format!("{}.key.before-{seq}", cpf.as_str()));
+        std::fs::rename(&path, &before).map_err(|e| format!("cannot keep the previous key as {}: {e}", before.display()))?;
+        std::fs::rename(&next, &path).map_err(|e| format!("the new key is in {} (cannot move it: {e})", next.display()))?;
+        Ok(before)
+    }
+
     /// The key of `cpf`; an error that says how to get one if there is none.
     pub fn load(&self, cpf: &Cpf) -> Result<UserKey, String> {
         let path = self.path(cpf);

@@ -157,6 +157,11 @@ impl ApiCall {
         ApiCall::post("/users", &NewUser { cpf: cpf.as_str().to_string(), name: name.to_string(), public_key, proof })
     }
 
+    /// `POST /users/{cpf}/key`: a rotation signed by the current key.
+    pub fn rotate_key(cpf: &Cpf, rotation: &consortium_core::wire::KeyRotation) -> ApiCall {
+        ApiCall::post(&format!("/users/{}/key", cpf.as_str()), rotation)
+    }
+
     /// `GET /users/{cpf}`
     pub fn user(cpf: &str) -> ApiCall {
         ApiCall::get(format!("/users/{}", encode_segment(cpf)))

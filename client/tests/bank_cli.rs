@@ -55,6 +55,10 @@ async fn cli_in(addr: &str, args: &[&str], stdin: &str) -> Run {
 
 /// Waits until `account show` gives this balance with nothing blocked or held: a committed
 /// package's credits are released just after the decision, not before the answer.
+fn r_export_seed(seed: &[u8; 32]) -> String {
+    seed.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 async fn settles(bank: &str, account: &str, balance: u64) {
     let mut last = Value::Null;
     for _ in 0..100 {
@@ -158,6 +162,27 @@ async fn the_command_line_against_real_banks() {
     assert!(r.out.contains("committed"), "{}", r.out);
     assert!(r.out.contains(&ra) && r.out.contains(&rb) && r.out.contains("2 account(s) at 2 of 2 bank(s)"), "{}", r.out);
     settles(&a, &ka, 8350).await;
+
+    // Rotation: announced at one bank, passed on to the other; the old key moves nothing.
+    let old_key = home.path().join("old.key");
+    std::fs::write(&old_key, r_export_seed(&seed)).unwrap();
+    let r = cli(&a, &["key", "rotate", "--cpf", &ana]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.out, r.err);
+    assert!(r.out.contains("rotation 1"), "{}", r.out);
+    let mut seq = Value::Null;
+    for _ in 0..100 {
+        seq = cli(&b, &["--json", "user", "show", "--cpf", &ana]).await.json()["key_seq"].clone();
+        if seq == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seq, 1, "the other bank learned the rotation");
+    let r = cli(&b, &["--key-file", old_key.to_str().unwrap(), "withdraw", "--from", &kb, "--amount", "0.50"]).await;
+    assert_eq!(r.code, 1, "the old key no longer moves money: {}", r.out);
+    assert!(r.out.contains("no valid signature"), "{}", r.out);
+    let r = cli(&b, &["withdraw", "--from", &kb, "--amount", "0.50"]).await;
+    assert_eq!(r.code, 0, "the new key does, at the other bank too: {}\n{}", r.out, r.err);
 
     let r = cli(&a, &["status"]).await;
     assert_eq!(r.code, 0, "{}", r.err);

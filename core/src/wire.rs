@@ -50,6 +50,20 @@ pub struct NewAccount {
 pub struct UserView {
     pub cpf: Cpf,
     pub name: String,
+    /// The user's public key as this bank registered it, and its rotation number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    #[serde(default)]
+    pub key_seq: u64,
+}
+
+/// A user replaces their key: signed by the current key (`trust::user::rotate_message`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotation {
+    pub public_key: String,
+    pub seq: u64,
+    pub sig: String,
 }
 
 /// An account as a client sees it (`held` is the money in prepared debits).

@@ -12,6 +12,9 @@ pub struct User {
     /// The user's public key (hex) as this bank registered it: what its checks use.
     #[serde(default)]
     pub key: Option<String>,
+    /// How many times the key was rotated (a rotation names the next number).
+    #[serde(default)]
+    pub key_seq: u64,
 }
 
 pub const MAX_NAME_CHARS: usize = 200;
@@ -28,7 +31,7 @@ impl User {
         if name.chars().any(char::is_control) {
             return Err(Error::bad_request("bad_name", "the name must not contain control characters"));
         }
-        Ok(User { cpf, name: name.to_string(), key: None })
+        Ok(User { cpf, name: name.to_string(), key: None, key_seq: 0 })
     }
 }
 

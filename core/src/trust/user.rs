@@ -8,6 +8,7 @@ use crate::domain::{AccountKind, Cpf};
 
 const REGISTER_DOMAIN: &[u8] = b"bank-consortium/register/v1";
 const OPEN_ACCOUNT_DOMAIN: &[u8] = b"bank-consortium/open-account/v1";
+const ROTATE_DOMAIN: &[u8] = b"bank-consortium/rotate-key/v1";
 
 /// How far from the bank's clock an account opening's time may be.
 pub const OPEN_ACCOUNT_WINDOW_MS: u64 = 5 * 60 * 1000;
@@ -36,6 +37,51 @@ pub fn open_account_message(bank: &str, kind: AccountKind, holders: &[Cpf], time
     m
 }
 
+/// "I, holder of the key `cpf` has now, replace it with `new_key_hex` as rotation `seq`."
+/// Not bound to a bank: banks pass it on to each other, and each checks it against its own
+/// binding. The number makes an old rotation useless once a newer one applied.
+pub fn rotate_message(cpf: &Cpf, new_key_hex: &str, seq: u64) -> Vec<u8> {
+    let mut m = Vec::new();
+    put(&mut m, ROTATE_DOMAIN);
+    put(&mut m, cpf.as_str().as_bytes());
+    put(&mut m, new_key_hex.as_bytes());
+    m.extend_from_slice(&seq.to_be_bytes());
+    m
+}
+
+/// What a rotation does to `user` as this bank knows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// The next rotation, signed by the current key: apply it.
+    Apply,
+    /// Already applied here (the same key at that number): nothing to do.
+    Done,
+}
+
+/// Checks a rotation of `user`'s key to `new_key_hex` as number `seq`, signed `sig_hex`.
+pub fn check_rotation(user: &crate::domain::User, new_key_hex: &str, seq: u64, sig_hex: &str) -> Result<Rotation, crate::error::Error> {
+    use crate::error::Error;
+    let Some(new_key) = PublicKey::from_hex(new_key_hex) else {
+        return Err(Error::bad_request("bad_key", "the new key is not an Ed25519 public key (64 hex digits)"));
+    };
+    if user.key_seq >= seq {
+        return match user.key.as_deref() == Some(new_key.to_hex().as_str()) && user.key_seq == seq {
+            true => Ok(Rotation::Done),
+            false => Err(Error::conflict("stale_rotation", format!("rotation {seq} of {}: this bank is at rotation {}", user.cpf, user.key_seq))),
+        };
+    }
+    if seq != user.key_seq + 1 {
+        return Err(Error::conflict("rotation_gap", format!("rotation {seq} of {}: this bank expects rotation {}", user.cpf, user.key_seq + 1)));
+    }
+    let Some(current) = user.key.as_deref().and_then(PublicKey::from_hex) else {
+        return Err(Error::rule("no_key", format!("{} has no key at this bank to rotate", user.cpf)));
+    };
+    if !verify(&current, &rotate_message(&user.cpf, &new_key.to_hex(), seq), sig_hex) {
+        return Err(Error::forbidden("bad_rotation", "the rotation is not signed by the user's current key"));
+    }
+    Ok(Rotation::Apply)
+}
+
 pub fn sign(key: &UserKey, message: &[u8]) -> String {
     hex(&key.sign(message))
 }
@@ -59,6 +105,20 @@ mod tests {
         assert!(!verify(&k.public(), &register_message("b:1", &c, &key_hex), &sig), "another bank");
         assert!(!verify(&k.public(), &register_message("a:1", &other, &key_hex), &sig), "another CPF");
         assert!(!verify(&k.public(), &register_message("a:1", &c, &key_hex), "00"), "not a signature");
+        // Rotation: signed by the current key, numbered; a replay or a skipped number refused.
+        let mut u = crate::domain::User::new(c.clone(), "Ana").unwrap();
+        u.key = Some(key_hex.clone());
+        let next = UserKey::from_seed([8; 32]);
+        let next_hex = next.public().to_hex();
+        let rot = sign(&k, &rotate_message(&c, &next_hex, 1));
+        assert_eq!(check_rotation(&u, &next_hex, 1, &rot).unwrap(), Rotation::Apply);
+        assert_eq!(check_rotation(&u, &next_hex, 2, &rot).unwrap_err().code, "rotation_gap");
+        let forged = sign(&next, &rotate_message(&c, &next_hex, 1));
+        assert_eq!(check_rotation(&u, &next_hex, 1, &forged).unwrap_err().code, "bad_rotation", "signed by the new key only");
+        u.key = Some(next_hex.clone());
+        u.key_seq = 1;
+        assert_eq!(check_rotation(&u, &next_hex, 1, &rot).unwrap(), Rotation::Done, "the same rotation again");
+        assert_eq!(check_rotation(&u, &key_hex, 1, &rot).unwrap_err().code, "stale_rotation", "back to the old key");
         let m1 = open_account_message("a:1", AccountKind::Joint, &[c.clone(), other.clone()], 5);
         assert_ne!(m1, open_account_message("a:1", AccountKind::Joint, &[c], 5));
     }

@@ -1,7 +1,7 @@
 //! The client API: the contract in DESIGN.md's table.
 
 use super::ApiError;
-use crate::wire::{AccountList, AccountView, BankAccounts, ConsortiumAccounts, NewAccount, NewUser, PackageView, StatusView, UserKeyView, UserView};
+use crate::wire::{AccountList, AccountView, BankAccounts, ConsortiumAccounts, KeyRotation, NewAccount, NewUser, PackageView, StatusView, UserKeyView, UserView};
 use super::Body;
 use crate::domain::{Cpf, User};
 use crate::error::Error;
@@ -25,6 +25,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/users", post(register_user))
         .route("/users/{cpf}", get(get_user))
         .route("/users/{cpf}/accounts", get(user_accounts))
+        .route("/users/{cpf}/key", post(rotate_key))
         .route("/accounts", post(open_account))
         .route("/accounts/{key}", get(get_account))
         .route("/consortium/users/{cpf}/accounts", get(consortium_accounts))
@@ -59,16 +60,37 @@ async fn register_user(State(node): S, Body(req): Body<NewUser>) -> Result<(Stat
     let u = user.clone();
     node.db(move |s| s.register_user(&u)).await?;
     node.emit("user_registered", user.cpf.to_string());
-    Ok((StatusCode::CREATED, Json(UserView { cpf: user.cpf, name: user.name })))
+    Ok((StatusCode::CREATED, Json(user_view(user))))
 }
 
 async fn get_user(State(node): S, Path(c): Path<String>) -> Result<Json<UserView>, ApiError> {
     let c = cpf(&c)?;
     let shown = c.clone();
     match node.db(move |s| s.user(&c)).await? {
-        Some(u) => Ok(Json(UserView { cpf: u.cpf, name: u.name })),
+        Some(u) => Ok(Json(user_view(u))),
         None => Err(Error::not_found("user_not_found", format!("CPF {shown} is not a user of this bank")).into()),
     }
+}
+
+fn user_view(u: User) -> UserView {
+    UserView { cpf: u.cpf, name: u.name, public_key: u.key, key_seq: u.key_seq }
+}
+
+/// A user replaces their key, with a statement signed by the current one. The bank applies
+/// it and passes it on to the other banks it reaches, which check it against their own
+/// binding (a bank that misses it keeps the old key until it is sent again).
+async fn rotate_key(State(node): S, Path(c): Path<String>, Body(r): Body<KeyRotation>) -> Result<Json<UserView>, ApiError> {
+    let c = cpf(&c)?;
+    let (cc, rr) = (c.clone(), r.clone());
+    let (user, done) = node.db(move |s| s.rotate_key(&cc, &rr.public_key, rr.seq, &rr.sig)).await?;
+    if done == trust::user::Rotation::Apply {
+        node.emit("key_rotated", format!("rotation {}", r.seq));
+        for bank in node.members().into_iter().filter(|b| *b != node.me && node.peers.is_online(b)) {
+            let (n, path, r) = (node.clone(), format!("/peer/users/{}/key", c.as_str()), r.clone());
+            tokio::spawn(async move { n.call::<_, bool>(&bank, Method::POST, &path, Some(&r)).await });
+        }
+    }
+    Ok(Json(user_view(user)))
 }
 
 /// What every reachable bank holds as `cpf`'s key: (bank, key) for those that know one.

@@ -40,7 +40,7 @@ pub fn routes(node: Arc<Node>) -> Router<Arc<Node>> {
         .route("/decide", post(decide))
         .route("/outcome/{id}", get(outcome))
         .route("/settled", post(settled))
-        .route("/users/{cpf}/key", get(user_key))
+        .route("/users/{cpf}/key", get(user_key).post(rotated_key))
         .layer(middleware::from_fn_with_state(node, authenticate))
 }
 
@@ -165,6 +165,17 @@ async fn user_key(State(node): S, Path(cpf): Path<String>) -> Result<Json<crate:
     let c = crate::domain::Cpf::parse(&cpf).map_err(|e| Error::bad_request("invalid_cpf", format!("invalid CPF: {e}")))?;
     let key = node.db(move |s| s.user(&c)).await?.and_then(|u| u.key);
     Ok(Json(crate::wire::UserKeyView { key }))
+}
+
+/// A rotation another bank applied and passes on: checked against this bank's own binding.
+/// Whether it applied here (a CPF unknown here, or a rotation already applied, is not).
+async fn rotated_key(State(node): S, Path(cpf): Path<String>, Body(r): Body<crate::wire::KeyRotation>) -> Result<Json<bool>, ApiError> {
+    let c = crate::domain::Cpf::parse(&cpf).map_err(|e| Error::bad_request("invalid_cpf", format!("invalid CPF: {e}")))?;
+    match node.db(move |s| s.rotate_key(&c, &r.public_key, r.seq, &r.sig)).await {
+        Ok((_, done)) => Ok(Json(done == crate::trust::user::Rotation::Apply)),
+        Err(e) if e.code == "user_not_found" => Ok(Json(false)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn settled(State(node): S, Body(ids): Body<Vec<String>>) -> Json<bool> {

@@ -217,6 +217,25 @@ impl Store {
         })
     }
 
+    /// Replaces a user's key by a rotation signed with the current one (checked here, in the
+    /// transaction that writes it). Returns the user and what the rotation did.
+    pub fn rotate_key(&self, cpf: &Cpf, new_key_hex: &str, seq: u64, sig: &str) -> Result<(User, crate::trust::user::Rotation), Error> {
+        self.write(|tx| {
+            let mut t = tx.open_table(USERS).map_err(internal)?;
+            let mut u: User = match t.get(cpf.as_str()).map_err(internal)? {
+                Some(v) => dec(v.value())?,
+                None => return Err(Error::not_found("user_not_found", format!("CPF {cpf} is not a user of this bank"))),
+            };
+            let done = crate::trust::user::check_rotation(&u, new_key_hex, seq, sig)?;
+            if done == crate::trust::user::Rotation::Apply {
+                u.key = crate::trust::keys::PublicKey::from_hex(new_key_hex).map(|k| k.to_hex());
+                u.key_seq = seq;
+                t.insert(cpf.as_str(), enc(&u).as_slice()).map_err(internal)?;
+            }
+            Ok((u, done))
+        })
+    }
+
     pub fn user(&self, cpf: &Cpf) -> Result<Option<User>, Error> {
         self.read(|tx| {
             let t = tx.open_table(USERS).map_err(internal)?;

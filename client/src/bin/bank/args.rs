@@ -220,6 +220,14 @@ pub(crate) enum KeyCmd {
         #[arg(long, value_parser = parse_cpf)]
         cpf: Cpf,
     },
+    /// Replace the user's key: a new key, announced to the bank (--bank) with a statement
+    /// signed by the current one; the bank passes it on to the others it reaches. The
+    /// previous key file is kept as CPF.key.before-N.
+    Rotate {
+        /// The CPF (12345678909 or 123.456.789-09).
+        #[arg(long, value_parser = parse_cpf)]
+        cpf: Cpf,
+    },
     /// Print the private key (64 hex digits) to standard output, to copy it to another
     /// machine's key folder as CPF.key. Whoever has it can move the user's money.
     Export {

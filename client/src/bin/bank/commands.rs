@@ -146,6 +146,38 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Fail> {
                 say(&format!("CPF         {}\nkey file    {}\npublic key  {}", cpf.formatted(), path.display(), key.public().to_hex()));
             }
         }
+        Cmd::Key(KeyCmd::Rotate { cpf }) => {
+            if ctx.keys.key_file.is_some() {
+                return Err(Fail::Usage("key rotate works on the key folder (--keys), not on --key-file".into()));
+            }
+            let old = ctx.keys.store.load(&cpf).map_err(Fail::Usage)?;
+            let u = c.call::<UserView>(ApiCall::user(cpf.as_str())).await?.value;
+            let staged = ctx.keys.store.staged(&cpf);
+            if let Some(s) = staged.as_ref().filter(|s| u.public_key.as_deref() == Some(s.public().to_hex().as_str())) {
+                // An earlier rotation went through but its answer was lost: finish it here.
+                let before = ctx.keys.store.commit(&cpf, u.key_seq).map_err(Fail::Usage)?;
+                say(&format!("the rotation to {} had gone through; the previous key is kept in {}", s.public().to_hex(), before.display()));
+                return Ok(());
+            }
+            if u.public_key.as_deref() != Some(old.public().to_hex().as_str()) {
+                return Err(Fail::Usage(format!("the key on this machine is not the one {here} holds for {}", cpf.formatted())));
+            }
+            let new = staged.unwrap_or_else(KeyStore::fresh);
+            let seq = u.key_seq + 1;
+            let new_hex = new.public().to_hex();
+            let sig = consortium_core::trust::user::sign(&old, &consortium_core::trust::user::rotate_message(&cpf, &new_hex, seq));
+            let body = consortium_core::wire::KeyRotation { public_key: new_hex.clone(), seq, sig };
+            let staged = ctx.keys.store.stage(&cpf, &new).map_err(Fail::Usage)?;
+            let a = match c.call::<UserView>(ApiCall::rotate_key(&cpf, &body)).await {
+                Ok(a) => a,
+                Err(e) => {
+                    let hint = format!("the new key is kept in {} until a rotation goes through; run the command again", staged.display());
+                    return Err(Fail::Client(e, Some(hint)));
+                }
+            };
+            let before = ctx.keys.store.commit(&cpf, seq).map_err(Fail::Usage)?;
+            print_answer(ctx, &a, |_| format!("rotated the key of {} (rotation {seq}) at {here}; new public key {new_hex}; the previous key is kept in {}", cpf.formatted(), before.display()));
+        }
         Cmd::Key(KeyCmd::Export { cpf }) => {
             let key = ctx.keys.of(&cpf).map_err(Fail::Usage)?;
             eprintln!("the private key of {}: whoever has it can move this user's money", cpf.formatted());
