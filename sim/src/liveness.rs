@@ -17,8 +17,13 @@ pub struct Liveness {
     /// The same while the faults lasted (from the first token on): what availability under
     /// faults looks like. Reported, not bounded: a fault may last as long as it likes.
     pub gap_during: Duration,
-    /// Packages accepted and not yet decided: key (`id@origin`) → when accepted.
-    accepted: BTreeMap<String, Duration>,
+    /// Packages accepted and not yet decided: key (`id@origin`) → (when accepted, origin).
+    accepted: BTreeMap<String, (Duration, usize)>,
+    /// When each bank lost power: (bank, time).
+    power_losses: Vec<(usize, Duration)>,
+    /// Packages decided at an origin that lost power in the step it decided them, so the
+    /// decision was never reported: not measured.
+    pub unseen: u64,
     /// Longest wait of a package for its decision, counted from when the faults ended (or
     /// from its acceptance, if later), and which package.
     pub decide_wait: Duration,
@@ -41,14 +46,19 @@ impl Liveness {
         self.last_token = Some(t);
     }
 
-    pub fn accepted(&mut self, key: &str, t: Duration) {
-        self.accepted.entry(key.to_string()).or_insert(t);
+    pub fn accepted(&mut self, key: &str, origin: usize, t: Duration) {
+        self.accepted.entry(key.to_string()).or_insert((t, origin));
     }
 
     pub fn decided(&mut self, key: &str, t: Duration) {
-        if let Some(at) = self.accepted.remove(key) {
+        if let Some((at, _)) = self.accepted.remove(key) {
             self.waited(key, at, t);
         }
+    }
+
+    /// `bank` lost power at `t`: whatever it did in that step went unreported.
+    pub fn power_lost(&mut self, bank: usize, t: Duration) {
+        self.power_losses.push((bank, t));
     }
 
     fn waited(&mut self, key: &str, accepted: Duration, t: Duration) {
@@ -63,10 +73,17 @@ impl Liveness {
     }
 
     /// The run ends at `end`: the time since the last token and the waits of packages still
-    /// undecided count too.
-    pub fn finish(&mut self, end: Duration) {
+    /// undecided count too, except those `decided_at_origin` says are decided although no
+    /// decision was seen, when their origin lost power after accepting them (the decision
+    /// landed in the very step the power went: its report died with the step).
+    pub fn finish(&mut self, end: Duration, decided_at_origin: impl Fn(&str) -> bool) {
         self.token(end);
-        for (key, at) in std::mem::take(&mut self.accepted) {
+        for (key, (at, origin)) in std::mem::take(&mut self.accepted) {
+            let lost = self.power_losses.iter().any(|&(b, t)| b == origin && t >= at);
+            if lost && decided_at_origin(&key) {
+                self.unseen += 1;
+                continue;
+            }
             self.waited(&key, at, end);
         }
     }
@@ -131,12 +148,16 @@ mod tests {
         let mut l = Liveness::new(s(1000));
         l.token(s(100));
         l.token(s(900)); // 800 ms without a token, during the faults: not counted
-        l.accepted("p@a", s(500));
-        l.accepted("q@a", s(1100));
+        l.accepted("p@a", 0, s(500));
+        l.accepted("q@a", 0, s(1100));
+        l.accepted("r@b", 1, s(1100));
+        l.power_lost(1, s(1150));
         l.token(s(1300)); // 300 ms after the faults ended
         l.decided("p@a", s(1200)); // waited 200 ms since the faults ended
         l.token(s(1400));
-        l.finish(s(1500)); // q never decided: 400 ms
+        // q never decided: 400 ms; r decided unseen (its origin lost power after accepting it)
+        l.finish(s(1500), |k| k == "r@b");
+        assert_eq!(l.unseen, 1);
         assert_eq!(l.token_gap, s(300));
         assert_eq!((l.decide_wait, l.slowest.as_deref()), (s(400), Some("q@a")));
         let b = Bounds { token_gap: s(299), decide_wait: s(400) };

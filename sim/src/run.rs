@@ -288,7 +288,7 @@ impl Events for Recorder {
                     Shared::violation_locked(&mut st, t, what);
                 }
             }
-            NodeEvent::PackageAccepted { key } => st.liveness.accepted(&key.to_string(), t),
+            NodeEvent::PackageAccepted { key } => st.liveness.accepted(&key.to_string(), i, t),
             // A leg finishes only after its package was decided: evidence of the decision
             // when its origin lost power in the very step it decided (and said nothing).
             NodeEvent::LegsFinished { items, .. } => {
@@ -798,6 +798,8 @@ impl Harness<'_> {
             return;
         }
         self.sh.lock().armed_disks.retain(|a| a.bank != i);
+        let now = self.now();
+        self.sh.lock().liveness.power_lost(i, now);
         if !disk_done {
             let r = self.sh.disks[i].crash();
             self.sh.note(format!(
@@ -1128,7 +1130,12 @@ impl Harness<'_> {
                 }
             }
             let mut st = self.sh.lock();
-            st.liveness.finish(now);
+            let decided: BTreeSet<String> = banks
+                .iter()
+                .flatten()
+                .flat_map(|b| b.audit.records.iter().filter(|r| r.status != node::package::Status::Pending).map(|r| r.key().to_string()))
+                .collect();
+            st.liveness.finish(now, |k| decided.contains(k));
             problems.extend(crate::liveness::Bounds::of(&self.sh.scenario).check(&st.liveness));
             problems.extend(check::one_token(&st.accepts, &self.sh.names));
             let recent = Duration::from_millis(self.sh.scenario.token_recent_ms);
