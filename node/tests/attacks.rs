@@ -83,6 +83,9 @@ fn templates(c: &Cluster, acct: &str) -> Vec<(Method, String, Value)> {
         (Method::POST, "/peer/settled".into(), json!(["f1"])),
         (Method::GET, "/peer/outcome/f1".into(), Value::Null),
         (Method::GET, "/peer/ring/probe".into(), Value::Null),
+        // A key rotation of the account's holder, signed by a key that is not theirs.
+        (Method::GET, format!("/peer/users/{}/key", cpf(5)), Value::Null),
+        (Method::POST, format!("/peer/users/{}/key", cpf(5)), json!({"public_key": c.user_key(&cpf(6)).public().to_hex(), "seq": 1, "sig": "00".repeat(64)})),
     ]
 }
 
@@ -225,6 +228,10 @@ async fn hostile_peer_messages_never_stop_a_bank() {
     assert!(refused >= (n / 2) as u64, "hostile messages are refused and counted: {refused} of {n}: {s}");
     eprintln!("{n} hostile messages: outsiders {:?}, member {members:?}; refused by reason {}", statuses[0], s["counters"]["refused"]);
 
+    // No message swapped the holder's key: a rotation needs the current key's signature.
+    let (_, u) = c.get(0, &format!("/users/{}", cpf(5))).await;
+    assert_eq!((u["public_key"].as_str(), u["key_seq"].as_u64()), (Some(c.user_key(&cpf(5)).public().to_hex().as_str()), Some(0)), "{u}");
+
     // The books still match the legs, and no money appeared or vanished: no message carried
     // a decision signed by an origin, so nothing could commit. Read bank 0's store directly.
     c.kill(0);
@@ -294,5 +301,64 @@ async fn only_a_holder_moves_money_and_only_a_teller_makes_it() {
     // The holder can.
     let (_, r) = c.submit(0, steal("by-the-holder")).await;
     assert_eq!(r["status"].as_str(), Some("committed"), "{r}");
+    assert_all_up(&mut c).await;
+}
+
+/// Issue 10: what a client without the user's key tries on the other routes that take
+/// signatures: an account opened in someone's name, their key swapped, signatures that are not
+/// signatures. Each refused with a clear error; nothing changes; the banks stay up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openings_and_key_rotations_need_the_users_key() {
+    use node::trust::user;
+    let mut c = common::start(2).await;
+    let (ana, eve) = (cpf(31), cpf(32));
+    c.account(0, &ana).await;
+    c.account(0, &eve).await;
+    let now = SystemClock.now_ms();
+    let ana_c = node::domain::Cpf::parse(&ana).unwrap();
+    let (ana_key, eve_key) = (c.user_key(&ana), c.user_key(&eve));
+
+    // Eve opens a joint account with Ana, signing for both with her own key.
+    let m = user::open_account_message(&c.addrs[0], node::domain::AccountKind::Joint, &[ana_c.clone(), node::domain::Cpf::parse(&eve).unwrap()], now);
+    let sig = user::sign(&eve_key, &m);
+    let body = json!({"kind": "joint", "holders": [ana, eve], "time_ms": now, "signatures": [{"cpf": ana, "sig": sig}, {"cpf": eve, "sig": sig}]});
+    let (code, e) = c.post(0, "/accounts", body).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (403, Some("unsigned")), "{e}");
+
+    // Eve swaps Ana's key for her own: signed by Eve, a skipped number, an old number.
+    let rotation = |seq: u64, by: &node::trust::keys::UserKey| {
+        let new = eve_key.public().to_hex();
+        json!({"public_key": new, "seq": seq, "sig": user::sign(by, &user::rotate_message(&ana_c, &new, seq))})
+    };
+    let path = format!("/users/{ana}/key");
+    let (code, e) = c.post(0, &path, rotation(1, &eve_key)).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (403, Some("bad_rotation")), "{e}");
+    let (code, e) = c.post(0, &path, rotation(2, &ana_key)).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (409, Some("rotation_gap")), "{e}");
+    let (code, e) = c.post(0, &path, rotation(0, &ana_key)).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (409, Some("stale_rotation")), "{e}");
+    let (code, e) = c.post(0, &format!("/users/{}/key", cpf(33)), rotation(1, &eve_key)).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (404, Some("user_not_found")), "{e}");
+    let (code, e) = c.post(0, &path, json!({"public_key": "zz", "seq": 1, "sig": ""})).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (400, Some("bad_key")), "{e}");
+
+    // Signatures that are not signatures, in a package.
+    let key = c.account(0, &cpf(34)).await;
+    let pkg = |sigs: Value| json!({"id": "s", "operations": [{"kind": "withdraw", "from": c.at(0, &key), "amount": 1}], "expires_ms": now + 60_000, "signatures": sigs});
+    for sigs in [json!([{"cpf": ana, "sig": "00"}]), json!([{"cpf": ana, "teller": c.addrs[0], "sig": "00".repeat(64)}]), json!([{"teller": "10.9.9.9:1", "sig": "00".repeat(64)}])] {
+        let (code, e) = c.post(0, "/packages", pkg(sigs.clone())).await;
+        assert_eq!((code, e["error"]["code"].as_str()), (400, Some("bad_signature")), "{sigs}: {e}");
+    }
+    let many: Vec<Value> = (0..17).map(|_| json!({"cpf": ana, "sig": "00".repeat(64)})).collect();
+    let (code, e) = c.post(0, "/packages", pkg(json!(many))).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (400, Some("too_many_signatures")), "{e}");
+
+    // Nothing changed: Ana's key, her one account; every bank up.
+    let (_, u) = c.get(0, &format!("/users/{ana}")).await;
+    assert_eq!((u["public_key"].as_str(), u["key_seq"].as_u64()), (Some(ana_key.public().to_hex().as_str()), Some(0)), "{u}");
+    let (_, l) = c.get(0, &format!("/users/{ana}/accounts")).await;
+    assert_eq!(l["accounts"].as_array().unwrap().len(), 1, "{l}");
+    let (_, s) = c.get(0, "/status").await;
+    assert_eq!(s["counters"]["submitted"], 0, "no package was accepted: {s}");
     assert_all_up(&mut c).await;
 }
