@@ -673,21 +673,9 @@ pub struct Signers<'a> {
 pub fn sign_package(p: &mut Package, origin: &str, signers: &Signers, now_ms: u64, valid_for: Duration) -> Result<(), String> {
     p.expires_ms = now_ms + valid_for.as_millis() as u64;
     p.signatures.clear();
-    if p.operations.iter().any(|op| op.from.is_some()) {
-        let Some((cpf, key)) = &signers.holder else {
-            return Err("money leaves an account: sign as one of its holders (--user CPF, or --key-file FILE)".into());
-        };
-        p.sign_as_holder(origin, cpf.as_str(), key);
-    }
-    let deposit_banks: std::collections::BTreeSet<String> =
-        p.operations.iter().filter(|op| op.kind == OpKind::Deposit).filter_map(|op| op.to.as_ref()).map(|r| r.bank.clone()).collect();
-    for bank in deposit_banks {
-        let Some((_, key)) = signers.tellers.iter().find(|(b, _)| *b == bank) else {
-            return Err(format!("a deposit at {bank} needs that bank's teller key (--teller-key FILE)"));
-        };
-        p.sign_as_teller(origin, &bank, key);
-    }
-    Ok(())
+    let holder = |_: &AccountRef| signers.holder.as_ref().map(|(c, k)| (c.as_str().to_string(), (*k).clone()));
+    let teller = |bank: &str| signers.tellers.iter().find(|(b, _)| b == bank).map(|(_, k)| (*k).clone());
+    p.sign_for(origin, holder, teller).map_err(|e| format!("{e} (sign as a holder with --user CPF or --key-file FILE, deposits with --teller-key FILE)"))
 }
 
 pub fn build_package(id: String, operations: Vec<Operation>) -> Result<Package, String> {

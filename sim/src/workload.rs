@@ -353,42 +353,37 @@ fn steals(p: &Package) -> bool {
 /// Signs `p` for `origin` as its honest client: valid for an hour, by the holder of each
 /// account money leaves, by the teller of each bank a deposit goes to.
 fn sign(sh: &Shared, origin: usize, p: &mut Package) {
-    p.expires_ms = crate::run::sim_wall_ms() + 3_600_000;
-    p.signatures.clear();
-    let origin_addr = sh.addrs[origin].clone();
-    for op in p.operations.clone() {
-        if let Some(from) = &op.from {
-            let b = sh.addrs.iter().position(|a| *a == from.bank).expect("a bank of the run");
-            let holder = sh.lock().acks.holders.get(&(b, from.account.clone())).cloned();
-            if let Some(h) = holder {
-                p.sign_as_holder(&origin_addr, &h, &sh.user_key(&h));
-            }
-        }
-        if let (OpKind::Deposit, Some(to)) = (op.kind, &op.to) {
-            let b = sh.addrs.iter().position(|a| *a == to.bank).expect("a bank of the run");
-            p.sign_as_teller(&origin_addr, &to.bank, &sh.tellers[b]);
-        }
-    }
+    let bank = |addr: &str| sh.addrs.iter().position(|a| a == addr).expect("a bank of the run");
+    let holder = |from: &AccountRef| {
+        let h = sh.lock().acks.holders.get(&(bank(&from.bank), from.account.clone())).cloned()?;
+        Some((h.clone(), sh.user_key(&h)))
+    };
+    sign_with(sh, origin, p, holder, |b| Some(sh.tellers[bank(b)].clone()));
 }
 
 /// Signs `p` as adversary `m` can: with its own key, as every holder and every teller.
 fn sign_as_thief(sh: &Shared, m: usize, origin: usize, p: &mut Package) {
+    let own = crate::run::seeded_key(mix(sh.scenario.seed, 0x7417 + m as u64));
+    let holder = |from: &AccountRef| {
+        let b = sh.addrs.iter().position(|a| *a == from.bank).expect("a bank of the run");
+        let h = sh.lock().acks.holders.get(&(b, from.account.clone())).cloned()?;
+        Some((h, own.clone()))
+    };
+    sign_with(sh, origin, p, holder, |_| Some(own.clone()));
+}
+
+/// Valid for an hour, signed by whom `holder` and `teller` say (what they cannot sign stays
+/// unsigned: the banks refuse it, which is what the run checks).
+fn sign_with(
+    sh: &Shared,
+    origin: usize,
+    p: &mut Package,
+    holder: impl Fn(&AccountRef) -> Option<(String, node::trust::keys::UserKey)>,
+    teller: impl Fn(&str) -> Option<node::trust::keys::KeyPair>,
+) {
     p.expires_ms = crate::run::sim_wall_ms() + 3_600_000;
     p.signatures.clear();
-    let own = crate::run::seeded_key(mix(sh.scenario.seed, 0x7417 + m as u64));
-    let origin_addr = sh.addrs[origin].clone();
-    for op in p.operations.clone() {
-        if let Some(from) = &op.from {
-            let b = sh.addrs.iter().position(|a| *a == from.bank).expect("a bank of the run");
-            let holder = sh.lock().acks.holders.get(&(b, from.account.clone())).cloned();
-            if let Some(h) = holder {
-                p.sign_as_holder(&origin_addr, &h, &own);
-            }
-        }
-        if let (OpKind::Deposit, Some(to)) = (op.kind, &op.to) {
-            p.sign_as_teller(&origin_addr, &to.bank, &own);
-        }
-    }
+    let _ = p.sign_for(&sh.addrs[origin], holder, teller);
 }
 
 /// Sends `p`, whose id `origin` already holds with other content: the bank must answer 409

@@ -7,7 +7,7 @@ use consortium_net::{tcp_transport, Call, HttpTransport, Transport};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 use consortium_core::domain::{AccountKind, Cpf};
-use consortium_core::package::{OpKind, Package};
+use consortium_core::package::{AccountRef, Package};
 use consortium_core::trust::keys::{KeyPair, UserKey};
 use consortium_core::trust::user;
 use std::collections::BTreeMap;
@@ -322,20 +322,13 @@ impl Signer {
         let Ok(mut p) = serde_json::from_value::<Package>(body.clone()) else { return body };
         p.expires_ms = now_ms() + 3_600_000;
         p.signatures.clear();
-        let origin_addr = self.addrs[origin].clone();
-        for op in p.operations.clone() {
-            if let Some(from) = &op.from {
-                let holder = self.holders.lock().unwrap().get(&(from.bank.clone(), from.account.clone())).and_then(|h| h.first().cloned());
-                if let Some(h) = holder {
-                    p.sign_as_holder(&origin_addr, &h, &self.user_key(&h));
-                }
-            }
-            if op.kind == OpKind::Deposit {
-                if let Some(i) = op.to.as_ref().and_then(|t| self.addrs.iter().position(|a| *a == t.bank)) {
-                    p.sign_as_teller(&origin_addr, &self.addrs[i].clone(), &self.tellers[i]);
-                }
-            }
-        }
+        let holder = |from: &AccountRef| {
+            let h = self.holders.lock().unwrap().get(&(from.bank.clone(), from.account.clone())).and_then(|h| h.first().cloned())?;
+            Some((h.clone(), self.user_key(&h)))
+        };
+        let teller = |bank: &str| self.addrs.iter().position(|a| a == bank).map(|i| self.tellers[i].clone());
+        // What the rig cannot sign (an account it did not open) goes unsigned: the test sees the refusal.
+        let _ = p.sign_for(&self.addrs[origin].clone(), holder, teller);
         serde_json::to_value(&p).expect("packages serialize")
     }
 }

@@ -243,6 +243,33 @@ impl Package {
         self.signatures.push(PackageSignature { cpf: None, teller: Some(bank.to_string()), sig });
     }
 
+    /// Signs the package for `origin` as everyone it needs: `holder` gives, for an account
+    /// money leaves, the CPF and key that sign for it; `teller` the key of a bank's teller.
+    /// Signs what it can; returns what nobody here could sign.
+    pub fn sign_for(
+        &mut self,
+        origin: &str,
+        holder: impl Fn(&AccountRef) -> Option<(String, crate::trust::keys::UserKey)>,
+        teller: impl Fn(&str) -> Option<crate::trust::keys::KeyPair>,
+    ) -> Result<(), String> {
+        let mut missing = None;
+        for op in self.operations.clone() {
+            if let Some(from) = &op.from {
+                match holder(from) {
+                    Some((cpf, key)) => self.sign_as_holder(origin, &cpf, &key),
+                    None => missing = missing.or(Some(format!("money leaves {}/{}: no key of a holder to sign with", from.bank, from.account))),
+                }
+            }
+            if let (OpKind::Deposit, Some(to)) = (op.kind, &op.to) {
+                match teller(&to.bank) {
+                    Some(key) => self.sign_as_teller(origin, &to.bank, &key),
+                    None => missing = missing.or(Some(format!("a deposit at {} needs that bank's teller key", to.bank))),
+                }
+            }
+        }
+        missing.map_or(Ok(()), Err)
+    }
+
     /// The same request under one id: the same operations. A retry signed again (a later
     /// expiry, new signatures) is the same package; the origin keeps the first it recorded.
     pub fn same_content(&self, other: &Package) -> bool {
