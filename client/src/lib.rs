@@ -12,6 +12,7 @@ pub mod keys;
 use consortium_core::wire::{AccountList, AccountView, ConsortiumAccounts, NewAccount, NewUser, PackageView, StatusView, UserView};
 use consortium_core::domain::{AccountKind, Cents, Cpf};
 use consortium_core::trust::keys::{KeyPair, UserKey};
+use consortium_core::trust::read::{self, ReadStatement, Reader};
 use consortium_core::trust::user;
 use consortium_core::wire::HolderSignature;
 use consortium_core::error::ErrorBody;
@@ -137,16 +138,23 @@ pub struct ApiCall {
     pub method: Method,
     pub path: String,
     pub body: Option<Vec<u8>>,
+    /// What a read of a user's data reads (`trust::read`): the client signs it as its reader.
+    pub scope: Option<String>,
 }
 
 impl ApiCall {
     fn get(path: String) -> ApiCall {
-        ApiCall { method: Method::GET, path, body: None }
+        ApiCall { method: Method::GET, path, body: None, scope: None }
+    }
+
+    /// A read of a user's data, which its reader signs.
+    fn read(path: String, scope: Option<String>) -> ApiCall {
+        ApiCall { method: Method::GET, path, body: None, scope }
     }
 
     fn post(path: &str, body: &impl serde::Serialize) -> ApiCall {
         let body = serde_json::to_vec(body).expect("wire types always serialize");
-        ApiCall { method: Method::POST, path: path.to_string(), body: Some(body) }
+        ApiCall { method: Method::POST, path: path.to_string(), body: Some(body), scope: None }
     }
 
     /// `POST /users` at `bank`: the user's public key, and its proof (the key's signature of
@@ -164,7 +172,7 @@ impl ApiCall {
 
     /// `GET /users/{cpf}`
     pub fn user(cpf: &str) -> ApiCall {
-        ApiCall::get(format!("/users/{}", encode_segment(cpf)))
+        ApiCall::read(format!("/users/{}", encode_segment(cpf)), Cpf::parse(cpf).ok().map(|c| read::scope_user(&c)))
     }
 
     /// `POST /accounts` at `bank`, signed by every holder (their keys) at `now_ms`.
@@ -177,17 +185,17 @@ impl ApiCall {
 
     /// `GET /accounts/{key}`
     pub fn account(key: &str) -> ApiCall {
-        ApiCall::get(format!("/accounts/{}", encode_segment(key)))
+        ApiCall::read(format!("/accounts/{}", encode_segment(key)), Some(read::scope_account(key)))
     }
 
     /// `GET /users/{cpf}/accounts`
     pub fn accounts_of(cpf: &str) -> ApiCall {
-        ApiCall::get(format!("/users/{}/accounts", encode_segment(cpf)))
+        ApiCall::read(format!("/users/{}/accounts", encode_segment(cpf)), Cpf::parse(cpf).ok().map(|c| read::scope_accounts_of(&c)))
     }
 
     /// `GET /consortium/users/{cpf}/accounts`
     pub fn consortium_accounts(cpf: &str) -> ApiCall {
-        ApiCall::get(format!("/consortium/users/{}/accounts", encode_segment(cpf)))
+        ApiCall::read(format!("/consortium/users/{}/accounts", encode_segment(cpf)), Cpf::parse(cpf).ok().map(|c| read::scope_consortium(&c)))
     }
 
     /// `POST /packages`
@@ -197,7 +205,7 @@ impl ApiCall {
 
     /// `GET /packages/{id}`
     pub fn package(id: &str) -> ApiCall {
-        ApiCall::get(format!("/packages/{}", encode_segment(id)))
+        ApiCall::read(format!("/packages/{}", encode_segment(id)), Some(read::scope_package(id)))
     }
 
     /// `GET /status`
@@ -227,6 +235,8 @@ pub struct Client {
     bank: String,
     timeout: Duration,
     transport: Arc<dyn Transport>,
+    /// Who signs this client's reads (a user, or a teller of the bank read), if anyone.
+    reader: Option<Arc<(Reader, KeyPair)>>,
 }
 
 impl fmt::Debug for Client {
@@ -244,17 +254,28 @@ impl Client {
 
     /// A client over any transport (the simulator's, a test double).
     pub fn with_transport(bank: impl Into<String>, timeout: Duration, transport: Arc<dyn Transport>) -> Client {
-        Client { bank: bank.into(), timeout, transport }
+        Client { bank: bank.into(), timeout, transport, reader: None }
     }
 
     /// The same client, talking to another bank (sharing the connection pool).
     pub fn at(&self, bank: impl Into<String>) -> Client {
-        Client { bank: bank.into(), timeout: self.timeout, transport: self.transport.clone() }
+        Client { bank: bank.into(), ..self.clone() }
     }
 
     /// The same client with another timeout per call.
     pub fn with_timeout(&self, timeout: Duration) -> Client {
-        Client { bank: self.bank.clone(), timeout, transport: self.transport.clone() }
+        Client { timeout, ..self.clone() }
+    }
+
+    /// The same client, signing its reads of users' data as `reader` with `key`: a user reads
+    /// their own data, a teller (with the teller key of the bank read) that bank's books.
+    pub fn reading_as(&self, reader: Reader, key: KeyPair) -> Client {
+        Client { reader: Some(Arc::new((reader, key))), ..self.clone() }
+    }
+
+    /// Who signs this client's reads.
+    pub fn reader(&self) -> Option<&Reader> {
+        self.reader.as_deref().map(|(r, _)| r)
     }
 
     pub fn bank(&self) -> &str {
@@ -269,7 +290,13 @@ impl Client {
     /// `ClientError::Api` when it carries the API's error body.
     pub async fn call<T: DeserializeOwned>(&self, call: ApiCall) -> Result<Answer<T>, ClientError> {
         let bank = self.bank.clone();
-        let reply = self.transport.call(&bank, Call::new(call.method, call.path, call.body, self.timeout)).await.map_err(|e| match e {
+        let mut wire = Call::new(call.method, call.path, call.body, self.timeout);
+        if let (Some(scope), Some(r)) = (&call.scope, &self.reader) {
+            // A statement per request: fresh, with a nonce of its own (a retry is a new one).
+            let s = ReadStatement::sign(r.0.clone(), &r.1, &bank, scope, now_ms(), rand::random());
+            wire.headers.push((read::HEADER.to_string(), s.to_header()));
+        }
+        let reply = self.transport.call(&bank, wire).await.map_err(|e| match e {
             NetError::Unreachable(reason) => ClientError::Unreachable { bank: bank.clone(), reason },
             NetError::Timeout => ClientError::Timeout { bank: bank.clone(), after: self.timeout },
         })?;

@@ -101,7 +101,11 @@ async fn the_command_line_against_real_banks() {
     let r = cli(&a, &["--json", "user", "show", "--cpf", &ana]).await;
     assert_eq!(r.json()["name"], "Ana");
     let r = cli(&a, &["user", "show", "--cpf", &cpf(12)]).await;
-    assert_eq!(r.code, 1, "unknown user: {}", r.err);
+    assert_eq!(r.code, 2, "only the user reads their record, with their key: {}", r.err);
+    assert!(r.err.contains("no key for CPF"), "{}", r.err);
+    let r = cli(&a, &["--as-teller", "user", "show", "--cpf", &cpf(12)]).await;
+    assert_eq!(r.code, 1, "the teller reads the bank's books: an unknown user: {}", r.err);
+    assert!(r.err.contains("not a user of this bank"), "{}", r.err);
 
     // The user's key: made by `user register`, private to the user, exported as is.
     let r = cli(&a, &["--json", "key", "show", "--cpf", &ana]).await;
@@ -153,6 +157,29 @@ async fn the_command_line_against_real_banks() {
     settles(&a, &rb, 1250 - 250).await; // BANK/ACCOUNT talks to that bank
     let r = cli(&a, &["accounts", "--cpf", &ana]).await;
     assert!(r.out.contains(&ra) && r.out.contains("82.50"), "{}", r.out);
+
+    // Another user, with a key of their own, can neither read Ana's money nor move it.
+    let bia = cpf(13);
+    let bia_keys = home.path().join("bia-keys");
+    let bia_keys = bia_keys.to_str().unwrap().to_string();
+    let r = cli(&a, &["--keys", &bia_keys, "user", "register", "--cpf", &bia, "--name", "Bia"]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    for args in [
+        vec!["account", "show", "--key", ka.as_str()],
+        vec!["package-status", "--id", "t-1"],
+        vec!["accounts", "--cpf", ana.as_str()],
+        vec!["consortium-accounts", "--cpf", ana.as_str()],
+        vec!["user", "show", "--cpf", ana.as_str()],
+        vec!["withdraw", "--from", ka.as_str(), "--amount", "1"],
+    ] {
+        // Her own key folder: Ana's keys are on Ana's machine.
+        let mut argv = vec!["--user", bia.as_str(), "--keys", bia_keys.as_str()];
+        argv.extend(args.iter().copied());
+        let r = cli(&a, &argv).await;
+        assert_ne!(r.code, 0, "Bia: {args:?}: {}", r.out);
+        assert!(!r.out.contains("82.50") && !r.out.contains("Ana"), "Bia read Ana's data with {args:?}: {}", r.out);
+    }
+    settles(&a, &ka, 10000 - 1250 - 750 + 250).await;
 
     // The interactive shell, scripted.
     let script = format!("2\n{ana}\n\n5\n{ka}\n1\n4\n0\n");

@@ -84,6 +84,15 @@ impl From<Account> for AccountView {
     }
 }
 
+/// A user's consortium-wide lookup, forwarded by the bank they asked
+/// (`/peer/users/{cpf}/accounts`): their read statement as they signed it, which every bank
+/// checks itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardedRead {
+    pub statement: String,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AccountList {
     pub accounts: Vec<AccountView>,

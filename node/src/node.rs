@@ -75,6 +75,12 @@ pub struct Node {
     pub clock: Arc<dyn WallClock>,
     /// Nonces of recent requests from other banks (replays are refused).
     pub nonces: Mutex<Nonces>,
+    /// Nonces of recent read statements of users and tellers (a replayed read is refused);
+    /// apart from the banks', so a flood of reads cannot crowd out the ring's messages.
+    pub read_nonces: Mutex<Nonces>,
+    /// This bank's clock when it started: its nonces are in memory, so a read statement made
+    /// before then could be one it already answered (and forgot).
+    pub started_ms: u64,
     pub limits: crate::limits::Limits,
     /// This bank's tellers' keys (cash deposits need one's signature).
     pub tellers: Vec<crate::trust::keys::PublicKey>,
@@ -129,6 +135,7 @@ impl Node {
         store.planted = env.planted;
         let intake = crate::package::intake::Intake::new(store.outbox()?);
         let others: Vec<String> = members.iter().filter(|m| **m != me).cloned().collect();
+        let started_ms = env.clock.now_ms();
         Ok(Arc::new(Node {
             me,
             timing,
@@ -137,6 +144,8 @@ impl Node {
             manifest: identity.manifest,
             clock: env.clock,
             nonces: Mutex::new(Nonces::default()),
+            read_nonces: Mutex::new(Nonces::default()),
+            started_ms,
             limits: config.limits.clone(),
             tellers: config.teller_keys.iter().filter_map(|k| crate::trust::keys::PublicKey::from_hex(k)).collect(),
             planted: env.planted,

@@ -22,4 +22,6 @@ pub enum PlantedBug {
     NoResolver,
     /// Participants prepare legs without checking the holders' and tellers' signatures (trust).
     SkipSignatures,
+    /// Read statements are taken at their word: the reader's signature is not checked (trust).
+    SkipReadSignatures,
 }

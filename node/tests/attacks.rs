@@ -362,3 +362,98 @@ async fn openings_and_key_rotations_need_the_users_key() {
     assert_eq!(s["counters"]["submitted"], 0, "no package was accepted: {s}");
     assert_all_up(&mut c).await;
 }
+
+/// Issue 10: a user's data is read only with that user's signed statement (or by the bank's
+/// teller). Everything a reader without the key tries is refused with a clear reason, and the
+/// consortium-wide lookup, forwarded, is checked by every bank against its own registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_user_reads_their_data() {
+    use node::trust::read::{self, ReadStatement, Reader};
+    let mut c = common::start(3).await;
+    let (ana, eve) = (cpf(41), cpf(42));
+    let (ana_c, eve_c) = (node::domain::Cpf::parse(&ana).unwrap(), node::domain::Cpf::parse(&eve).unwrap());
+    let a0 = c.account(0, &ana).await;
+    let a1 = c.account(1, &ana).await;
+    c.account(0, &eve).await;
+    let dep = c.deposit(0, &a0, 500, "d-ana").await;
+    assert_eq!(dep["status"], "committed");
+    let (ana_key, eve_key) = (c.user_key(&ana), c.user_key(&eve));
+    let now = SystemClock.now_ms();
+    let mut n = 0u8;
+    let mut stmt = |reader: Reader, key: &node::trust::keys::UserKey, bank: &str, scope: String, time: u64| {
+        n += 1;
+        ReadStatement::sign(reader, key, bank, &scope, time, [n; 16]).to_header()
+    };
+    let get = |i: usize, path: String, header: Option<String>| {
+        let c = &c;
+        async move { c.raw_with(i, Method::GET, &path, None, header.map(|h| vec![(read::HEADER.to_string(), h)]).unwrap_or_default()).await }
+    };
+    let code_of = |r: &(u16, Value)| (r.0, r.1["error"]["code"].as_str().map(str::to_string));
+    let b0 = c.addrs[0].clone();
+
+    // Without a statement, nothing: not the user, the account, the list, the package.
+    for path in [format!("/users/{ana}"), format!("/users/{ana}/accounts"), format!("/accounts/{a0}"), "/packages/d-ana".to_string(), format!("/consortium/users/{ana}/accounts")] {
+        let r = get(0, path.clone(), None).await;
+        assert_eq!(code_of(&r), (401, Some("unauthenticated".into())), "{path}: {}", r.1);
+    }
+    // Eve, signing as herself: not hers.
+    let h = stmt(Reader::User(eve_c.clone()), &eve_key, &b0, read::scope_account(&a0), now);
+    assert_eq!(code_of(&get(0, format!("/accounts/{a0}"), Some(h)).await), (403, Some("not_yours".into())));
+    let h = stmt(Reader::User(eve_c.clone()), &eve_key, &b0, read::scope_accounts_of(&ana_c), now);
+    assert_eq!(code_of(&get(0, format!("/users/{ana}/accounts"), Some(h)).await), (403, Some("not_yours".into())));
+    let h = stmt(Reader::User(eve_c.clone()), &eve_key, &b0, read::scope_package("d-ana"), now);
+    assert_eq!(code_of(&get(0, "/packages/d-ana".into(), Some(h)).await), (403, Some("not_yours".into())));
+    // Eve, claiming to be Ana: her key is not Ana's. Nor is she a teller.
+    let h = stmt(Reader::User(ana_c.clone()), &eve_key, &b0, read::scope_accounts_of(&ana_c), now);
+    assert_eq!(code_of(&get(0, format!("/users/{ana}/accounts"), Some(h)).await), (403, Some("bad_signature".into())));
+    let h = stmt(Reader::Teller, &eve_key, &b0, read::scope_account(&a0), now);
+    assert_eq!(code_of(&get(0, format!("/accounts/{a0}"), Some(h)).await), (403, Some("bad_signature".into())));
+    // Ana's own statements, used where they were not meant: another path, another bank,
+    // too old, twice.
+    let h = stmt(Reader::User(ana_c.clone()), &ana_key, &b0, read::scope_user(&ana_c), now);
+    assert_eq!(code_of(&get(0, format!("/users/{ana}/accounts"), Some(h.clone())).await), (403, Some("wrong_scope".into())));
+    assert_eq!(code_of(&get(1, format!("/users/{ana}"), Some(h.clone())).await), (403, Some("wrong_audience".into())));
+    let old = stmt(Reader::User(ana_c.clone()), &ana_key, &b0, read::scope_user(&ana_c), now - 120_000);
+    assert_eq!(code_of(&get(0, format!("/users/{ana}"), Some(old)).await), (401, Some("unauthenticated".into())));
+    let r = get(0, format!("/users/{ana}"), Some(h.clone())).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(code_of(&get(0, format!("/users/{ana}"), Some(h)).await), (401, Some("replayed".into())));
+
+    // Ana reads her account, her deposit, and her accounts across the consortium, asking a
+    // bank that does not know her (it forwards her statement; the others check it).
+    let h = stmt(Reader::User(ana_c.clone()), &ana_key, &b0, read::scope_account(&a0), now);
+    let r = get(0, format!("/accounts/{a0}"), Some(h)).await;
+    assert_eq!((r.0, r.1["balance"].as_u64()), (200, Some(500)), "{}", r.1);
+    let h = stmt(Reader::User(ana_c.clone()), &ana_key, &b0, read::scope_package("d-ana"), now);
+    let r = get(0, "/packages/d-ana".into(), Some(h)).await;
+    assert_eq!((r.0, r.1["status"].as_str()), (200, Some("committed")), "{}", r.1);
+    let h = stmt(Reader::User(ana_c.clone()), &ana_key, &c.addrs[2], read::scope_consortium(&ana_c), now);
+    let r = get(2, format!("/consortium/users/{ana}/accounts"), Some(h)).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let listed: Vec<String> = r.1["banks"].as_array().unwrap().iter().flat_map(|b| b["accounts"].as_array().unwrap().iter().map(|a| a["key"].as_str().unwrap().to_string())).collect();
+    assert_eq!(listed, vec![a0.clone(), a1.clone()], "{}", r.1);
+    // Eve asks the same bank for Ana's, signing as Ana with her own key: no bank that knows
+    // Ana lists anything.
+    let h = stmt(Reader::User(ana_c.clone()), &eve_key, &c.addrs[2], read::scope_consortium(&ana_c), now);
+    let r = get(2, format!("/consortium/users/{ana}/accounts"), Some(h)).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    for b in r.1["banks"].as_array().unwrap() {
+        assert!(b["accounts"].as_array().unwrap().is_empty(), "Eve read Ana's accounts at {}: {}", b["bank"], r.1);
+    }
+    let refused = r.1["banks"].as_array().unwrap().iter().filter(|b| b["error"].as_str().is_some_and(|e| e.contains("bad_signature"))).count();
+    assert_eq!(refused, 2, "both banks that know Ana refuse the forgery: {}", r.1);
+    // And as herself, of Ana: refused at the bank she asks.
+    let h = stmt(Reader::User(eve_c.clone()), &eve_key, &b0, read::scope_consortium(&ana_c), now);
+    assert_eq!(code_of(&get(0, format!("/consortium/users/{ana}/accounts"), Some(h)).await), (403, Some("not_yours".into())));
+    // The teller reads its bank's books, and only its bank's.
+    assert_eq!(c.balance(0, &a0).await, (500, 0, 0));
+    let teller0 = c.signer.tellers[0].clone();
+    let h = stmt(Reader::Teller, &teller0, &c.addrs[1], read::scope_account(&a1), now);
+    assert_eq!(code_of(&get(1, format!("/accounts/{a1}"), Some(h)).await), (403, Some("bad_signature".into())));
+    // The client: `Client` signs as whom it reads as.
+    let client = bank_client::Client::new(c.addrs[0].clone(), std::time::Duration::from_secs(5));
+    assert_eq!(client.account(&a0).await.unwrap_err().code(), "unauthenticated");
+    assert_eq!(client.reading_as(Reader::User(ana_c.clone()), ana_key.clone()).account(&a0).await.unwrap().balance, 500);
+    assert_eq!(client.reading_as(Reader::User(eve_c.clone()), eve_key.clone()).account(&a0).await.unwrap_err().code(), "not_yours");
+    assert_all_up(&mut c).await;
+}

@@ -64,6 +64,10 @@ pub fn generate(seed: u64) -> Scenario {
             let mut adv = ChaCha8Rng::seed_from_u64(mix(seed, 0xad));
             if adv.random_bool(0.33) { adv.random_range(1..=2) } else { 0 }
         },
+        reads: {
+            let mut r = ChaCha8Rng::seed_from_u64(mix(seed, 0xead));
+            if r.random_bool(0.33) { pct(&mut r, 50) } else { 0.0 }
+        },
     };
     let bank = |rng: &mut ChaCha8Rng| bank_name(rng.random_range(0..banks));
     let mut faults = Vec::new();

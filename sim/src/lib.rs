@@ -37,6 +37,7 @@ pub const PLANTED: &[(&str, PlantedBug)] = &[
     ("forget-outbox", PlantedBug::ForgetOutbox),
     ("no-resolver", PlantedBug::NoResolver),
     ("skip-signatures", PlantedBug::SkipSignatures),
+    ("skip-read-signatures", PlantedBug::SkipReadSignatures),
 ];
 
 /// A planted bug by name (command line and fuzz files).

@@ -41,7 +41,7 @@ struct RunArgs {
     /// Plants a protocol bug in every node, to watch a checker catch it: skip-refund (money),
     /// accept-stale-token (one token), commit-on-abort (atomicity), no-compare-and-set
     /// (exactly once), ack-before-durable (durability), forget-outbox (outbox), no-resolver
-    /// (liveness), skip-signatures (trust).
+    /// (liveness), skip-signatures (trust), skip-read-signatures (trust).
     #[arg(long, value_parser = parse_planted)]
     planted: Option<node::node::PlantedBug>,
 }

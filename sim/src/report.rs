@@ -41,6 +41,8 @@ pub struct Report {
     /// What adversarial clients did: (same id, other content, same bank: refused), (same id
     /// at other banks). None when the scenario has none.
     pub adversary: Option<(u64, u64, u64)>,
+    /// Honest signed reads answered, and adversaries' reads refused (none answered).
+    pub reads: Option<(u64, u64)>,
     /// The rogue host's requests sent and refused; None when the scenario has none.
     pub rogue: Option<(u64, u64)>,
     /// Answers to the rogue host's flood by status; None when the scenario has none.
@@ -93,6 +95,7 @@ impl Report {
             trace_lines: st.trace.len(),
             trace_hash: trace_hash(&st.trace),
             adversary: (sh.scenario.workload.malicious_clients > 0).then_some((st.acks.reuses_refused, st.acks.reuses_elsewhere, st.acks.forged_stopped)),
+            reads: (sh.scenario.workload.reads > 0.0).then_some((st.acks.reads_ok, st.acks.snoops_refused)),
             rogue: sh.scenario.faults.iter().any(|f| matches!(f, crate::scenario::Fault::Rogue { .. })).then_some((st.acks.rogue_sent, st.acks.rogue_refused)),
             flood: sh.scenario.faults.iter().any(|f| matches!(f, crate::scenario::Fault::Flood { .. })).then(|| st.acks.flood.clone()),
             ..Default::default()
@@ -169,6 +172,9 @@ impl std::fmt::Display for Report {
         if let Some((refused, elsewhere, forged)) = self.adversary {
             let _ = writeln!(w, "  adversary       {refused} reused ids with other content refused by their bank, {elsewhere} reused at other banks");
             let _ = writeln!(w, "                  {forged} packages without the holders' signatures for their bank stopped (none committed)");
+        }
+        if let Some((ok, snoops)) = self.reads {
+            let _ = writeln!(w, "  reads           {ok} holders' signed reads answered; {snoops} reads without the holder's key or replayed refused (none answered)");
         }
         if let Some((sent, refused)) = self.rogue {
             let _ = writeln!(w, "  rogue host      {sent} hostile requests sent, {refused} refusals reported by the banks");

@@ -147,6 +147,10 @@ pub struct Workload {
     /// send them with other content to other banks (a package of its own there) and to the
     /// same bank (which must refuse it), and send the same package again at other banks.
     pub malicious_clients: usize,
+    /// Share of packages after which their client reads the account the money left (signed
+    /// by its holder). The adversaries replay what they saw of those reads, and try reads of
+    /// their own without the holder's key: none may be answered.
+    pub reads: f64,
 }
 
 impl Default for Workload {
@@ -163,6 +167,7 @@ impl Default for Workload {
             withdrawals: 0.1,
             any_origin: 0.2,
             malicious_clients: 0,
+            reads: 0.0,
         }
     }
 }

@@ -7,6 +7,7 @@
 use crate::net::{sim_http, ChaosTransport};
 use crate::run::{fmt_time, mix, Recorder, Shared};
 use node::trust::user;
+use node::trust::read::{self, ReadStatement, Reader};
 use node::wire::{AccountList, AccountView, HolderSignature, NewAccount, NewUser, PackageView};
 use node::domain::{AccountKind, Cents, Cpf};
 use node::events::Events;
@@ -57,6 +58,12 @@ pub struct Acks {
     /// Requests the rogue host sent, and refusals of them the banks reported.
     pub rogue_sent: u64,
     pub rogue_refused: u64,
+    /// Honest reads answered, and what the adversaries saw of them on the wire (bank, path,
+    /// statement), the last few.
+    pub reads_ok: u64,
+    pub reads_seen: std::collections::VecDeque<(usize, String, String)>,
+    /// Adversaries' reads (replayed, unsigned, or signed with the wrong key), all refused.
+    pub snoops_refused: u64,
     /// Answers to the rogue host's flood, by HTTP status (0: no answer).
     pub flood: BTreeMap<u16, u64>,
     /// Simulated latency from first submission to a known outcome, in microseconds.
@@ -272,6 +279,7 @@ async fn client_loop(sh: Arc<Shared>, t: Arc<dyn Transport>, accounts: Arc<Vec<(
         return;
     }
     let mut rng = ChaCha8Rng::seed_from_u64(mix(sc.seed, 1_000 + c as u64));
+    let mut reads = ChaCha8Rng::seed_from_u64(mix(sc.seed, 3_000 + c as u64));
     let mean_ms = w.clients as f64 * 1000.0 / w.ops_per_sec;
     let stop = ms(sc.duration_ms);
     for n in 1.. {
@@ -283,7 +291,76 @@ async fn client_loop(sh: Arc<Shared>, t: Arc<dyn Transport>, accounts: Arc<Vec<(
         }
         let (origin, mut p) = random_package(&sh, &mut rng, &accounts, format!("c{}-{n}", c + 1));
         sign(&sh, origin, &mut p);
+        let from = p.operations.iter().find_map(|op| op.from.clone());
         submit(sh.clone(), t.clone(), origin, p, false).await;
+        // Drawn from a stream of its own, so the packages stay what they were without reads.
+        if let Some(from) = from.filter(|_| reads.random_bool(w.reads)) {
+            read_balance(&sh, &*t, &from, mix(c as u64, n)).await;
+        }
+    }
+}
+
+/// The holder of `from` reads it, signed. Answered, the read is what an eavesdropper saw.
+async fn read_balance(sh: &Shared, t: &dyn Transport, from: &AccountRef, nonce: u64) {
+    let b = sh.addrs.iter().position(|a| *a == from.bank).expect("a bank of the run");
+    let Some(holder) = sh.lock().acks.holders.get(&(b, from.account.clone())).cloned() else { return };
+    let c = Cpf::parse(&holder).expect("holders are CPFs");
+    let path = format!("/accounts/{}", from.account);
+    let s = ReadStatement::sign(Reader::User(c), &sh.user_key(&holder), &from.bank, &read::scope_account(&from.account), crate::run::sim_wall_ms(), nonce_bytes(nonce));
+    let header = s.to_header();
+    let mut call = Call::new(hyper::Method::GET, path.clone(), None, ms(sh.scenario.timing.peer_timeout_ms * 2));
+    call.headers.push((read::HEADER.to_string(), header.clone()));
+    match t.call(&from.bank, call).await.map(|r| r.status.as_u16()) {
+        Ok(200) => {
+            let mut st = sh.lock();
+            st.acks.reads_ok += 1;
+            st.acks.reads_seen.push_back((b, path, header));
+            if st.acks.reads_seen.len() > 32 {
+                st.acks.reads_seen.pop_front();
+            }
+        }
+        // The holder's own read, refused as not theirs or not their key: a check is wrong.
+        Ok(code @ 403) => sh.violation(format!("api: {} refused ({code}) a holder's signed read of {}", sh.names[b], from.account)),
+        _ => {} // unanswered, stale on a skewed clock, or the bank not ready
+    }
+}
+
+fn nonce_bytes(n: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&n.to_be_bytes());
+    b[8..].copy_from_slice(&(!n).to_be_bytes());
+    b
+}
+
+/// An adversary reads an account it does not hold: a read it saw on the wire, played again;
+/// no statement at all; or a statement in the holder's name signed with its own key. An
+/// answer with the account is a violation.
+async fn snoop(sh: &Shared, t: &dyn Transport, rng: &mut ChaCha8Rng, accounts: &[(usize, String)], m: usize) {
+    let seen = sh.lock().acks.reads_seen.clone();
+    let (b, path, header) = match rng.random_range(0..3) {
+        0 if !seen.is_empty() => seen[rng.random_range(0..seen.len())].clone(),
+        kind => {
+            let (b, key) = accounts[rng.random_range(0..accounts.len())].clone();
+            let path = format!("/accounts/{key}");
+            let header = match (kind, sh.lock().acks.holders.get(&(b, key.clone())).cloned()) {
+                (2, Some(holder)) => {
+                    let own = crate::run::seeded_key(mix(sh.scenario.seed, 0x7417 + m as u64));
+                    let c = Cpf::parse(&holder).expect("holders are CPFs");
+                    ReadStatement::sign(Reader::User(c), &own, &sh.addrs[b], &read::scope_account(&key), crate::run::sim_wall_ms(), rng.random()).to_header()
+                }
+                _ => String::new(),
+            };
+            (b, path, header)
+        }
+    };
+    let mut call = Call::new(hyper::Method::GET, path.clone(), None, ms(sh.scenario.timing.peer_timeout_ms * 2));
+    if !header.is_empty() {
+        call.headers.push((read::HEADER.to_string(), header));
+    }
+    match t.call(&sh.addrs[b], call).await.map(|r| r.status.as_u16()) {
+        Ok(200) => sh.violation(format!("trust: {} answered an adversary's read of {path}", sh.names[b])),
+        Ok(401 | 403) => sh.lock().acks.snoops_refused += 1,
+        _ => {}
     }
 }
 
@@ -292,12 +369,17 @@ async fn client_loop(sh: Arc<Shared>, t: Arc<dyn Transport>, accounts: Arc<Vec<(
 async fn malicious_loop(sh: Arc<Shared>, t: Arc<dyn Transport>, accounts: Arc<Vec<(usize, String)>>, m: usize) {
     let sc = sh.scenario.clone();
     let mut rng = ChaCha8Rng::seed_from_u64(mix(sc.seed, 5_000 + m as u64));
+    let mut snoops = ChaCha8Rng::seed_from_u64(mix(sc.seed, 6_000 + m as u64));
     let stop = ms(sc.duration_ms);
     let mean_ms = 1000.0 * sc.workload.clients.max(1) as f64 / sc.workload.ops_per_sec.max(1.0);
     loop {
         tokio::time::sleep(ms(rng.random_range(1..=(2.0 * mean_ms) as u64 + 1))).await;
         if sh.now() >= stop || accounts.is_empty() {
             return;
+        }
+        if sc.workload.reads > 0.0 && snoops.random_bool(0.5) {
+            snoop(&sh, &*t, &mut snoops, &accounts, m).await;
+            continue;
         }
         // A package another client sent, as the adversary saw it on the wire.
         let victim = {

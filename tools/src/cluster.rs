@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use consortium_core::domain::{AccountKind, Cpf};
 use consortium_core::package::{AccountRef, Package};
 use consortium_core::trust::keys::{KeyPair, UserKey};
+use consortium_core::trust::read::{self, ReadStatement, Reader};
 use consortium_core::trust::user;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -235,8 +236,26 @@ impl Cluster {
         }
     }
 
+    /// A GET at bank `i`. A read of a user's data is signed as the bank's teller reads its
+    /// books; the consortium-wide lookup, which only its user may make, as that user.
     pub async fn get(&self, i: usize, path: &str) -> (u16, Value) {
-        self.raw(i, Method::GET, path, None).await
+        match read_scope(path) {
+            Some((scope, Some(cpf))) if scope.starts_with("consortium/") => self.read_as(i, path, &scope, Reader::User(cpf.clone()), &self.user_key(cpf.as_str())).await,
+            Some((scope, _)) => self.read_as(i, path, &scope, Reader::Teller, &self.signer.tellers[i].clone()).await,
+            None => self.raw(i, Method::GET, path, None).await,
+        }
+    }
+
+    /// A read at bank `i` signed by user `cpf` (their key as this rig made it).
+    pub async fn get_as(&self, i: usize, path: &str, cpf: &str) -> (u16, Value) {
+        let scope = read_scope(path).expect("a read of a user's data").0;
+        let c = Cpf::parse(cpf).expect("a valid CPF");
+        self.read_as(i, path, &scope, Reader::User(c), &self.user_key(cpf)).await
+    }
+
+    async fn read_as(&self, i: usize, path: &str, scope: &str, reader: Reader, key: &KeyPair) -> (u16, Value) {
+        let s = ReadStatement::sign(reader, key, &self.addrs[i], scope, now_ms(), rand::random());
+        self.raw_with(i, Method::GET, path, None, vec![(read::HEADER.to_string(), s.to_header())]).await
     }
 
     pub async fn post(&self, i: usize, path: &str, body: Value) -> (u16, Value) {
@@ -305,6 +324,21 @@ impl Cluster {
         let (code, a) = self.get(i, &format!("/accounts/{key}")).await;
         assert_eq!(code, 200, "account {key} at {i}: {a}");
         (a["balance"].as_u64().unwrap(), a["held"].as_u64().unwrap(), a["blocked"].as_u64().unwrap())
+    }
+}
+
+/// The scope of a read of a user's data at `path` (and the CPF it names), as a client signs
+/// it (`trust::read`); `None` for a path that needs no statement.
+pub fn read_scope(path: &str) -> Option<(String, Option<Cpf>)> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let cpf = |s: &str| Cpf::parse(s).ok();
+    match parts.as_slice() {
+        ["users", c] => cpf(c).map(|c| (read::scope_user(&c), Some(c))),
+        ["users", c, "accounts"] => cpf(c).map(|c| (read::scope_accounts_of(&c), Some(c))),
+        ["consortium", "users", c, "accounts"] => cpf(c).map(|c| (read::scope_consortium(&c), Some(c))),
+        ["accounts", k] => Some((read::scope_account(k), None)),
+        ["packages", id] => Some((read::scope_package(id), None)),
+        _ => None,
     }
 }
 

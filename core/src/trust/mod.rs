@@ -6,6 +6,7 @@
 pub mod decision;
 pub mod keys;
 pub mod manifest;
+pub mod read;
 pub mod user;
 
 /// Length-prefixed field, the one encoding of every signed or hashed message here, so two

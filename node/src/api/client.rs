@@ -1,7 +1,9 @@
 //! The client API: the contract in DESIGN.md's table.
 
 use super::ApiError;
-use crate::wire::{AccountList, AccountView, BankAccounts, ConsortiumAccounts, KeyRotation, NewAccount, NewUser, PackageView, StatusView, UserKeyView, UserView};
+use crate::wire::{AccountList, AccountView, BankAccounts, ConsortiumAccounts, ForwardedRead, KeyRotation, NewAccount, NewUser, PackageView, StatusView, UserKeyView, UserView};
+use consortium_core::trust::read::{self, Reader};
+use axum::http::HeaderMap;
 use super::Body;
 use crate::domain::{Cpf, User};
 use crate::error::Error;
@@ -63,8 +65,22 @@ async fn register_user(State(node): S, Body(req): Body<NewUser>) -> Result<(Stat
     Ok((StatusCode::CREATED, Json(user_view(user))))
 }
 
-async fn get_user(State(node): S, Path(c): Path<String>) -> Result<Json<UserView>, ApiError> {
+/// The statement in the `authorization` header, if any.
+fn statement(headers: &HeaderMap) -> Option<&str> {
+    headers.get(read::HEADER).and_then(|v| v.to_str().ok())
+}
+
+/// Who reads `scope` here, as their signed statement proves.
+async fn reader(node: &Arc<Node>, headers: &HeaderMap, scope: &str) -> Result<Reader, Error> {
+    trust::read::reader(node, statement(headers), scope, &node.me).await
+}
+
+async fn get_user(State(node): S, headers: HeaderMap, Path(c): Path<String>) -> Result<Json<UserView>, ApiError> {
     let c = cpf(&c)?;
+    let who = reader(&node, &headers, &read::scope_user(&c)).await?;
+    if !read::may_read_user(&who, &c) {
+        return Err(read::not_yours("user").into());
+    }
     let shown = c.clone();
     match node.db(move |s| s.user(&c)).await? {
         Some(u) => Ok(Json(user_view(u))),
@@ -138,28 +154,54 @@ async fn open_account(State(node): S, Body(req): Body<NewAccount>) -> Result<(St
     Ok((StatusCode::CREATED, Json(a.into())))
 }
 
-async fn get_account(State(node): S, Path(key): Path<String>) -> Result<Json<AccountView>, ApiError> {
+/// An account, to a holder or a teller. An account that does not exist is answered like one
+/// the reader does not hold (to a user), so account keys cannot be probed.
+async fn get_account(State(node): S, headers: HeaderMap, Path(key): Path<String>) -> Result<Json<AccountView>, ApiError> {
+    let who = reader(&node, &headers, &read::scope_account(&key)).await?;
     let k = key.clone();
     match node.db(move |s| s.account(&k)).await? {
-        Some(a) => Ok(Json(a.into())),
-        None => Err(Error::not_found("account_not_found", format!("no account {key} at this bank")).into()),
+        Some(a) if read::may_read_account(&who, &a) => Ok(Json(a.into())),
+        None if who == Reader::Teller => Err(Error::not_found("account_not_found", format!("no account {key} at this bank")).into()),
+        _ => Err(read::not_yours("account").into()),
     }
 }
 
-async fn user_accounts(State(node): S, Path(c): Path<String>) -> Result<Json<AccountList>, ApiError> {
+async fn user_accounts(State(node): S, headers: HeaderMap, Path(c): Path<String>) -> Result<Json<AccountList>, ApiError> {
     let c = cpf(&c)?;
+    let who = reader(&node, &headers, &read::scope_accounts_of(&c)).await?;
+    if !read::may_read_user(&who, &c) {
+        return Err(read::not_yours("user's accounts").into());
+    }
     let accounts = node.db(move |s| s.accounts_of(&c)).await?;
     Ok(Json(AccountList { accounts: accounts.into_iter().map(Into::into).collect() }))
 }
 
-/// Asks every bank at once. A bank that does not answer in time is listed as unreachable;
-/// it never makes the whole answer fail.
-async fn consortium_accounts(State(node): S, Path(c): Path<String>) -> Result<Json<ConsortiumAccounts>, ApiError> {
+/// Asks every bank at once, forwarding the user's statement: each bank checks it against its
+/// own registry (this one too, when it knows the user; one that does not has no accounts of
+/// theirs). A bank that does not answer in time is listed as unreachable; it never makes the
+/// whole answer fail.
+async fn consortium_accounts(State(node): S, headers: HeaderMap, Path(c): Path<String>) -> Result<Json<ConsortiumAccounts>, ApiError> {
     let c = cpf(&c)?;
+    let scope = read::scope_consortium(&c);
+    let stmt = read::ReadStatement::parse(statement(&headers))?;
+    if stmt.reader != Reader::User(c.clone()) {
+        return Err(read::not_yours("user's accounts (the consortium-wide lookup is the user's own)").into());
+    }
+    let cc = c.clone();
+    let known_here = node.db(move |s| s.user(&cc)).await?.is_some();
+    if known_here {
+        reader(&node, &headers, &scope).await?;
+    } else {
+        // Nothing to check the signature with here; the others check it. The statement must
+        // still be for this lookup, here, now.
+        stmt.check(&scope, &node.me, node.clock.now_ms())?;
+    }
+    let forwarded = ForwardedRead { statement: stmt.to_header() };
     let mut tasks = Vec::new();
     for bank in node.members() {
         let node = node.clone();
         let c = c.clone();
+        let forwarded = forwarded.clone();
         tasks.push(tokio::spawn(async move {
             if bank == node.me {
                 let r = node.db(move |s| s.accounts_of(&c)).await;
@@ -171,8 +213,8 @@ async fn consortium_accounts(State(node): S, Path(c): Path<String>) -> Result<Js
             if !node.peers.is_online(&bank) {
                 return BankAccounts { bank, reachable: false, accounts: vec![], error: Some("offline".into()) };
             }
-            let path = format!("/users/{c}/accounts");
-            match node.call::<(), AccountList>(&bank, Method::GET, &path, None).await {
+            let path = format!("/peer/users/{}/accounts", c.as_str());
+            match node.call::<_, AccountList>(&bank, Method::POST, &path, Some(&forwarded)).await {
                 Ok(list) => BankAccounts { bank, reachable: true, accounts: list.accounts, error: None },
                 Err(e @ PeerError::Unreachable(_)) => BankAccounts { bank, reachable: false, accounts: vec![], error: Some(e.to_string()) },
                 Err(e) => BankAccounts { bank, reachable: true, accounts: vec![], error: Some(e.to_string()) },
@@ -276,12 +318,39 @@ impl Drop for Waiting {
     }
 }
 
-async fn get_package(State(node): S, Path(id): Path<String>) -> Result<Json<PackageView>, ApiError> {
+/// A package's status, to one who signed it, a holder of one of this bank's accounts it
+/// touches, or a teller.
+async fn get_package(State(node): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<PackageView>, ApiError> {
+    let who = reader(&node, &headers, &read::scope_package(&id)).await?;
     let i = id.clone();
-    match node.db(move |s| s.record(&i)).await? {
-        Some(r) => Ok(Json(view(&r))),
-        None => Err(Error::not_found("package_not_found", format!("no package {id} was submitted to this bank")).into()),
+    let Some(r) = node.db(move |s| s.record(&i)).await? else {
+        return match who {
+            Reader::Teller => Err(Error::not_found("package_not_found", format!("no package {id} was submitted to this bank")).into()),
+            Reader::User(_) => Err(read::not_yours("package").into()),
+        };
+    };
+    let holds = holdings(&node, &who, &r.package).await?;
+    if !read::may_read_package(&who, &r.package, |_, key| holds.iter().any(|h| h == key), &node.me) {
+        return Err(read::not_yours("package").into());
     }
+    Ok(Json(view(&r)))
+}
+
+/// Which of this bank's accounts that `p` touches the reader holds.
+async fn holdings(node: &Arc<Node>, who: &Reader, p: &Package) -> Result<Vec<String>, Error> {
+    let Reader::User(c) = who.clone() else { return Ok(Vec::new()) };
+    let me = node.me.clone();
+    let keys: Vec<String> = p.operations.iter().flat_map(|op| [op.from.as_ref(), op.to.as_ref()]).flatten().filter(|r| r.bank == me).map(|r| r.account.clone()).collect();
+    node.db(move |s| {
+        let mut out = Vec::new();
+        for k in keys {
+            if s.account(&k)?.is_some_and(|a| a.holders.contains(&c)) {
+                out.push(k);
+            }
+        }
+        Ok(out)
+    })
+    .await
 }
 
 async fn status(State(node): S) -> Result<Json<StatusView>, ApiError> {

@@ -41,6 +41,7 @@ pub fn routes(node: Arc<Node>) -> Router<Arc<Node>> {
         .route("/outcome/{id}", get(outcome))
         .route("/settled", post(settled))
         .route("/users/{cpf}/key", get(user_key).post(rotated_key))
+        .route("/users/{cpf}/accounts", post(forwarded_accounts))
         .layer(middleware::from_fn_with_state(node, authenticate))
 }
 
@@ -165,6 +166,29 @@ async fn user_key(State(node): S, Path(cpf): Path<String>) -> Result<Json<crate:
     let c = crate::domain::Cpf::parse(&cpf).map_err(|e| Error::bad_request("invalid_cpf", format!("invalid CPF: {e}")))?;
     let key = node.db(move |s| s.user(&c)).await?.and_then(|u| u.key);
     Ok(Json(crate::wire::UserKeyView { key }))
+}
+
+/// A user's consortium-wide lookup, forwarded by the bank they asked (`from`): their statement
+/// must name this lookup and that bank, and be signed by the key this bank holds for them.
+/// A user this bank does not know has no accounts here.
+async fn forwarded_accounts(
+    State(node): S,
+    Extension(Sender(from)): From,
+    Path(cpf): Path<String>,
+    Body(f): Body<crate::wire::ForwardedRead>,
+) -> Result<Json<crate::wire::AccountList>, ApiError> {
+    use consortium_core::trust::read::{self, Reader};
+    let c = crate::domain::Cpf::parse(&cpf).map_err(|e| Error::bad_request("invalid_cpf", format!("invalid CPF: {e}")))?;
+    let cc = c.clone();
+    if node.db(move |s| s.user(&cc)).await?.is_none() {
+        return Ok(Json(crate::wire::AccountList { accounts: vec![] }));
+    }
+    let who = crate::trust::read::reader(&node, Some(&f.statement), &read::scope_consortium(&c), &from).await?;
+    if who != Reader::User(c.clone()) {
+        return Err(read::not_yours("user's accounts").into());
+    }
+    let accounts = node.db(move |s| s.accounts_of(&c)).await?;
+    Ok(Json(crate::wire::AccountList { accounts: accounts.into_iter().map(Into::into).collect() }))
 }
 
 /// A rotation another bank applied and passes on: checked against this bank's own binding.

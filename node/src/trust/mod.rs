@@ -7,8 +7,10 @@
 //! - `keyfile`: a bank's private key in its data folder.
 //! - `request`: the authentication every bank-to-bank request carries, its check (before the
 //!   body is read), and the replay guard.
+//! - `read`: a user's signed read statement, checked against this bank's registry.
 
 pub use consortium_core::trust::{decision, hex, keys, manifest, put, unhex, user};
 
 pub mod keyfile;
+pub mod read;
 pub mod request;

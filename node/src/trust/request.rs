@@ -213,6 +213,16 @@ impl Nonces {
     /// True if this is the first time the request is seen; forgets what is too old to pass
     /// the time check anyway.
     pub fn first_time(&mut self, v: &Verified, now_ms: u64) -> Result<(), Error> {
+        self.first(v.time_ms, &v.from, v.nonce, now_ms).map_err(|e| match e.code {
+            "replayed" => bad(format!("a request of {} played again (nonce {} seen)", v.from, hex(&v.nonce))),
+            _ => e,
+        })
+    }
+
+    /// True if `from` has not used `nonce` at `time_ms` before (a user's read statement, or a
+    /// bank's request); forgets what is older than the window, which the time check refuses
+    /// anyway. The error is `replayed`, or `busy` when the memory is full.
+    pub fn first(&mut self, time_ms: u64, from: &str, nonce: [u8; 16], now_ms: u64) -> Result<(), Error> {
         let oldest = now_ms.saturating_sub(MAX_SKEW_MS);
         while let Some(((t, _, _), _)) = self.seen.first_key_value() {
             if *t >= oldest {
@@ -223,8 +233,8 @@ impl Nonces {
         if self.seen.len() >= MAX_NONCES {
             return Err(Error::unavailable("busy", "too many recent requests to remember; try again"));
         }
-        if self.seen.insert((v.time_ms, v.from.clone(), v.nonce), ()).is_some() {
-            return Err(bad(format!("a request of {} played again (nonce {} seen)", v.from, hex(&v.nonce))));
+        if self.seen.insert((time_ms, from.to_string(), nonce), ()).is_some() {
+            return Err(Error::unauthorized("replayed", format!("played again (nonce {} seen)", hex(&nonce))));
         }
         Ok(())
     }

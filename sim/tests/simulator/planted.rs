@@ -50,6 +50,8 @@ const CAUGHT: &[(PlantedBug, &str, &str)] = &[
     (PlantedBug::NoResolver, "flaky_network", "liveness"),
     // Participants take any signature: an adversary's packages move money.
     (PlantedBug::SkipSignatures, "malicious_client", "trust"),
+    // Reads are answered to whoever the statement names: an adversary reads others' accounts.
+    (PlantedBug::SkipReadSignatures, "malicious_client", "trust"),
 ];
 
 #[test]

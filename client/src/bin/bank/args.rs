@@ -47,6 +47,12 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "BANK_TELLER_KEY", value_name = "FILE")]
     pub(crate) teller_key: Option<PathBuf>,
 
+    /// Read as the bank's teller (with the key --teller-key names, or the file `make run`
+    /// leaves): a bank's operator reads its own books. Otherwise reads are signed by the user
+    /// read (--cpf) or acting (--user): only a user, or a holder, reads their data.
+    #[arg(long, global = true)]
+    pub(crate) as_teller: bool,
+
     /// How long a package stays valid once signed, in seconds (at most a day).
     #[arg(long, global = true, value_name = "SECS", default_value = "3600", value_parser = parse_secs)]
     pub(crate) valid_for: Duration,

@@ -6,6 +6,7 @@ use bank_client::keys::{self, KeyStore};
 use consortium_core::domain::Cpf;
 use bank_client::{now_ms, sign_package, Signers};
 use consortium_core::trust::keys::{KeyPair, UserKey};
+use consortium_core::trust::read::Reader;
 use std::path::PathBuf;
 use bank_client::{
     build_package, fmt_duration, new_package_id, parse_account_ref, parse_op, parse_ops_file,
@@ -48,12 +49,25 @@ pub(crate) struct Keys {
     pub(crate) user: Option<Cpf>,
     pub(crate) key_file: Option<PathBuf>,
     pub(crate) teller_file: Option<PathBuf>,
+    pub(crate) as_teller: bool,
     pub(crate) valid_for: Duration,
 }
 
 impl Keys {
     pub(crate) fn from_cli(cli: &Cli) -> Keys {
-        Keys { store: KeyStore::locate(cli.keys.clone()), user: cli.user.clone(), key_file: cli.key_file.clone(), teller_file: cli.teller_key.clone(), valid_for: cli.valid_for }
+        Keys { store: KeyStore::locate(cli.keys.clone()), user: cli.user.clone(), key_file: cli.key_file.clone(), teller_file: cli.teller_key.clone(), as_teller: cli.as_teller, valid_for: cli.valid_for }
+    }
+
+    /// `client`, signing its reads: as the teller of its bank (--as-teller), else as `cpf`
+    /// (the user whose data is read), else as the acting user (--user).
+    pub(crate) fn reader(&self, client: &Client, cpf: Option<&Cpf>) -> Result<Client, String> {
+        if self.as_teller {
+            return Ok(client.reading_as(Reader::Teller, self.teller(client.bank())?));
+        }
+        match cpf.or(self.user.as_ref()) {
+            Some(c) => Ok(client.reading_as(Reader::User(c.clone()), self.of(c)?)),
+            None => Err("only a holder reads an account or a package: say who reads with --user CPF (or --as-teller, a bank's operator at the counter)".into()),
+        }
     }
 
     /// The key of `cpf`: the --key file when it is the acting user's, else the key folder's.
@@ -151,7 +165,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Fail> {
                 return Err(Fail::Usage("key rotate works on the key folder (--keys), not on --key-file".into()));
             }
             let old = ctx.keys.store.load(&cpf).map_err(Fail::Usage)?;
-            let u = c.call::<UserView>(ApiCall::user(cpf.as_str())).await?.value;
+            let u = c.reading_as(Reader::User(cpf.clone()), old.clone()).call::<UserView>(ApiCall::user(cpf.as_str())).await?.value;
             let staged = ctx.keys.store.staged(&cpf);
             if let Some(s) = staged.as_ref().filter(|s| u.public_key.as_deref() == Some(s.public().to_hex().as_str())) {
                 // An earlier rotation went through but its answer was lost: finish it here.
@@ -184,6 +198,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Fail> {
             say(&key.seed_hex());
         }
         Cmd::User(UserCmd::Show { cpf }) => {
+            let c = ctx.keys.reader(c, Some(&cpf)).map_err(Fail::Usage)?;
             let a = c.call::<UserView>(ApiCall::user(cpf.as_str())).await?;
             print_answer(ctx, &a, |u| render_user(u, &here));
         }
@@ -205,10 +220,12 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Fail> {
         }
         Cmd::Account(AccountCmd::Show { key }) => {
             let r = parse_account_ref(&key, Some(&here)).map_err(Fail::Usage)?;
-            let a = c.at(r.bank).call::<AccountView>(ApiCall::account(&r.account)).await?;
+            let c = ctx.keys.reader(&c.at(r.bank), None).map_err(Fail::Usage)?;
+            let a = c.call::<AccountView>(ApiCall::account(&r.account)).await?;
             print_answer(ctx, &a, render_account);
         }
         Cmd::Accounts { cpf } => {
+            let c = ctx.keys.reader(c, Some(&cpf)).map_err(Fail::Usage)?;
             let a = c.call::<AccountList>(ApiCall::accounts_of(cpf.as_str())).await?;
             print_answer(ctx, &a, |l| {
                 if l.accounts.is_empty() {
@@ -219,6 +236,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Fail> {
             });
         }
         Cmd::ConsortiumAccounts { cpf } => {
+            let c = ctx.keys.reader(c, Some(&cpf)).map_err(Fail::Usage)?;
             let a = c.call::<ConsortiumAccounts>(ApiCall::consortium_accounts(cpf.as_str())).await?;
             print_answer(ctx, &a, |v| render_consortium(v, &cpf));
             let missing: Vec<&str> = a.value.banks.iter().filter(|b| !b.reachable).map(|b| b.bank.as_str()).collect();
@@ -267,6 +285,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Fail> {
             return package_command(ctx, operations, id.id, file_id).await;
         }
         Cmd::PackageStatus { id, wait } => {
+            let c = &ctx.keys.reader(c, None).map_err(Fail::Usage)?;
             let a = if wait {
                 c.wait_for_package_answer(&id, ctx.timeout).await?
             } else {
@@ -308,8 +327,19 @@ pub(crate) async fn package_command(ctx: &Ctx, operations: Vec<Operation>, id: O
         let note = if generated { format!(" (new id; to retry safely, re-run with --id {id})") } else { String::new() };
         eprintln!("sending package {id} to {bank}{note}");
     }
-    let check = format!("bank --bank {bank} package-status --id {id}");
-    match submit_and_wait(&ctx.client, &package, ctx.timeout).await {
+    // Whoever signed it reads its outcome: the acting user, else (a deposit) the teller.
+    let client = match &ctx.keys.user {
+        Some(_) => ctx.keys.reader(&ctx.client, None),
+        None => ctx.keys.teller(&bank).map(|k| ctx.client.reading_as(Reader::Teller, k)),
+    }
+    .unwrap_or_else(|_| ctx.client.clone());
+    let who = match client.reader() {
+        Some(Reader::User(u)) => format!(" --user {}", u.as_str()),
+        Some(Reader::Teller) => " --as-teller".to_string(),
+        None => String::new(),
+    };
+    let check = format!("bank --bank {bank}{who} package-status --id {id}");
+    match submit_and_wait(&client, &package, ctx.timeout).await {
         Ok(a) => {
             print_answer(ctx, &a, |v| render_package(v, Some(&package)));
             match a.value.status {

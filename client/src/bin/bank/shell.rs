@@ -5,6 +5,7 @@ use crate::commands::*;
 use crate::render::*;
 use crate::commands::Keys;
 use consortium_core::trust::keys::UserKey;
+use consortium_core::trust::read::Reader;
 use consortium_core::domain::Cpf;
 use bank_client::{
     build_package, fmt_duration, new_package_id, parse_account_ref, parse_amount, parse_bank_addr, Client, ClientError,
@@ -190,19 +191,23 @@ impl Shell<'_> {
         let Some(cpf) = self.ask("CPF", None, parse_cpf)? else { return Ok(()) };
         let here = self.client.bank().to_string();
         let Some(bank) = self.ask("bank (host:port)", Some(&here), parse_bank_addr)? else { return Ok(()) };
-        let client = self.client.at(&bank);
-        match self.rt.block_on(client.user(cpf.as_str())) {
-            Ok(_) if self.keys.of(&cpf).is_err() => {
-                let e = self.keys.of(&cpf).err().unwrap_or_default();
+        let key = match self.keys.of(&cpf) {
+            Ok(k) => k,
+            Err(e) => {
                 let _ = writeln!(self.err, "error: {e}");
+                return Ok(());
             }
+        };
+        // From here on, this user signs the session's reads.
+        let client = self.client.at(&bank).reading_as(Reader::User(cpf.clone()), key);
+        match self.rt.block_on(client.user(cpf.as_str())) {
             Ok(u) => {
                 let _ = writeln!(self.out, "welcome, {} ({}) at bank {bank}", u.name, u.cpf.formatted());
                 self.keys.user = Some(u.cpf.clone());
                 self.user = Some(u);
                 self.client = client;
             }
-            Err(e) if e.is_not_found() => {
+            Err(e) if e.is_not_found() || e.code() == "unknown_reader" => {
                 let _ = writeln!(self.err, "CPF {} is not a user of bank {bank}: register first (option 1)", cpf.formatted());
             }
             Err(e) => self.fail(&e),

@@ -214,7 +214,7 @@ fn shell(input: &str) -> (String, String) {
         rt: &rt,
         client,
         user: None,
-        keys: Keys { store: bank_client::keys::KeyStore { dir: std::env::temp_dir().join("bank-shell-test-keys") }, user: None, key_file: None, teller_file: None, valid_for: Duration::from_secs(60) },
+        keys: Keys { store: bank_client::keys::KeyStore { dir: std::env::temp_dir().join("bank-shell-test-keys") }, user: None, key_file: None, teller_file: None, as_teller: false, valid_for: Duration::from_secs(60) },
         input: &mut input,
         out: &mut out,
         err: &mut err,
@@ -235,6 +235,9 @@ fn shell_quits_on_zero_q_and_eof() {
 
 #[test]
 fn shell_reasks_invalid_input() {
+    // Logging in loads the user's key (it signs the session's reads): this user has one.
+    let store = bank_client::keys::KeyStore { dir: std::env::temp_dir().join("bank-shell-test-keys") };
+    store.load_or_create(&Cpf::parse("529.982.247-25").unwrap()).unwrap();
     let (out, err) = shell("42\n5\n2\n123\n529.982.247-24\n\n529.982.247-25\nlocalhost\n127.0.0.1:9\n0\n");
     assert!(err.contains("unknown choice \"42\""), "{err}");
     assert!(err.contains("log in first"), "{err}");
