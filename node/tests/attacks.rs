@@ -369,7 +369,8 @@ async fn openings_and_key_rotations_need_the_users_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_user_reads_their_data() {
     use node::trust::read::{self, ReadStatement, Reader};
-    let mut c = common::start(3).await;
+    // Logging at info, as an operator runs a bank: the logs must name no customer.
+    let mut c = Cluster::start_logging(3, std::path::PathBuf::from(env!("CARGO_BIN_EXE_node")), common::TEST_TIMING, "info").await;
     let (ana, eve) = (cpf(41), cpf(42));
     let (ana_c, eve_c) = (node::domain::Cpf::parse(&ana).unwrap(), node::domain::Cpf::parse(&eve).unwrap());
     let a0 = c.account(0, &ana).await;
@@ -456,4 +457,12 @@ async fn only_the_user_reads_their_data() {
     assert_eq!(client.reading_as(Reader::User(ana_c.clone()), ana_key.clone()).account(&a0).await.unwrap().balance, 500);
     assert_eq!(client.reading_as(Reader::User(eve_c.clone()), eve_key.clone()).account(&a0).await.unwrap_err().code(), "not_yours");
     assert_all_up(&mut c).await;
+    for i in 0..3 {
+        let log = c.log(i);
+        assert!(log.contains("INFO"), "bank {i} logs at info: {log}");
+        for (who, digits) in [("Ana", &ana), ("Eve", &eve)] {
+            let formatted = node::domain::Cpf::parse(digits).unwrap().formatted();
+            assert!(!log.contains(digits.as_str()) && !log.contains(&formatted), "bank {i} logged {who}'s CPF:\n{log}");
+        }
+    }
 }

@@ -79,6 +79,11 @@ impl Cluster {
     /// Starts `n` banks of the `node` binary at `node_bin` with the given timing keys (TOML)
     /// and waits until the ring has a token.
     pub async fn start_with(n: usize, node_bin: PathBuf, timing: &str) -> Cluster {
+        Cluster::start_logging(n, node_bin, timing, &std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into())).await
+    }
+
+    /// `start_with`, the banks logging at `level` (RUST_LOG syntax).
+    pub async fn start_logging(n: usize, node_bin: PathBuf, timing: &str, level: &str) -> Cluster {
         let addrs: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let dir = tempfile::tempdir().unwrap();
         let mut c = Cluster {
@@ -88,7 +93,7 @@ impl Cluster {
             transport: tcp_transport(),
             node_bin,
             timing: timing.to_string(),
-            log_level: std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()),
+            log_level: level.to_string(),
             signer: Arc::new(Signer {
                 addrs: addrs.clone(),
                 tellers: (0..n).map(|_| random_key()).collect(),
