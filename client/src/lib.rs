@@ -159,10 +159,17 @@ impl ApiCall {
 
     /// `POST /users` at `bank`: the user's public key, and its proof (the key's signature of
     /// this registration at this bank).
-    pub fn register_user(bank: &str, cpf: &Cpf, name: &str, key: &UserKey) -> ApiCall {
+    pub fn register_user(bank: &str, cpf: &Cpf, name: &str, key: &UserKey, approval: Option<String>) -> ApiCall {
         let public_key = key.public().to_hex();
         let proof = user::sign(key, &user::register_message(bank, cpf, &public_key));
-        ApiCall::post("/users", &NewUser { cpf: cpf.as_str().to_string(), name: name.to_string(), public_key, proof })
+        ApiCall::post("/users", &NewUser { cpf: cpf.as_str().to_string(), name: name.to_string(), public_key, proof, approval })
+    }
+
+    /// `POST /users/{cpf}/reset` at `bank`: an operator replaces the key `old_key_hex` (the
+    /// one the bank holds) by `new_key_hex`, signed with their teller key.
+    pub fn reset_key(bank: &str, cpf: &Cpf, old_key_hex: &str, new_key_hex: &str, operator: &KeyPair) -> ApiCall {
+        let sig = user::sign(operator, &user::reset_message(bank, cpf, old_key_hex, new_key_hex));
+        ApiCall::post(&format!("/users/{}/reset", cpf.as_str()), &consortium_core::wire::KeyReset { public_key: new_key_hex.to_string(), sig })
     }
 
     /// `POST /users/{cpf}/key`: a rotation signed by the current key.
@@ -315,7 +322,7 @@ impl Client {
 
     /// Registers a user at this bank (`201`; `409` if the CPF is already registered).
     pub async fn register_user(&self, cpf: &Cpf, name: &str, key: &UserKey) -> Result<UserView, ClientError> {
-        Ok(self.call(ApiCall::register_user(&self.bank, cpf, name, key)).await?.value)
+        Ok(self.call(ApiCall::register_user(&self.bank, cpf, name, key, None)).await?.value)
     }
 
     pub async fn user(&self, cpf: &str) -> Result<UserView, ClientError> {

@@ -181,6 +181,21 @@ async fn the_command_line_against_real_banks() {
     }
     settles(&a, &ka, 10000 - 1250 - 750 + 250).await;
 
+    // Bia loses her key: a new one on her machine, the operator resets it at the counter.
+    let bia_new = home.path().join("bia-new");
+    let bia_new = bia_new.to_str().unwrap().to_string();
+    let r = cli(&a, &["--keys", &bia_new, "key", "new", "--cpf", &bia]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let new_public = r.out.trim().to_string();
+    let r = cli(&a, &["--keys", &bia_new, "--user", &bia, "user", "show", "--cpf", &bia]).await;
+    assert_eq!(r.code, 1, "not yet her key at the bank: {}", r.err);
+    let r = cli(&a, &["user", "reset", "--cpf", &bia, "--public-key", &new_public]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.out, r.err);
+    let r = cli(&a, &["--json", "--keys", &bia_new, "--user", &bia, "user", "show", "--cpf", &bia]).await;
+    assert_eq!((r.code, r.json()["public_key"].as_str()), (0, Some(new_public.as_str())), "{}", r.err);
+    let r = cli(&a, &["user", "approve", "--cpf", &bia, "--public-key", &new_public]).await;
+    assert_eq!((r.code, r.out.trim().len()), (0, 128), "an approval is a signature: {}\n{}", r.out, r.err);
+
     // The interactive shell, scripted.
     let script = format!("2\n{ana}\n\n5\n{ka}\n1\n4\n0\n");
     let r = cli_in(&a, &["shell"], &script).await;

@@ -19,6 +19,10 @@ pub struct NewUser {
     /// The key's signature of `trust::user::register_message` for this bank: proof that the
     /// registrant holds the private key.
     pub proof: String,
+    /// An operator's signature of `trust::user::approve_message` (the person was checked at
+    /// the counter): needed where the bank requires approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
 }
 
 /// A holder's signature of a statement (an account opening).
@@ -63,6 +67,15 @@ pub struct UserView {
 pub struct KeyRotation {
     pub public_key: String,
     pub seq: u64,
+    pub sig: String,
+}
+
+/// An operator replaces a lost key, at this bank only: signed with their teller key
+/// (`trust::user::reset_message`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyReset {
+    pub public_key: String,
     pub sig: String,
 }
 

@@ -81,6 +81,9 @@ pub struct Config {
     /// Public keys (hex) of this bank's tellers: a cash deposit into one of its accounts needs
     /// one of their signatures (`node teller-key` makes a teller's key pair).
     pub teller_keys: Vec<String>,
+    /// Registrations need an operator's approval (`bank --as-teller user approve`): the
+    /// person's identity checked at the counter before their key is bound to the CPF.
+    pub require_approval: bool,
     #[serde(flatten)]
     pub timing: Timing,
 }
@@ -94,6 +97,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             limits: Default::default(),
             teller_keys: Vec::new(),
+            require_approval: false,
             timing: Timing::default(),
         }
     }

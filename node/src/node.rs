@@ -84,6 +84,8 @@ pub struct Node {
     pub limits: crate::limits::Limits,
     /// This bank's tellers' keys (cash deposits need one's signature).
     pub tellers: Vec<crate::trust::keys::PublicKey>,
+    /// Registrations need an operator's (a teller key's) approval.
+    pub require_approval: bool,
     pub planted: PlantedBug,
     /// Client requests per address (a token bucket each).
     pub rate: Mutex<crate::limits::RateLimiter>,
@@ -148,6 +150,7 @@ impl Node {
             started_ms,
             limits: config.limits.clone(),
             tellers: config.teller_keys.iter().filter_map(|k| crate::trust::keys::PublicKey::from_hex(k)).collect(),
+            require_approval: config.require_approval,
             planted: env.planted,
             rate: Mutex::new(crate::limits::RateLimiter::new(config.limits.requests_per_ip_per_s)),
             store,

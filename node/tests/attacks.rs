@@ -466,3 +466,67 @@ async fn only_the_user_reads_their_data() {
         }
     }
 }
+
+/// Issue 10: where a bank requires it, a registration needs its operator's approval (a
+/// teller key's signature: identity checked at the counter), and an operator resets a lost
+/// key at that bank only. Nobody else can do either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_and_resets_need_the_banks_operator() {
+    use node::trust::user;
+    let timing = format!("require_approval = true\n{}", common::TEST_TIMING);
+    let mut c = Cluster::start_with(2, std::path::PathBuf::from(env!("CARGO_BIN_EXE_node")), &timing).await;
+    let ana = cpf(51);
+    let ana_c = node::domain::Cpf::parse(&ana).unwrap();
+    let k1 = c.user_key(&ana);
+    let k1_hex = k1.public().to_hex();
+    let (op0, op1) = (c.signer.tellers[0].clone(), c.signer.tellers[1].clone());
+    let stranger = tools::cluster::random_key();
+    let register = |i: usize, approval: Option<String>| {
+        let proof = user::sign(&k1, &user::register_message(&c.addrs[i], &ana_c, &k1_hex));
+        json!({"cpf": ana, "name": "Ana", "public_key": k1_hex, "proof": proof, "approval": approval})
+    };
+    let approve = |i: usize, by: &node::trust::keys::KeyPair, key: &str| Some(user::sign(by, &user::approve_message(&c.addrs[i], &ana_c, key)));
+    for (what, approval) in [
+        ("no approval", None),
+        ("a stranger's", approve(0, &stranger, &k1_hex)),
+        ("another bank's operator", approve(1, &op1, &k1_hex)),
+        ("for another key", approve(0, &op0, &stranger.public().to_hex())),
+    ] {
+        let (code, e) = c.post(0, "/users", register(0, approval)).await;
+        assert_eq!((code, e["error"]["code"].as_str()), (403, Some("approval_required")), "{what}: {e}");
+    }
+    let (code, u) = c.post(0, "/users", register(0, approve(0, &op0, &k1_hex))).await;
+    assert_eq!(code, 201, "{u}");
+    let (code, u) = c.post(1, "/users", register(1, approve(1, &op1, &k1_hex))).await;
+    assert_eq!(code, 201, "{u}");
+    let (code, a) = c.open(0, "personal", &[&ana]).await;
+    assert_eq!(code, 201, "{a}");
+    let key = a["key"].as_str().unwrap().to_string();
+    c.deposit(0, &key, 1_000, "d-1").await;
+
+    // Ana lost her key. A stranger, and the other bank's operator, cannot reset it here.
+    let k2 = tools::cluster::random_key();
+    let k2_hex = k2.public().to_hex();
+    let reset = |i: usize, by: &node::trust::keys::KeyPair, old: &str| json!({"public_key": k2_hex, "sig": user::sign(by, &user::reset_message(&c.addrs[i], &ana_c, old, &k2_hex))});
+    let path = format!("/users/{ana}/reset");
+    for (what, body) in [("a stranger", reset(0, &stranger, &k1_hex)), ("another bank's operator", reset(1, &op1, &k1_hex)), ("for another old key", reset(0, &op0, &k2_hex))] {
+        let (code, e) = c.post(0, &path, body).await;
+        assert_eq!((code, e["error"]["code"].as_str()), (403, Some("bad_operator_signature")), "{what}: {e}");
+    }
+    let good = reset(0, &op0, &k1_hex);
+    let (code, u) = c.post(0, &path, good.clone()).await;
+    assert_eq!((code, u["public_key"].as_str()), (200, Some(k2_hex.as_str())), "{u}");
+    let (code, e) = c.post(0, &path, good).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (403, Some("bad_operator_signature")), "played again: {e}");
+    // Here the old key moves nothing and the new one does; the other bank keeps the old key.
+    let withdraw = |id: &str| json!({"id": id, "operations": [{"kind": "withdraw", "from": c.at(0, &key), "amount": 100}]});
+    let (_, v) = c.submit(0, withdraw("w-old")).await;
+    assert_eq!(v["status"], "aborted", "signed with the lost key: {v}");
+    c.set_user_key(&ana, k2.clone());
+    let (_, v) = c.submit(0, withdraw("w-new")).await;
+    assert_eq!(v["status"], "committed", "signed with the new key: {v}");
+    let (_, u) = c.get(1, &format!("/users/{ana}")).await;
+    assert_eq!(u["public_key"].as_str(), Some(k1_hex.as_str()), "a reset is never passed on: {u}");
+    assert_eq!(c.balance(0, &key).await, (900, 0, 0));
+    assert_all_up(&mut c).await;
+}

@@ -409,6 +409,7 @@ async fn bank_main(sh: Arc<Shared>, i: usize) -> turmoil::Result {
         // not depend on the machine it runs on.
         limits: node::limits::Limits { max_connections: 4_096, ..Default::default() },
         teller_keys: vec![sh.tellers[i].public().to_hex()],
+        require_approval: false,
         timing: sh.scenario.timing.to_timing(),
     };
     let identity = Identity { key: sh.keys[i].clone(), manifest: sh.manifest.clone() };

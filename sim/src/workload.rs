@@ -150,7 +150,7 @@ async fn setup_bank(sh: Arc<Shared>, t: Arc<dyn Transport>, b: usize) -> Vec<(us
         let key = sh.user_key(c.as_str());
         let public_key = key.public().to_hex();
         let proof = user::sign(&key, &user::register_message(&bank, &c, &public_key));
-        let user = serde_json::to_vec(&NewUser { cpf: cpf.clone(), name: format!("User {} of {}", u + 1, sh.names[b]), public_key, proof }).unwrap();
+        let user = serde_json::to_vec(&NewUser { cpf: cpf.clone(), name: format!("User {} of {}", u + 1, sh.names[b]), public_key, proof, approval: None }).unwrap();
         loop {
             match http(&*t, &bank, hyper::Method::POST, "/users", Some(user.clone()), timeout).await {
                 Ok((201, _)) | Ok((409, _)) => break,

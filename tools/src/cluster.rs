@@ -271,6 +271,12 @@ impl Cluster {
         self.signer.user_key(cpf)
     }
 
+    /// From now on, user `cpf` signs with `key` (a user who lost theirs and has a new one).
+    pub fn set_user_key(&self, cpf: &str, key: UserKey) {
+        let c = Cpf::parse(cpf).expect("a valid CPF");
+        self.signer.users.lock().unwrap().insert(c.as_str().to_string(), key);
+    }
+
     /// Registers user `cpf` at bank `i` with the user's key and its proof.
     pub async fn register(&self, i: usize, cpf: &str, name: &str) -> (u16, Value) {
         let c = Cpf::parse(cpf).expect("a valid CPF");

@@ -1,6 +1,9 @@
 //! What a user signs besides packages: registering their key at a bank (a proof that they
-//! hold the private key), and opening an account (every holder agrees). Each statement is
-//! domain-separated and length-prefixed like every signed thing of the consortium.
+//! hold the private key), opening an account (every holder agrees), rotating their key. And
+//! what a bank's operator signs at the counter, with their teller key (the operator's
+//! credential: a key, never a shared secret): approving a registration (identity checked in
+//! person), and resetting a lost key at that bank only. Each statement is domain-separated
+//! and length-prefixed like every signed thing of the consortium.
 
 use super::keys::{PublicKey, UserKey};
 use super::{hex, put, unhex};
@@ -9,6 +12,8 @@ use crate::domain::{AccountKind, Cpf};
 const REGISTER_DOMAIN: &[u8] = b"bank-consortium/register/v1";
 const OPEN_ACCOUNT_DOMAIN: &[u8] = b"bank-consortium/open-account/v1";
 const ROTATE_DOMAIN: &[u8] = b"bank-consortium/rotate-key/v1";
+const APPROVE_DOMAIN: &[u8] = b"bank-consortium/approve-registration/v1";
+const RESET_DOMAIN: &[u8] = b"bank-consortium/reset-key/v1";
 
 /// How far from the bank's clock an account opening's time may be.
 pub const OPEN_ACCOUNT_WINDOW_MS: u64 = 5 * 60 * 1000;
@@ -47,6 +52,44 @@ pub fn rotate_message(cpf: &Cpf, new_key_hex: &str, seq: u64) -> Vec<u8> {
     put(&mut m, new_key_hex.as_bytes());
     m.extend_from_slice(&seq.to_be_bytes());
     m
+}
+
+/// "I, an operator of `bank`, checked the person registering as `cpf` with this key."
+pub fn approve_message(bank: &str, cpf: &Cpf, key_hex: &str) -> Vec<u8> {
+    let mut m = Vec::new();
+    put(&mut m, APPROVE_DOMAIN);
+    put(&mut m, bank.as_bytes());
+    put(&mut m, cpf.as_str().as_bytes());
+    put(&mut m, key_hex.as_bytes());
+    m
+}
+
+/// "I, an operator of `bank`, replace `cpf`'s key `old_key_hex` (empty: none) by
+/// `new_key_hex`." Naming the key it replaces makes the statement good once: after any
+/// change of the key, played again, it no longer matches.
+pub fn reset_message(bank: &str, cpf: &Cpf, old_key_hex: &str, new_key_hex: &str) -> Vec<u8> {
+    let mut m = Vec::new();
+    put(&mut m, RESET_DOMAIN);
+    put(&mut m, bank.as_bytes());
+    put(&mut m, cpf.as_str().as_bytes());
+    put(&mut m, old_key_hex.as_bytes());
+    put(&mut m, new_key_hex.as_bytes());
+    m
+}
+
+/// Checks an operator's reset of `user`'s key at `bank` to `new_key_hex`, signed `sig_hex` by
+/// one of `operators`. The user's rotation count stays: the reset is this bank's alone, and a
+/// rotation other banks pass on afterwards must be signed by the key this bank now holds.
+pub fn check_reset(bank: &str, user: &crate::domain::User, new_key_hex: &str, sig_hex: &str, operators: &[PublicKey]) -> Result<String, crate::error::Error> {
+    use crate::error::Error;
+    let Some(new_key) = PublicKey::from_hex(new_key_hex) else {
+        return Err(Error::bad_request("bad_key", "the new key is not an Ed25519 public key (64 hex digits)"));
+    };
+    let m = reset_message(bank, &user.cpf, user.key.as_deref().unwrap_or(""), &new_key.to_hex());
+    if !operators.iter().any(|k| verify(k, &m, sig_hex)) {
+        return Err(Error::forbidden("bad_operator_signature", "the reset is not signed by an operator of this bank for the key it now holds"));
+    }
+    Ok(new_key.to_hex())
 }
 
 /// What a rotation does to `user` as this bank knows them.
@@ -119,6 +162,16 @@ mod tests {
         u.key_seq = 1;
         assert_eq!(check_rotation(&u, &next_hex, 1, &rot).unwrap(), Rotation::Done, "the same rotation again");
         assert_eq!(check_rotation(&u, &key_hex, 1, &rot).unwrap_err().code, "stale_rotation", "back to the old key");
+        // An operator's reset: signed by an operator, for the key the bank holds now; good once.
+        let op = UserKey::from_seed([9; 32]);
+        let fresh = UserKey::from_seed([10; 32]).public().to_hex();
+        let reset = sign(&op, &reset_message("a:1", &c, &next_hex, &fresh));
+        assert_eq!(check_reset("a:1", &u, &fresh, &reset, &[op.public()]).unwrap(), fresh);
+        assert_eq!(check_reset("b:1", &u, &fresh, &reset, &[op.public()]).unwrap_err().code, "bad_operator_signature", "another bank");
+        assert_eq!(check_reset("a:1", &u, &fresh, &reset, &[k.public()]).unwrap_err().code, "bad_operator_signature", "not an operator");
+        let mut after = u.clone();
+        after.key = Some(fresh.clone());
+        assert_eq!(check_reset("a:1", &after, &fresh, &reset, &[op.public()]).unwrap_err().code, "bad_operator_signature", "played again");
         let m1 = open_account_message("a:1", AccountKind::Joint, &[c.clone(), other.clone()], 5);
         assert_ne!(m1, open_account_message("a:1", AccountKind::Joint, &[c], 5));
     }

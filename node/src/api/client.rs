@@ -1,7 +1,7 @@
 //! The client API: the contract in DESIGN.md's table.
 
 use super::ApiError;
-use crate::wire::{AccountList, AccountView, BankAccounts, ConsortiumAccounts, ForwardedRead, KeyRotation, NewAccount, NewUser, PackageView, StatusView, UserKeyView, UserView};
+use crate::wire::{AccountList, AccountView, BankAccounts, ConsortiumAccounts, ForwardedRead, KeyReset, KeyRotation, NewAccount, NewUser, PackageView, StatusView, UserKeyView, UserView};
 use consortium_core::trust::read::{self, Reader};
 use axum::http::HeaderMap;
 use super::Body;
@@ -28,6 +28,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/users/{cpf}", get(get_user))
         .route("/users/{cpf}/accounts", get(user_accounts))
         .route("/users/{cpf}/key", post(rotate_key))
+        .route("/users/{cpf}/reset", post(reset_key))
         .route("/accounts", post(open_account))
         .route("/accounts/{key}", get(get_account))
         .route("/consortium/users/{cpf}/accounts", get(consortium_accounts))
@@ -52,6 +53,17 @@ async fn register_user(State(node): S, Body(req): Body<NewUser>) -> Result<(Stat
     let key_hex = key.to_hex();
     if !trust::user::verify(&key, &trust::user::register_message(&node.me, &user.cpf, &key_hex), &req.proof) {
         return Err(Error::forbidden("bad_proof", "the proof is not this key's signature of this registration at this bank").into());
+    }
+    if node.require_approval {
+        let m = trust::user::approve_message(&node.me, &user.cpf, &key_hex);
+        let approved = req.approval.as_deref().is_some_and(|a| node.tellers.iter().any(|t| trust::user::verify(t, &m, a)));
+        if !approved {
+            let why = match req.approval {
+                None => "this bank registers a user only with an operator's approval (identity checked at the counter: `bank --as-teller user approve`)",
+                Some(_) => "the approval is not an operator of this bank's signature of this CPF with this key",
+            };
+            return Err(Error::forbidden("approval_required", why).into());
+        }
     }
     for (bank, theirs) in peer_keys(&node, &user.cpf).await {
         if theirs != key_hex {
@@ -107,6 +119,16 @@ async fn rotate_key(State(node): S, Path(c): Path<String>, Body(r): Body<KeyRota
             tokio::spawn(async move { n.call::<_, bool>(&bank, Method::POST, &path, Some(&r)).await });
         }
     }
+    Ok(Json(user_view(user)))
+}
+
+/// An operator replaces a user's lost key, with their teller key's signature: at this bank
+/// only, never passed on (another bank's operator checks the person for itself).
+async fn reset_key(State(node): S, Path(c): Path<String>, Body(r): Body<KeyReset>) -> Result<Json<UserView>, ApiError> {
+    let c = cpf(&c)?;
+    let (me, ops) = (node.me.clone(), node.tellers.clone());
+    let user = node.db(move |s| s.reset_key(&me, &c, &r.public_key, &r.sig, &ops)).await?;
+    node.emit("key_reset", "an operator reset a user's key".to_string());
     Ok(Json(user_view(user)))
 }
 

@@ -39,7 +39,12 @@ struct Args {
     /// accounts need a signature of one of them. Repeat for several tellers.
     #[arg(long = "teller-key", value_name = "HEX")]
     teller_keys: Vec<String>,
-    /// TOML file with the same keys (listen, advertise, manifest, data_dir, teller_keys, and the timing
+    /// Register a user only with an operator's approval (their teller key's signature,
+    /// `bank --as-teller user approve`): the person's identity checked at the counter.
+    #[arg(long)]
+    require_approval: bool,
+    /// TOML file with the same keys (listen, advertise, manifest, data_dir, teller_keys,
+    /// require_approval, and the timing
     /// keys: peer_timeout_ms, package_wait_ms, idle_hold_ms, idle_hold_max_ms, token_loss_ms,
     /// startup_check_ms, block_ms, resolve_after_ms, presume_abort_ms, ping_backoff_max_ms;
     /// the manifest's [timing] wins for the shared ones). Flags win over the file.
@@ -60,8 +65,9 @@ enum Command {
         address: String,
     },
     /// Makes a teller's key pair (if FILE does not exist yet) and prints its public key for
-    /// the bank's `teller_keys`. Cash deposits need a teller's signature; the private key
-    /// stays with the teller (the operator at the counter), not on the server.
+    /// the bank's `teller_keys`. The teller key is the operator's credential at the counter:
+    /// cash deposits, approving registrations, resetting a user's lost key. Its private key
+    /// stays with the teller, not on the server.
     TellerKey {
         /// Where the teller's private key is kept (created readable by its owner only).
         #[arg(long)]
@@ -132,6 +138,7 @@ fn main() {
         config.data_dir = d;
     }
     config.teller_keys.extend(args.teller_keys);
+    config.require_approval |= args.require_approval;
     if let Err(e) = config.check() {
         eprintln!("error: {e}");
         std::process::exit(2);

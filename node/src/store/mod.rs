@@ -236,6 +236,21 @@ impl Store {
         })
     }
 
+    /// An operator's reset of a user's key at this bank (checked here, against the key the
+    /// bank holds in the transaction that replaces it). Returns the user.
+    pub fn reset_key(&self, me: &str, cpf: &Cpf, new_key_hex: &str, sig: &str, operators: &[crate::trust::keys::PublicKey]) -> Result<User, Error> {
+        self.write(|tx| {
+            let mut t = tx.open_table(USERS).map_err(internal)?;
+            let mut u: User = match t.get(cpf.as_str()).map_err(internal)? {
+                Some(v) => dec(v.value())?,
+                None => return Err(Error::not_found("user_not_found", format!("CPF {cpf} is not a user of this bank"))),
+            };
+            u.key = Some(crate::trust::user::check_reset(me, &u, new_key_hex, sig, operators)?);
+            t.insert(cpf.as_str(), enc(&u).as_slice()).map_err(internal)?;
+            Ok(u)
+        })
+    }
+
     pub fn user(&self, cpf: &Cpf) -> Result<Option<User>, Error> {
         self.read(|tx| {
             let t = tx.open_table(USERS).map_err(internal)?;

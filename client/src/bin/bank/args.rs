@@ -209,6 +209,9 @@ pub(crate) enum UserCmd {
         /// The person's name.
         #[arg(long)]
         name: String,
+        /// An operator's approval (from `user approve`), where the bank requires one.
+        #[arg(long, value_name = "HEX")]
+        approval: Option<String>,
     },
     /// Show a user registered at the bank
     Show {
@@ -216,12 +219,41 @@ pub(crate) enum UserCmd {
         #[arg(long, value_parser = parse_cpf)]
         cpf: Cpf,
     },
+    /// (operator) Approve a person's registration at the bank, after checking their
+    /// identity at the counter: prints the approval for their `user register --approval`.
+    /// Signed with the bank's teller key (--teller-key).
+    Approve {
+        /// The CPF (12345678909 or 123.456.789-09).
+        #[arg(long, value_parser = parse_cpf)]
+        cpf: Cpf,
+        /// The person's public key, as `bank key show` (or `key new`) prints it.
+        #[arg(long, value_name = "HEX")]
+        public_key: String,
+    },
+    /// (operator) Replace a user's lost key at this bank only, after checking their identity
+    /// at the counter. Signed with the bank's teller key (--teller-key); other banks keep the
+    /// key they hold until their own operator resets it.
+    Reset {
+        /// The CPF (12345678909 or 123.456.789-09).
+        #[arg(long, value_parser = parse_cpf)]
+        cpf: Cpf,
+        /// The user's new public key, as `bank key new` printed it.
+        #[arg(long, value_name = "HEX")]
+        public_key: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum KeyCmd {
     /// The key file and the public key of a user (what the banks registered)
     Show {
+        /// The CPF (12345678909 or 123.456.789-09).
+        #[arg(long, value_parser = parse_cpf)]
+        cpf: Cpf,
+    },
+    /// Make a key for a user whose key file was lost (or a new user), and print its public
+    /// key: for the operator's `user reset` (or `user approve`). Keeps an existing key.
+    New {
         /// The CPF (12345678909 or 123.456.789-09).
         #[arg(long, value_parser = parse_cpf)]
         cpf: Cpf,

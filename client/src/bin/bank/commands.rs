@@ -6,6 +6,7 @@ use bank_client::keys::{self, KeyStore};
 use consortium_core::domain::Cpf;
 use bank_client::{now_ms, sign_package, Signers};
 use consortium_core::trust::keys::{KeyPair, UserKey};
+use consortium_core::trust::keys::PublicKey;
 use consortium_core::trust::read::Reader;
 use std::path::PathBuf;
 use bank_client::{
@@ -139,17 +140,39 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Fail> {
     let c = &ctx.client;
     let here = c.bank().to_string();
     match cmd {
-        Cmd::User(UserCmd::Register { cpf, name }) => {
+        Cmd::User(UserCmd::Register { cpf, name, approval }) => {
             let (key, new) = match &ctx.keys.key_file {
                 Some(f) => (keys::load(f).map_err(Fail::Usage)?, false),
                 None => ctx.keys.store.load_or_create(&cpf).map_err(Fail::Usage)?,
             };
             let kept = ctx.keys.key_file.clone().unwrap_or_else(|| ctx.keys.store.path(&cpf));
-            let a = c.call::<UserView>(ApiCall::register_user(&here, &cpf, &name, &key)).await?;
+            let a = c.call::<UserView>(ApiCall::register_user(&here, &cpf, &name, &key, approval)).await?;
             print_answer(ctx, &a, |u| {
                 let made = if new { "made" } else { "used" };
                 format!("registered {} ({}) at bank {here}; {made} the key {}", u.name, u.cpf.formatted(), kept.display())
             });
+        }
+        Cmd::User(UserCmd::Approve { cpf, public_key }) => {
+            let key = PublicKey::from_hex(&public_key).ok_or_else(|| Fail::Usage("--public-key is not an Ed25519 public key (64 hex digits)".into()))?;
+            let op = ctx.keys.teller(&here).map_err(Fail::Usage)?;
+            let approval = consortium_core::trust::user::sign(&op, &consortium_core::trust::user::approve_message(&here, &cpf, &key.to_hex()));
+            eprintln!("approval of {} with key {} at {here}: the person registers with --approval", cpf.formatted(), key.to_hex());
+            say(&approval);
+        }
+        Cmd::User(UserCmd::Reset { cpf, public_key }) => {
+            let new = PublicKey::from_hex(&public_key).ok_or_else(|| Fail::Usage("--public-key is not an Ed25519 public key (64 hex digits)".into()))?;
+            let op = ctx.keys.teller(&here).map_err(Fail::Usage)?;
+            // The statement names the key it replaces: read it as the operator.
+            let u = c.reading_as(Reader::Teller, op.clone()).call::<UserView>(ApiCall::user(cpf.as_str())).await?.value;
+            let old = u.public_key.unwrap_or_default();
+            let a = c.call::<UserView>(ApiCall::reset_key(&here, &cpf, &old, &new.to_hex(), &op)).await?;
+            print_answer(ctx, &a, |u| format!("reset the key of {} at {here} to {}; other banks keep theirs until their operator resets it", u.cpf.formatted(), new.to_hex()));
+        }
+        Cmd::Key(KeyCmd::New { cpf }) => {
+            let (key, made) = ctx.keys.store.load_or_create(&cpf).map_err(Fail::Usage)?;
+            let path = ctx.keys.store.path(&cpf);
+            eprintln!("{} the key of {} in {}", if made { "made" } else { "kept" }, cpf.formatted(), path.display());
+            say(&key.public().to_hex());
         }
         Cmd::Key(KeyCmd::Show { cpf }) => {
             let key = ctx.keys.of(&cpf).map_err(Fail::Usage)?;
