@@ -61,13 +61,14 @@ pub struct UserView {
     pub key_seq: u64,
 }
 
-/// A user replaces their key: signed by the current key (`trust::user::rotate_message`).
+pub use crate::domain::KeyRotation;
+
+/// A user's rotations as a bank passes them on (`/peer/users/{cpf}/key`): the ones it keeps,
+/// oldest first, so a bank that missed some catches up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KeyRotation {
-    pub public_key: String,
-    pub seq: u64,
-    pub sig: String,
+pub struct RotationChain {
+    pub rotations: Vec<KeyRotation>,
 }
 
 /// An operator replaces a lost key, at this bank only: signed with their teller key
@@ -162,6 +163,11 @@ pub struct Counters {
     pub duplicates_dropped: u64,
     pub faults: u64,
     pub presumed_aborts: u64,
+    /// Another bank holds a key for one of this bank's users that does not follow from this
+    /// bank's (found passing a rotation on, or in a consortium-wide lookup): an alert for the
+    /// operators, who check the person and reset one of the keys.
+    #[serde(default)]
+    pub key_mismatches: u64,
     /// Messages from the network refused because they contradict this bank's records or
     /// break the protocol's rules, by reason (each is also logged with its sender).
     #[serde(default)]

@@ -15,8 +15,9 @@ pub struct LogEvents;
 /// noise in a production log, so logged at debug level.
 pub const CHATTY: &[&str] = &["token_accepted", "package_prepared", "pass_retry"];
 
-/// Event kinds an operator should look at: a message from the network was refused.
-pub const WARNINGS: &[&str] = &["refused"];
+/// Event kinds an operator should look at: a message from the network was refused; another
+/// bank holds a different key for a user.
+pub const WARNINGS: &[&str] = &["refused", "key_mismatch"];
 
 impl Events for LogEvents {
     fn emit(&self, bank: &str, event: NodeEvent) {

@@ -81,6 +81,8 @@ pub struct Node {
     /// This bank's clock when it started: its nonces are in memory, so a read statement made
     /// before then could be one it already answered (and forgot).
     pub started_ms: u64,
+    /// Users whose key rotations a bank that was down has not received, by bank.
+    pub rotations_pending: Mutex<BTreeMap<String, std::collections::BTreeSet<crate::domain::Cpf>>>,
     pub limits: crate::limits::Limits,
     /// This bank's tellers' keys (cash deposits need one's signature).
     pub tellers: Vec<crate::trust::keys::PublicKey>,
@@ -148,6 +150,7 @@ impl Node {
             nonces: Mutex::new(Nonces::default()),
             read_nonces: Mutex::new(Nonces::default()),
             started_ms,
+            rotations_pending: Mutex::new(BTreeMap::new()),
             limits: config.limits.clone(),
             tellers: config.teller_keys.iter().filter_map(|k| crate::trust::keys::PublicKey::from_hex(k)).collect(),
             require_approval: config.require_approval,

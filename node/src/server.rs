@@ -86,6 +86,7 @@ pub fn spawn_ping_loop(node: Arc<Node>, peer: String) {
                     if node.peers.mark_online(&peer) {
                         node.emit("peer_online", peer.clone());
                     }
+                    crate::trust::rotations::flush(&node, &peer);
                     return;
                 }
                 Ok(p) => node.emit("peer_misconfigured", format!("{peer} says it is {}", p.bank)),

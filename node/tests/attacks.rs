@@ -530,3 +530,62 @@ async fn approvals_and_resets_need_the_banks_operator() {
     assert_eq!(c.balance(0, &key).await, (900, 0, 0));
     assert_all_up(&mut c).await;
 }
+
+/// Issue 10: a bank that was down when a user rotated their key (twice) learns both
+/// rotations when it is back; a bank whose operator reset the key locally refuses the chain,
+/// and the bank passing it on raises the key-mismatch alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bank_that_was_down_catches_up_on_rotations_and_a_mismatch_raises_the_alert() {
+    use node::trust::user;
+    let mut c = common::start(3).await;
+    let ana = cpf(61);
+    let ana_c = node::domain::Cpf::parse(&ana).unwrap();
+    for i in 0..3 {
+        assert_eq!(c.register(i, &ana, "Ana").await.0, 201);
+    }
+    let keys: Vec<_> = (0..3).map(|_| tools::cluster::random_key()).collect();
+    let k0 = c.user_key(&ana);
+    c.kill(2);
+    let mut signer = k0.clone();
+    for (n, k) in keys.iter().take(2).enumerate() {
+        let seq = n as u64 + 1;
+        let new = k.public().to_hex();
+        let body = json!({"public_key": new, "seq": seq, "sig": user::sign(&signer, &user::rotate_message(&ana_c, &new, seq))});
+        let (code, u) = c.post(0, &format!("/users/{ana}/key"), body).await;
+        assert_eq!(code, 200, "{u}");
+        signer = k.clone();
+    }
+    async fn user_at(c: &Cluster, i: usize, cpf: &str) -> Value {
+        c.get(i, &format!("/users/{cpf}")).await.1
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while user_at(&c, 1, &ana).await["key_seq"] != 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(user_at(&c, 1, &ana).await["key_seq"], 2, "the bank that was up has both");
+    c.restart(2).await;
+    while user_at(&c, 2, &ana).await["key_seq"] != 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let u = user_at(&c, 2, &ana).await;
+    assert_eq!((u["key_seq"].as_u64(), u["public_key"].as_str()), (Some(2), Some(keys[1].public().to_hex().as_str())), "the bank that was down caught up: {u}");
+
+    // Bank 1's operator resets Ana's key there; her next rotation at bank 0 does not follow
+    // from bank 1's key: refused there, and bank 0 raises the alert.
+    let other = tools::cluster::random_key().public().to_hex();
+    let current = keys[1].public().to_hex();
+    let reset = json!({"public_key": other, "sig": user::sign(&c.signer.tellers[1], &user::reset_message(&c.addrs[1], &ana_c, &current, &other))});
+    assert_eq!(c.post(1, &format!("/users/{ana}/reset"), reset).await.0, 200);
+    let new = keys[2].public().to_hex();
+    let body = json!({"public_key": new, "seq": 3, "sig": user::sign(&keys[1], &user::rotate_message(&ana_c, &new, 3))});
+    assert_eq!(c.post(0, &format!("/users/{ana}/key"), body).await.0, 200);
+    let mut alerts = 0;
+    while alerts == 0 && std::time::Instant::now() < deadline + std::time::Duration::from_secs(5) {
+        alerts = c.get(0, "/status").await.1["counters"]["key_mismatches"].as_u64().unwrap_or(0);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(alerts, 1, "bank 0 saw bank 1's other key");
+    assert_eq!(user_at(&c, 1, &ana).await["public_key"].as_str(), Some(other.as_str()), "bank 1 kept its operator's reset");
+    assert_eq!(user_at(&c, 2, &ana).await["key_seq"], 3, "bank 2 follows");
+    assert_all_up(&mut c).await;
+}

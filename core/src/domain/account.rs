@@ -15,7 +15,24 @@ pub struct User {
     /// How many times the key was rotated (a rotation names the next number).
     #[serde(default)]
     pub key_seq: u64,
+    /// The rotations this bank applied, the last `MAX_ROTATIONS_KEPT`: passed on to a bank
+    /// that missed some, which checks each against the key before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<KeyRotation>,
 }
+
+/// A user replaces their key: signed by the current key (`trust::user::rotate_message`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotation {
+    pub public_key: String,
+    pub seq: u64,
+    pub sig: String,
+}
+
+/// How many of a user's rotations a bank keeps to pass on: a bank further behind than this
+/// cannot catch up by itself (its operator resets the key).
+pub const MAX_ROTATIONS_KEPT: usize = 16;
 
 pub const MAX_NAME_CHARS: usize = 200;
 
@@ -31,7 +48,7 @@ impl User {
         if name.chars().any(char::is_control) {
             return Err(Error::bad_request("bad_name", "the name must not contain control characters"));
         }
-        Ok(User { cpf, name: name.to_string(), key: None, key_seq: 0 })
+        Ok(User { cpf, name: name.to_string(), key: None, key_seq: 0, rotations: Vec::new() })
     }
 }
 

@@ -4,6 +4,6 @@ pub mod account;
 pub mod cpf;
 pub mod money;
 
-pub use account::{Account, AccountKind, User};
+pub use account::{Account, AccountKind, KeyRotation, User};
 pub use cpf::Cpf;
 pub use money::Cents;

@@ -125,6 +125,31 @@ pub fn check_rotation(user: &crate::domain::User, new_key_hex: &str, seq: u64, s
     Ok(Rotation::Apply)
 }
 
+/// The rotations of `chain` (another bank's, oldest first) that `user` as this bank knows
+/// them has not applied, each checked against the key before it. A chain that disagrees
+/// with this bank's key (another key at this bank's number, or a next rotation not signed
+/// by this bank's key) is a `key_mismatch`: the two banks hold different keys for the user.
+pub fn catch_up(user: &crate::domain::User, chain: &[crate::domain::KeyRotation]) -> Result<Vec<crate::domain::KeyRotation>, crate::error::Error> {
+    use crate::error::Error;
+    let mut u = user.clone();
+    let mut apply = Vec::new();
+    for r in chain {
+        match check_rotation(&u, &r.public_key, r.seq, &r.sig) {
+            Ok(Rotation::Apply) => {
+                u.key = PublicKey::from_hex(&r.public_key).map(|k| k.to_hex());
+                u.key_seq = r.seq;
+                apply.push(r.clone());
+            }
+            Ok(Rotation::Done) => {}
+            // Older than this bank's number: nothing to check it against.
+            Err(_) if r.seq < u.key_seq => {}
+            Err(e) if e.code == "rotation_gap" => return Err(Error::conflict("rotation_gap", format!("{}; the chain does not reach back far enough", e.message))),
+            Err(e) => return Err(Error::conflict("key_mismatch", format!("rotation {} of {} does not follow from this bank's key: {}", r.seq, user.cpf, e.message))),
+        }
+    }
+    Ok(apply)
+}
+
 pub fn sign(key: &UserKey, message: &[u8]) -> String {
     hex(&key.sign(message))
 }
@@ -173,6 +198,33 @@ mod tests {
         after.key = Some(fresh.clone());
         assert_eq!(check_reset("a:1", &after, &fresh, &reset, &[op.public()]).unwrap_err().code, "bad_operator_signature", "played again");
         let m1 = open_account_message("a:1", AccountKind::Joint, &[c.clone(), other.clone()], 5);
-        assert_ne!(m1, open_account_message("a:1", AccountKind::Joint, &[c], 5));
+        assert_ne!(m1, open_account_message("a:1", AccountKind::Joint, &[c.clone()], 5));
+    }
+
+    #[test]
+    fn a_bank_that_missed_rotations_catches_up_from_the_chain_and_sees_a_mismatch() {
+        use crate::domain::KeyRotation;
+        let c = Cpf::from_base(123_456_789);
+        let keys: Vec<UserKey> = (1..=4).map(|i| UserKey::from_seed([i; 32])).collect();
+        let hex = |i: usize| keys[i].public().to_hex();
+        let chain: Vec<KeyRotation> = (1..=3).map(|s| KeyRotation { public_key: hex(s), seq: s as u64, sig: sign(&keys[s - 1], &rotate_message(&c, &hex(s), s as u64)) }).collect();
+        let mut behind = crate::domain::User::new(c.clone(), "Ana").unwrap();
+        behind.key = Some(hex(0));
+        assert_eq!(catch_up(&behind, &chain).unwrap(), chain, "all three, in order");
+        behind.key = Some(hex(1));
+        behind.key_seq = 1;
+        assert_eq!(catch_up(&behind, &chain).unwrap(), chain[1..].to_vec(), "the two it missed");
+        behind.key = Some(hex(3));
+        behind.key_seq = 3;
+        assert!(catch_up(&behind, &chain).unwrap().is_empty(), "up to date");
+        let mut reset = behind.clone();
+        reset.key = Some(UserKey::from_seed([9; 32]).public().to_hex());
+        reset.key_seq = 1;
+        assert_eq!(catch_up(&reset, &chain).unwrap_err().code, "key_mismatch", "another key at this number");
+        assert_eq!(catch_up(&behind, &chain[2..]).unwrap(), vec![], "a short chain of what it has");
+        let mut far = behind.clone();
+        far.key = Some(hex(0));
+        far.key_seq = 0;
+        assert_eq!(catch_up(&far, &chain[2..]).unwrap_err().code, "rotation_gap", "too far behind");
     }
 }

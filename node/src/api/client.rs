@@ -106,18 +106,15 @@ fn user_view(u: User) -> UserView {
 }
 
 /// A user replaces their key, with a statement signed by the current one. The bank applies
-/// it and passes it on to the other banks it reaches, which check it against their own
-/// binding (a bank that misses it keeps the old key until it is sent again).
+/// it and passes it on to the other banks, which check it against their own binding (one
+/// that is down gets it when it is back: `trust::rotations`).
 async fn rotate_key(State(node): S, Path(c): Path<String>, Body(r): Body<KeyRotation>) -> Result<Json<UserView>, ApiError> {
     let c = cpf(&c)?;
     let (cc, rr) = (c.clone(), r.clone());
     let (user, done) = node.db(move |s| s.rotate_key(&cc, &rr.public_key, rr.seq, &rr.sig)).await?;
     if done == trust::user::Rotation::Apply {
         node.emit("key_rotated", format!("rotation {}", r.seq));
-        for bank in node.members().into_iter().filter(|b| *b != node.me && node.peers.is_online(b)) {
-            let (n, path, r) = (node.clone(), format!("/peer/users/{}/key", c.as_str()), r.clone());
-            tokio::spawn(async move { n.call::<_, bool>(&bank, Method::POST, &path, Some(&r)).await });
-        }
+        trust::rotations::pass_on(&node, &c);
     }
     Ok(Json(user_view(user)))
 }
@@ -240,7 +237,14 @@ async fn consortium_accounts(State(node): S, headers: HeaderMap, Path(c): Path<S
             match node.call::<_, AccountList>(&bank, Method::POST, &path, Some(&forwarded)).await {
                 Ok(list) => BankAccounts { bank, reachable: true, accounts: list.accounts, error: None },
                 Err(e @ PeerError::Unreachable(_)) => BankAccounts { bank, reachable: false, accounts: vec![], error: Some(e.to_string()) },
-                Err(e) => BankAccounts { bank, reachable: true, accounts: vec![], error: Some(e.to_string()) },
+                Err(e) => {
+                    // This bank checked the statement with its key for the user: a bank that
+                    // finds it badly signed holds another one.
+                    if known_here && matches!(&e, PeerError::Refused(_, body) if body.contains("\"bad_signature\"")) {
+                        trust::rotations::mismatch(&node, &bank, "it refused a read statement signed with the key this bank holds");
+                    }
+                    BankAccounts { bank, reachable: true, accounts: vec![], error: Some(e.to_string()) }
+                }
             }
         }));
     }

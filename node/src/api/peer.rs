@@ -191,15 +191,16 @@ async fn forwarded_accounts(
     Ok(Json(crate::wire::AccountList { accounts: accounts.into_iter().map(Into::into).collect() }))
 }
 
-/// A rotation another bank applied and passes on: checked against this bank's own binding.
-/// Whether it applied here (a CPF unknown here, or a rotation already applied, is not).
-async fn rotated_key(State(node): S, Path(cpf): Path<String>, Body(r): Body<crate::wire::KeyRotation>) -> Result<Json<bool>, ApiError> {
+/// Rotations another bank applied and passes on (the ones it keeps, oldest first): each
+/// checked against this bank's own binding, the missed ones applied. How many applied (a CPF
+/// unknown here applies none); a chain that does not follow from this bank's key is refused
+/// as `key_mismatch`, and the sender raises the alert.
+async fn rotated_key(State(node): S, Path(cpf): Path<String>, Body(r): Body<crate::wire::RotationChain>) -> Result<Json<usize>, ApiError> {
     let c = crate::domain::Cpf::parse(&cpf).map_err(|e| Error::bad_request("invalid_cpf", format!("invalid CPF: {e}")))?;
-    match node.db(move |s| s.rotate_key(&c, &r.public_key, r.seq, &r.sig)).await {
-        Ok((_, done)) => Ok(Json(done == crate::trust::user::Rotation::Apply)),
-        Err(e) if e.code == "user_not_found" => Ok(Json(false)),
-        Err(e) => Err(e.into()),
+    if r.rotations.len() > crate::domain::account::MAX_ROTATIONS_KEPT {
+        return Err(Error::bad_request("too_many_rotations", format!("at most {} rotations", crate::domain::account::MAX_ROTATIONS_KEPT)).into());
     }
+    Ok(Json(node.db(move |s| s.catch_up_key(&c, &r.rotations)).await?))
 }
 
 async fn settled(State(node): S, Body(ids): Body<Vec<String>>) -> Json<bool> {

@@ -228,11 +228,31 @@ impl Store {
             };
             let done = crate::trust::user::check_rotation(&u, new_key_hex, seq, sig)?;
             if done == crate::trust::user::Rotation::Apply {
-                u.key = crate::trust::keys::PublicKey::from_hex(new_key_hex).map(|k| k.to_hex());
-                u.key_seq = seq;
+                apply_rotation(&mut u, crate::domain::KeyRotation { public_key: new_key_hex.to_string(), seq, sig: sig.to_string() });
                 t.insert(cpf.as_str(), enc(&u).as_slice()).map_err(internal)?;
             }
             Ok((u, done))
+        })
+    }
+
+    /// Applies the rotations of another bank's `chain` this bank missed (checked here, each
+    /// against the key before it). Returns how many applied; a user unknown here applies none.
+    pub fn catch_up_key(&self, cpf: &Cpf, chain: &[crate::domain::KeyRotation]) -> Result<usize, Error> {
+        self.write(|tx| {
+            let mut t = tx.open_table(USERS).map_err(internal)?;
+            let mut u: User = match t.get(cpf.as_str()).map_err(internal)? {
+                Some(v) => dec(v.value())?,
+                None => return Ok(0),
+            };
+            let apply = crate::trust::user::catch_up(&u, chain)?;
+            let n = apply.len();
+            for r in apply {
+                apply_rotation(&mut u, r);
+            }
+            if n > 0 {
+                t.insert(cpf.as_str(), enc(&u).as_slice()).map_err(internal)?;
+            }
+            Ok(n)
         })
     }
 
@@ -672,3 +692,13 @@ impl Audit {
 
 #[cfg(test)]
 mod tests;
+
+/// A checked rotation, applied to the user as this bank keeps them (with the last few kept to
+/// pass on).
+fn apply_rotation(u: &mut User, r: crate::domain::KeyRotation) {
+    u.key = crate::trust::keys::PublicKey::from_hex(&r.public_key).map(|k| k.to_hex());
+    u.key_seq = r.seq;
+    u.rotations.push(r);
+    let extra = u.rotations.len().saturating_sub(crate::domain::account::MAX_ROTATIONS_KEPT);
+    u.rotations.drain(..extra);
+}
