@@ -226,6 +226,27 @@ async fn the_command_line_against_real_banks() {
     let r = cli(&b, &["withdraw", "--from", &kb, "--amount", "0.50"]).await;
     assert_eq!(r.code, 0, "the new key does, at the other bank too: {}\n{}", r.out, r.err);
 
+    // The key file protected by a passphrase: sealed in place; signing needs the passphrase.
+    let (pass, wrong) = (home.path().join("pass"), home.path().join("wrong"));
+    std::fs::write(&pass, "correct horse\n").unwrap();
+    std::fs::write(&wrong, "battery staple\n").unwrap();
+    let (pass, wrong) = (pass.to_str().unwrap(), wrong.to_str().unwrap());
+    let r = cli(&a, &["--passphrase-file", pass, "key", "protect", "--cpf", &ana]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let sealed = std::fs::read_to_string(&file).unwrap();
+    assert!(sealed.starts_with("bank-key v1 argon2id"), "{sealed}");
+    let r = cli(&b, &["withdraw", "--from", &kb, "--amount", "0.50"]).await;
+    assert_eq!(r.code, 2, "no passphrase: {}", r.err);
+    assert!(r.err.contains("protected by a passphrase: give --passphrase-file FILE or BANK_PASSPHRASE"), "{}", r.err);
+    let r = cli(&b, &["--passphrase-file", wrong, "withdraw", "--from", &kb, "--amount", "0.50"]).await;
+    assert_eq!(r.code, 2, "a wrong passphrase: {}", r.err);
+    assert!(r.err.contains("wrong passphrase, or the file was altered") && !r.err.contains("battery"), "{}", r.err);
+    let r = cli(&b, &["--passphrase-file", pass, "withdraw", "--from", &kb, "--amount", "0.50"]).await;
+    assert_eq!(r.code, 0, "with the passphrase: {}\n{}", r.out, r.err);
+    let r = cli(&a, &["--passphrase-file", pass, "key", "unprotect", "--cpf", &ana]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim().len(), 64, "plain hex again");
+
     let r = cli(&a, &["status"]).await;
     assert_eq!(r.code, 0, "{}", r.err);
     assert!(r.out.contains("1 of 1 online"), "{}", r.out);

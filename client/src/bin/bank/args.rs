@@ -37,6 +37,15 @@ pub(crate) struct Cli {
     #[arg(long = "key-file", global = true, env = "BANK_KEY_FILE", value_name = "FILE")]
     pub(crate) key_file: Option<PathBuf>,
 
+    /// As --key-file, before the command only (after it, `account show --key` is an account).
+    #[arg(long = "key", value_name = "FILE", conflicts_with = "key_file")]
+    pub(crate) key: Option<PathBuf>,
+
+    /// The passphrase of a protected key file, in the first line of FILE (else
+    /// BANK_PASSPHRASE, else it is asked on the terminal).
+    #[arg(long, global = true, env = "BANK_PASSPHRASE_FILE", value_name = "FILE")]
+    pub(crate) passphrase_file: Option<PathBuf>,
+
     /// The folder of the users' keys (one file per CPF, made by `user register`). Default:
     /// $XDG_DATA_HOME/bank/keys, else ~/.local/share/bank/keys.
     #[arg(long, global = true, env = "BANK_KEYS", value_name = "DIR")]
@@ -212,6 +221,10 @@ pub(crate) enum UserCmd {
         /// An operator's approval (from `user approve`), where the bank requires one.
         #[arg(long, value_name = "HEX")]
         approval: Option<String>,
+        /// Protect the new key file with a passphrase (asked twice; implied by
+        /// --passphrase-file or BANK_PASSPHRASE).
+        #[arg(long)]
+        protect: bool,
     },
     /// Show a user registered at the bank
     Show {
@@ -262,6 +275,20 @@ pub(crate) enum KeyCmd {
     /// signed by the current one; the bank passes it on to the others it reaches. The
     /// previous key file is kept as CPF.key.before-N.
     Rotate {
+        /// The CPF (12345678909 or 123.456.789-09).
+        #[arg(long, value_parser = parse_cpf)]
+        cpf: Cpf,
+    },
+    /// Protect the user's key file with a passphrase (asked twice, or --passphrase-file,
+    /// or BANK_PASSPHRASE): the file then holds the key sealed under it (Argon2id,
+    /// ChaCha20-Poly1305), and every command that signs needs the passphrase.
+    Protect {
+        /// The CPF (12345678909 or 123.456.789-09).
+        #[arg(long, value_parser = parse_cpf)]
+        cpf: Cpf,
+    },
+    /// Write the user's protected key file back without a passphrase.
+    Unprotect {
         /// The CPF (12345678909 or 123.456.789-09).
         #[arg(long, value_parser = parse_cpf)]
         cpf: Cpf,

@@ -56,7 +56,7 @@ pub(crate) struct Keys {
 
 impl Keys {
     pub(crate) fn from_cli(cli: &Cli) -> Keys {
-        Keys { store: KeyStore::locate(cli.keys.clone()), user: cli.user.clone(), key_file: cli.key_file.clone(), teller_file: cli.teller_key.clone(), as_teller: cli.as_teller, valid_for: cli.valid_for }
+        Keys { store: KeyStore::locate(cli.keys.clone()), user: cli.user.clone(), key_file: cli.key_file.clone().or_else(|| cli.key.clone()), teller_file: cli.teller_key.clone(), as_teller: cli.as_teller, valid_for: cli.valid_for }
     }
 
     /// `client`, signing its reads: as the teller of its bank (--as-teller), else as `cpf`
@@ -140,10 +140,10 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Fail> {
     let c = &ctx.client;
     let here = c.bank().to_string();
     match cmd {
-        Cmd::User(UserCmd::Register { cpf, name, approval }) => {
+        Cmd::User(UserCmd::Register { cpf, name, approval, protect }) => {
             let (key, new) = match &ctx.keys.key_file {
                 Some(f) => (keys::load(f).map_err(Fail::Usage)?, false),
-                None => ctx.keys.store.load_or_create(&cpf).map_err(Fail::Usage)?,
+                None => ctx.keys.store.load_or_create_with(&cpf, protect || keys::passphrase_given()).map_err(Fail::Usage)?,
             };
             let kept = ctx.keys.key_file.clone().unwrap_or_else(|| ctx.keys.store.path(&cpf));
             let a = c.call::<UserView>(ApiCall::register_user(&here, &cpf, &name, &key, approval)).await?;
@@ -169,7 +169,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Fail> {
             print_answer(ctx, &a, |u| format!("reset the key of {} at {here} to {}; other banks keep theirs until their operator resets it", u.cpf.formatted(), new.to_hex()));
         }
         Cmd::Key(KeyCmd::New { cpf }) => {
-            let (key, made) = ctx.keys.store.load_or_create(&cpf).map_err(Fail::Usage)?;
+            let (key, made) = ctx.keys.store.load_or_create_with(&cpf, keys::passphrase_given()).map_err(Fail::Usage)?;
             let path = ctx.keys.store.path(&cpf);
             eprintln!("{} the key of {} in {}", if made { "made" } else { "kept" }, cpf.formatted(), path.display());
             say(&key.public().to_hex());
@@ -214,6 +214,16 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Fail> {
             };
             let before = ctx.keys.store.commit(&cpf, seq).map_err(Fail::Usage)?;
             print_answer(ctx, &a, |_| format!("rotated the key of {} (rotation {seq}) at {here}; new public key {new_hex}; the previous key is kept in {}", cpf.formatted(), before.display()));
+        }
+        Cmd::Key(KeyCmd::Protect { cpf }) => {
+            let path = key_file_of(ctx, &cpf)?;
+            keys::protect(&path).map_err(Fail::Usage)?;
+            say(&format!("the key file {} of {} is protected by a passphrase: every command that signs will need it", path.display(), cpf.formatted()));
+        }
+        Cmd::Key(KeyCmd::Unprotect { cpf }) => {
+            let path = key_file_of(ctx, &cpf)?;
+            keys::unprotect(&path).map_err(Fail::Usage)?;
+            say(&format!("the key file {} of {} is no longer protected by a passphrase", path.display(), cpf.formatted()));
         }
         Cmd::Key(KeyCmd::Export { cpf }) => {
             let key = ctx.keys.of(&cpf).map_err(Fail::Usage)?;
@@ -330,6 +340,16 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Fail> {
         Cmd::Shell => unreachable!("the shell is run by main"),
     }
     Ok(())
+}
+
+/// The key file of `cpf` (the --key-file when it is the acting user's), which must exist.
+fn key_file_of(ctx: &Ctx, cpf: &Cpf) -> Result<PathBuf, Fail> {
+    let path = ctx.keys.key_file.clone().filter(|_| ctx.keys.user.as_ref().is_none_or(|u| u == cpf)).unwrap_or_else(|| ctx.keys.store.path(cpf));
+    match path.exists() {
+        true => Ok(path),
+        false if ctx.keys.key_file.is_none() => Err(Fail::Usage(ctx.keys.store.load(cpf).err().unwrap_or_default())),
+        false => Err(Fail::Usage(format!("no key file {}", path.display()))),
+    }
 }
 
 /// Chooses the package id: `--id`, else the file's, else a new one (and says so).

@@ -24,6 +24,8 @@ use std::io::{self, IsTerminal, Write};
 
 fn main() {
     let cli = Cli::parse();
+    // A protected key file's passphrase: --passphrase-file, else BANK_PASSPHRASE, else asked.
+    bank_client::keys::use_passphrase(bank_client::keys::PassphraseSource { file: cli.passphrase_file.clone(), prompt: true });
     let keys = commands::Keys::from_cli(&cli);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
     let code = match cli.cmd {

@@ -257,3 +257,16 @@ fn shell_back_returns_to_the_menu() {
     assert_eq!(out.matches("choice> ").count(), 2, "{out}");
     assert!(out.contains("]\n  1  register a user\n  2  log in"), "the menu is aligned: {out}");
 }
+
+#[test]
+fn key_files_and_passphrases_parse() {
+    let c = parse(&["--key", "/k", "--passphrase-file", "/p", "key", "protect", "--cpf", "52998224725"]).unwrap();
+    assert_eq!((c.key.as_deref(), c.passphrase_file.as_deref()), (Some(std::path::Path::new("/k")), Some(std::path::Path::new("/p"))));
+    assert!(matches!(c.cmd, Cmd::Key(KeyCmd::Protect { .. })));
+    // After the command, --key is still an account's key.
+    let c = parse(&["--key", "/k", "account", "show", "--key", "000001"]).unwrap();
+    assert!(matches!(c.cmd, Cmd::Account(AccountCmd::Show { ref key }) if key == "000001"));
+    assert!(parse(&["--key", "/k", "--key-file", "/j", "status"]).is_err(), "one key file");
+    let c = parse(&["user", "register", "--cpf", "52998224725", "--name", "Ana", "--protect"]).unwrap();
+    assert!(matches!(c.cmd, Cmd::User(UserCmd::Register { protect: true, .. })));
+}
