@@ -30,6 +30,10 @@ pub struct Timing {
     pub presume_abort_ms: u64,
     /// Longest pause between pings of an offline bank.
     pub ping_backoff_max_ms: u64,
+    /// The shortest wait for a token pass's answer. The wait follows the measured round trips
+    /// (`ring::rtt`) up to `peer_timeout_ms`; this floor keeps a slow disk or a busy machine
+    /// from looking like a dead bank. Local to this bank, not a shared timing.
+    pub pass_floor_ms: u64,
 }
 
 impl Default for Timing {
@@ -45,6 +49,7 @@ impl Default for Timing {
             resolve_after_ms: 3_000,
             presume_abort_ms: 10_000,
             ping_backoff_max_ms: 2_000,
+            pass_floor_ms: 250,
         }
     }
 }

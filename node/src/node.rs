@@ -296,14 +296,27 @@ impl Node {
         path: &str,
         body: Option<&Req>,
     ) -> Result<Resp, PeerError> {
-        self.send(peer, method, path, body, false).await
+        self.send(peer, method, path, body, false, ms(self.timing.peer_timeout_ms)).await
+    }
+
+    /// `raw_call` bounded by `timeout` (at most the peer timeout): a token pass, whose wait
+    /// the ring measures (`ring::rtt`).
+    pub async fn raw_call_within<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        peer: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Req>,
+        timeout: std::time::Duration,
+    ) -> Result<Resp, PeerError> {
+        self.send(peer, method, path, body, false, timeout.min(ms(self.timing.peer_timeout_ms))).await
     }
 
     /// Asks an offline bank whether it is back, on a new connection: the pooled ones may
     /// belong to its previous life (found by fuzzing: after a restart, a bank whose pool held
     /// old connections to it failed every ping on them for the rest of the run).
     pub async fn ping(&self, peer: &str) -> Result<crate::wire::Ping, PeerError> {
-        self.send::<(), _>(peer, Method::GET, "/peer/ping", None, true).await
+        self.send::<(), _>(peer, Method::GET, "/peer/ping", None, true, ms(self.timing.peer_timeout_ms)).await
     }
 
     async fn send<Req: Serialize, Resp: DeserializeOwned>(
@@ -313,9 +326,10 @@ impl Node {
         path: &str,
         body: Option<&Req>,
         fresh: bool,
+        timeout: std::time::Duration,
     ) -> Result<Resp, PeerError> {
         let bytes = body.map(|b| serde_json::to_vec(b).expect("wire types serialize"));
-        let mut call = Call::new(method, path, bytes, ms(self.timing.peer_timeout_ms));
+        let mut call = Call::new(method, path, bytes, timeout);
         call.fresh_connection = fresh;
         let nonce: [u8; 16] = self.nonce_rng.lock().unwrap().random();
         request::sign_call(&self.pairs, peer, &mut call, self.clock.now_ms(), nonce);

@@ -63,6 +63,7 @@ pub struct TimingSpec {
     pub resolve_after_ms: u64,
     pub presume_abort_ms: u64,
     pub ping_backoff_max_ms: u64,
+    pub pass_floor_ms: u64,
 }
 
 impl Default for TimingSpec {
@@ -78,6 +79,7 @@ impl Default for TimingSpec {
             resolve_after_ms: 400,
             presume_abort_ms: 1_500,
             ping_backoff_max_ms: 300,
+            pass_floor_ms: 25,
         }
     }
 }
@@ -95,6 +97,7 @@ impl TimingSpec {
             resolve_after_ms: self.resolve_after_ms,
             presume_abort_ms: self.presume_abort_ms,
             ping_backoff_max_ms: self.ping_backoff_max_ms,
+            pass_floor_ms: self.pass_floor_ms,
         }
     }
 }

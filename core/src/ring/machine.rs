@@ -18,7 +18,8 @@ use crate::events::NodeEvent;
 use crate::package::PackageKey;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeSet;
+use super::rtt::Rtt;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// The ring's timing (a subset of the node's configuration).
@@ -33,6 +34,8 @@ pub struct Timing {
     pub block: Duration,
     /// The bound of every call to another bank (the shell's transport enforces it).
     pub peer_timeout: Duration,
+    /// The shortest wait for a pass's answer (`rtt`): a local setting, not a shared timing.
+    pub pass_floor: Duration,
 }
 
 /// What happened. Events that are requests from another bank are answered by an
@@ -101,8 +104,9 @@ pub enum Counter {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     Answer(Answer),
-    /// Send the token. Answer: `PassAnswered { to, hop: pass.token.hop, .. }`.
-    Pass { to: String, pass: TokenPass },
+    /// Send the token, waiting at most `timeout` for the answer (`rtt`). Answer:
+    /// `PassAnswered { to, hop: pass.token.hop, .. }`.
+    Pass { to: String, pass: TokenPass, timeout: Duration },
     /// Ask `to` where the token is. Answer: `ProbeAnswered { round, from: to, .. }`.
     Probe { round: u64, to: String },
     /// Report a fault to `to`, the lowest online bank. Answer: `AlertAnswered`.
@@ -193,6 +197,8 @@ struct Passing {
     to: String,
     attempt: u8,
     token: Token,
+    sent_at: Duration,
+    timeout: Duration,
 }
 
 /// A loss check: probes out, waiting for a vouch or for every answer.
@@ -237,6 +243,8 @@ pub struct RingMachine {
     recovery: Option<(Recovery, Duration)>,
     idle_streak: u32,
     round: u64,
+    /// Round trips of passes, per bank passed to.
+    rtt: BTreeMap<String, Rtt>,
 }
 
 impl RingMachine {
@@ -261,6 +269,7 @@ impl RingMachine {
             recovery: None,
             idle_streak: 0,
             round: 0,
+            rtt: BTreeMap::new(),
         };
         let first = m.timing.startup_check;
         m.next_check = first + m.jitter(first);
@@ -635,8 +644,9 @@ impl RingMachine {
         let h = self.hold.take().expect("sending needs a token");
         self.rules.pass_started(h.token.hop);
         let pass = TokenPass { from: self.rules.me.clone(), token: h.token.clone() };
-        self.passing = Some(Passing { to: next.clone(), attempt: 0, token: h.token });
-        out.push(Action::Pass { to: next, pass });
+        let timeout = self.rtt.get(&next).copied().unwrap_or_default().timeout(self.timing.pass_floor, self.timing.peer_timeout);
+        self.passing = Some(Passing { to: next.clone(), attempt: 0, token: h.token, sent_at: now, timeout });
+        out.push(Action::Pass { to: next, pass, timeout });
     }
 
     fn on_pass_answered(&mut self, now: Duration, to: String, hop: u64, answer: CallResult<PassAnswer>, out: &mut Vec<Action>) {
@@ -644,22 +654,30 @@ impl RingMachine {
         if p.to != to || p.token.hop != hop {
             return;
         }
+        let rtt = self.rtt.entry(to.clone()).or_default();
         let answered = match answer {
-            CallResult::Answer(a) => Some(a),
+            CallResult::Answer(a) => {
+                rtt.sample(now.saturating_sub(p.sent_at));
+                Some(a)
+            }
             // A refusal is an answer: the token was not taken. Retrying cannot change it.
             CallResult::Refused(m) => {
+                rtt.sample(now.saturating_sub(p.sent_at));
                 out.push(note("pass_refused", format!("{to}: {m}")));
                 Some(PassAnswer::Stale)
             }
             // On a timeout, one retry to the same bank (a repeat is recognized there), so a
-            // slow answer does not turn into a second token.
+            // slow answer does not turn into a second token; it waits twice as long.
             CallResult::Unreachable(m) if p.attempt == 0 && self.rules.passing == Some(hop) => {
                 out.push(note("pass_retry", format!("{to}: {m}")));
                 p.attempt = 1;
+                p.sent_at = now;
+                p.timeout = (p.timeout * 2).min(self.timing.peer_timeout.max(p.timeout));
                 let pass = TokenPass { from: self.rules.me.clone(), token: p.token.clone() };
-                return out.push(Action::Pass { to, pass });
+                return out.push(Action::Pass { to, pass, timeout: p.timeout });
             }
             CallResult::Unreachable(m) => {
+                rtt.failed();
                 self.peer_failed(&to, &m, out);
                 None
             }
@@ -923,7 +941,7 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     fn timing() -> Timing {
-        Timing { idle_hold: MS, idle_hold_max: 10 * MS, token_loss: 100 * MS, startup_check: 50 * MS, block: 20 * MS, peer_timeout: 200 * MS }
+        Timing { idle_hold: MS, idle_hold_max: 10 * MS, token_loss: 100 * MS, startup_check: 50 * MS, block: 20 * MS, peer_timeout: 200 * MS, pass_floor: 20 * MS }
     }
 
     fn members() -> Vec<String> {
@@ -959,7 +977,7 @@ mod tests {
     }
 
     fn passes(actions: &[Action]) -> Vec<(String, Token)> {
-        actions.iter().filter_map(|a| match a { Action::Pass { to, pass } => Some((to.clone(), pass.token.clone())), _ => None }).collect()
+        actions.iter().filter_map(|a| match a { Action::Pass { to, pass, .. } => Some((to.clone(), pass.token.clone())), _ => None }).collect()
     }
 
     fn probes(actions: &[Action]) -> Vec<(u64, String)> {
@@ -1023,6 +1041,41 @@ mod tests {
         assert_eq!((p[0].0.as_str(), p[0].1.hop), ("b:1", 1));
         assert_eq!(p[0].1.passed_by.get("a:1"), Some(&1), "the token records this bank's pass");
         assert!(!a.view().recovering);
+    }
+
+    fn pass_timeouts(actions: &[Action]) -> Vec<(String, Duration)> {
+        actions.iter().filter_map(|a| match a { Action::Pass { to, timeout, .. } => Some((to.clone(), *timeout)), _ => None }).collect()
+    }
+
+    #[test]
+    fn a_pass_waits_what_the_round_trips_say_then_twice_that_and_the_longest_after_a_failure() {
+        let mut a = bank("a:1");
+        let (mut t, out) = first_token(&mut a);
+        assert_eq!(pass_timeouts(&out), vec![("b:1".to_string(), 200 * MS)], "nothing measured: the peer timeout");
+        let mut sent = passes(&out)[0].1.clone();
+        // The token goes round a few times; b answers in 2 ms each time.
+        for _ in 0..6 {
+            step(&mut a, t + 2 * MS, Event::PassAnswered { to: "b:1".into(), hop: sent.hop, answer: CallResult::Answer(PassAnswer::Accepted) });
+            let mut back = sent.clone();
+            for b in ["b:1", "c:1"] {
+                back.hop += 1;
+                back.passed_by.insert(b.into(), back.hop);
+            }
+            t += 10 * MS;
+            let mut out = arrive(&mut a, t, "c:1", back);
+            while pass_timeouts(&out).is_empty() {
+                t = a.next_timer().expect("the hold ends");
+                out = step(&mut a, t, Event::Tick);
+            }
+            assert_eq!(pass_timeouts(&out), vec![("b:1".to_string(), 20 * MS)], "measured: the floor");
+            sent = passes(&out)[0].1.clone();
+        }
+        let hop = sent.hop;
+        let out = step(&mut a, t + 20 * MS, Event::PassAnswered { to: "b:1".into(), hop, answer: CallResult::Unreachable("timed out".into()) });
+        assert_eq!(pass_timeouts(&out), vec![("b:1".to_string(), 40 * MS)], "the retry waits twice as long");
+        let out = step(&mut a, t + 60 * MS, Event::PassAnswered { to: "b:1".into(), hop, answer: CallResult::Unreachable("timed out".into()) });
+        assert_eq!(pass_timeouts(&out), vec![("c:1".to_string(), 200 * MS)], "the bank after, not measured yet");
+        assert_eq!(a.rtt.get("b:1").copied().unwrap_or_default().timeout(20 * MS, 200 * MS), 200 * MS, "b failed: the longest wait when it is back");
     }
 
     #[test]

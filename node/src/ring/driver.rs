@@ -65,6 +65,7 @@ pub fn timing(t: &crate::config::Timing) -> Timing {
         startup_check: ms(t.startup_check_ms),
         block: ms(t.block_ms),
         peer_timeout: ms(t.peer_timeout_ms),
+        pass_floor: ms(t.pass_floor_ms),
     }
 }
 
@@ -113,11 +114,11 @@ async fn sleep_until(at: Option<Instant>) {
 fn perform(node: &Arc<Node>, action: Action) {
     match action {
         Action::Answer(_) | Action::Gather { .. } => unreachable!("handled by the owner task"),
-        Action::Pass { to, pass } => {
+        Action::Pass { to, pass, timeout } => {
             let n = node.clone();
             tokio::spawn(async move {
                 let hop = pass.token.hop;
-                let answer = match n.raw_call(&to, Method::POST, "/peer/token", Some(&pass)).await {
+                let answer = match n.raw_call_within(&to, Method::POST, "/peer/token", Some(&pass), timeout).await {
                     Ok(a) => CallResult::Answer(a),
                     Err(PeerError::Refused(status, m)) => CallResult::Refused(format!("({status}) {m}")),
                     Err(PeerError::Unreachable(m)) => CallResult::Unreachable(m),

@@ -79,7 +79,10 @@ fn the_same_scenarios_pass_without_the_bugs() {
 #[test]
 fn fuzzing_finds_both_bugs_in_a_few_seeds() {
     // Random scenarios, not hand-made ones: the generator reaches both bugs on its own.
-    for (bug, kind) in [(PlantedBug::SkipRefund, "money"), (PlantedBug::AcceptStaleToken, "one token")] {
+    // A stale token taken is caught by the one-token checker, or first by the ring machine's
+    // own assertions (a held token the rules do not know): both are the bug caught.
+    let caught_by: [(PlantedBug, &[&str]); 2] = [(PlantedBug::SkipRefund, &["] money: "]), (PlantedBug::AcceptStaleToken, &["] one token: ", "ring/machine.rs"])];
+    for (bug, kinds) in caught_by {
         let opts = sim::fuzz::FuzzOptions {
             start: 0,
             seeds: 8,
@@ -89,7 +92,7 @@ fn fuzzing_finds_both_bugs_in_a_few_seeds() {
             planted: bug,
         };
         let summary = sim::fuzz::fuzz(&opts, |_| {});
-        let caught = summary.failures.iter().filter(|f| f.violations.iter().any(|v| v.contains(&format!("] {kind}: ")))).count();
+        let caught = summary.failures.iter().filter(|f| f.violations.iter().any(|v| kinds.iter().any(|k| v.contains(k)))).count();
         assert!(caught >= 2, "{bug:?}: only {caught} of 8 fuzz seeds caught it: {:?}", summary.failures);
     }
 }
