@@ -57,6 +57,10 @@ struct LoadArgs {
     /// The node binary (default: next to this one).
     #[arg(long)]
     node_bin: Option<PathBuf>,
+    /// Run the banks over TLS (a CA and certificates made for them, clients on HTTPS), as in
+    /// production; without it they run with --plain-http.
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -119,8 +123,8 @@ fn print_row(l: &Level, counts: Option<(usize, f64)>) {
 }
 
 async fn load(a: LoadArgs) -> i32 {
-    let c = Cluster::start_with(a.banks, node_bin(a.node_bin.clone()), bench::BENCH_TIMING).await;
-    eprintln!("bench: {} banks up on {:?}", a.banks, c.addrs);
+    let c = Cluster::start_opts(a.banks, node_bin(a.node_bin.clone()), bench::BENCH_TIMING, a.tls).await;
+    eprintln!("bench: {} banks up on {:?} ({})", a.banks, c.addrs, if a.tls { "TLS" } else { "plain HTTP" });
     let t = Instant::now();
     let acc = Arc::new(bench::setup(&c, a.accounts, 1_000_000_000).await);
     eprintln!("bench: {} accounts funded in {:.1} s", a.accounts * a.banks, t.elapsed().as_secs_f64());
@@ -144,8 +148,8 @@ async fn load(a: LoadArgs) -> i32 {
         let ticks0 = bench::cpu_ticks();
         let t0 = Instant::now();
         let sent = match rate {
-            None => bench::drive(addrs.clone(), acc.clone(), a.load, clients, dur, &format!("c{clients}-{run}"), (run * 1000 + clients) as u64).await,
-            Some(r) => bench::drive_rate(addrs.clone(), acc.clone(), a.load, r, dur, &format!("r{r}-{run}"), (run * 1000) as u64 + r as u64).await,
+            None => bench::drive(c.client_transport(), addrs.clone(), acc.clone(), a.load, clients, dur, &format!("c{clients}-{run}"), (run * 1000 + clients) as u64).await,
+            Some(r) => bench::drive_rate(c.client_transport(), addrs.clone(), acc.clone(), a.load, r, dur, &format!("r{r}-{run}"), (run * 1000) as u64 + r as u64).await,
         };
         let secs = match rate {
             None => t0.elapsed().as_secs_f64(),
@@ -195,6 +199,7 @@ async fn load(a: LoadArgs) -> i32 {
             "load": a.load,
             "seconds_per_level": a.seconds,
             "repeat": runs,
+            "tls": a.tls,
             "idle": {"seconds": a.idle_seconds, "node_cpu_s": idle_cpu, "core_percent": 100.0 * idle_cpu / a.idle_seconds as f64},
             "levels": levels,
             "money_conserved": problems.is_empty(),
