@@ -79,6 +79,9 @@ enum Cmd {
         seed: u64,
         #[arg(long)]
         node_bin: Option<PathBuf>,
+        /// The banks over TLS, as in production (default: --plain-http).
+        #[arg(long)]
+        tls: bool,
     },
 }
 
@@ -90,9 +93,9 @@ fn main() {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let code = match args.cmd {
-        Some(Cmd::Chaos { banks, seconds, clients, seed, node_bin: bin }) => rt.block_on(async {
-            let c = Cluster::start_with(banks, node_bin(bin), tools::cluster::TEST_TIMING).await;
-            eprintln!("chaos: {banks} banks, {clients} clients, {seconds} s, seed {seed}");
+        Some(Cmd::Chaos { banks, seconds, clients, seed, node_bin: bin, tls }) => rt.block_on(async {
+            let c = Cluster::start_opts(banks, node_bin(bin), tools::cluster::TEST_TIMING, tls).await;
+            eprintln!("chaos: {banks} banks, {clients} clients, {seconds} s, seed {seed}{}", if tls { ", TLS" } else { "" });
             let r = bench::chaos(c, Duration::from_secs(seconds), clients, seed, |m| eprintln!("chaos: {m}")).await;
             println!("{}", serde_json::to_string_pretty(&r).unwrap());
             if r.problems.is_empty() {
