@@ -10,8 +10,8 @@ use std::path::PathBuf;
 /// bank's key and prints its entry for the consortium manifest. Put every bank's entry in one
 /// manifest file, the same at every bank, then start each bank:
 ///
-///   node --listen 127.0.0.1:7001 --manifest consortium.toml --data-dir data/7001 \
-///        --tls-cert data/7001/cert.pem --tls-key data/7001/key.pem --tls-ca data/ca.pem
+///   node --listen 127.0.0.1:7001 --manifest consortium.toml --data-dir data/7001
+///   --tls-cert data/7001/cert.pem --tls-key data/7001/key.pem --tls-ca data/ca.pem
 ///
 /// TLS: `node tls-ca --out-dir data` makes the consortium's CA once; `node tls-cert --ca-dir
 /// data --address 127.0.0.1:7001 --out-dir data/7001` a bank's certificate. Without TLS, a
