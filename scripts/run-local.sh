@@ -2,7 +2,7 @@
 # A local consortium of 4 banks on 127.0.0.1:7001-7004, data under ./data/. Ctrl-C stops all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=target/debug
+BIN=${BIN:-${CARGO_TARGET_DIR:-target}/debug}
 PORTS="7001 7002 7003 7004"
 MANIFEST=data/consortium.toml
 mkdir -p data
@@ -16,6 +16,14 @@ if [ ! -f "$MANIFEST" ]; then
   done
   mv "$MANIFEST.new" "$MANIFEST"
 fi
+# TLS: the consortium's certificate authority, made once (data/ca.pem, and its key data/ca.key),
+# and each bank's certificate for its address, signed by it (issued anew at each start). Banks
+# serve HTTPS and check each other's certificates against data/ca.pem; `bank`, run from this
+# folder, finds data/ca.pem by itself (elsewhere: --ca FILE or BANK_CA).
+"$BIN/node" tls-ca --out-dir data >/dev/null
+for port in $PORTS; do
+  "$BIN/node" tls-cert --ca-dir data --address "127.0.0.1:$port" --out-dir "data/$port" >/dev/null
+done
 # Each bank's teller key (an operator's, at the counter): cash deposits need its signature.
 # `bank deposit` finds it at data/tellers/HOST_PORT.key.
 mkdir -p data/tellers
@@ -36,6 +44,7 @@ trap stop INT TERM EXIT
 for port in $PORTS; do
   RUST_LOG=${RUST_LOG:-warn} "$BIN/node" --listen "127.0.0.1:$port" --manifest "$MANIFEST" --data-dir "data/$port" \
     --teller-key "${teller[$port]}" \
+    --tls-cert "data/$port/cert.pem" --tls-key "data/$port/key.pem" --tls-ca data/ca.pem \
     2> >(sed -u "s/^/[bank $port] /" >&2) &
   pids+=($!)
 done
@@ -49,9 +58,12 @@ cat <<MSG
 
   4 banks are up: 127.0.0.1:7001 .. 127.0.0.1:7004 (data in ./data, logs below).
   Their keys are in data/PORT/bank.key, the manifest in $MANIFEST; calls between
-  banks are signed, and anything else on /peer/... is refused. Tellers' keys (cash
-  deposits) are in data/tellers/. Users' keys are made by \`user register\` on this
-  machine (~/.local/share/bank/keys); money leaves an account only with a holder's.
+  banks are signed, and anything else on /peer/... is refused. Everything goes over
+  TLS: the consortium's CA is data/ca.pem (\`bank\` finds it when run from here;
+  elsewhere give --ca FILE or BANK_CA), each bank's certificate data/PORT/cert.pem.
+  Tellers' keys (cash deposits) are in data/tellers/. Users' keys are made by
+  \`user register\` on this machine (~/.local/share/bank/keys); money leaves an
+  account only with a holder's.
   In another terminal:
 
     $BIN/bank --bank 127.0.0.1:7001 user register --cpf 529.982.247-25 --name "Ana"

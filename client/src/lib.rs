@@ -8,6 +8,7 @@
 //! answer was not understood.
 
 pub mod keys;
+pub mod tls;
 
 use consortium_core::wire::{AccountList, AccountView, ConsortiumAccounts, NewAccount, NewUser, PackageView, StatusView, UserView};
 use consortium_core::domain::{AccountKind, Cents, Cpf};

@@ -29,6 +29,9 @@ fn bank(addr: &str, args: &[&str], stdin: &str) -> Run {
         .args(["--timeout", "20"])
         .args(args)
         .env_remove("BANK_ADDR")
+        // The rig's banks run with --plain-http (the TLS path has its own test, node/tests/tls.rs).
+        .env_remove("BANK_CA")
+        .env("BANK_PLAIN_HTTP", "1")
         .envs(ENV.get().cloned().unwrap_or_default())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -12,6 +12,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+pub mod tls;
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Largest answer a bank accepts from another bank or from a server it queries.
@@ -68,6 +70,8 @@ pub struct HttpTransport<C> {
     client: Client<C, Full<Bytes>>,
     /// The same without a pool: a new connection per call (`Call::fresh_connection`).
     unpooled: Client<C, Full<Bytes>>,
+    /// `http`, or `https` over a TLS connector (`tls::https_transport`).
+    scheme: &'static str,
 }
 
 /// Idle connections kept per bank. Calls between banks are few and batched (one message per
@@ -92,7 +96,13 @@ impl<C: Connect + Clone + Send + Sync + 'static> HttpTransport<C> {
                 .pool_max_idle_per_host(max_idle)
                 .build(connector.clone())
         };
-        HttpTransport { client: build(POOL_IDLE_PER_HOST), unpooled: build(0) }
+        HttpTransport { client: build(POOL_IDLE_PER_HOST), unpooled: build(0), scheme: "http" }
+    }
+
+    /// The same transport, calling `scheme://peer/path` (the connector must speak it).
+    pub fn with_scheme(mut self, scheme: &'static str) -> Self {
+        self.scheme = scheme;
+        self
     }
 }
 
@@ -107,7 +117,7 @@ pub fn tcp_transport() -> HttpTransport<hyper_util::client::legacy::connect::Htt
 impl<C: Connect + Clone + Send + Sync + 'static> Transport for HttpTransport<C> {
     fn call(&self, peer: &str, call: Call) -> BoxFuture<'static, Result<Reply, NetError>> {
         let client = if call.fresh_connection { self.unpooled.clone() } else { self.client.clone() };
-        let uri = format!("http://{peer}{}", call.path);
+        let uri = format!("{}://{peer}{}", self.scheme, call.path);
         Box::pin(async move {
             let has_body = call.body.is_some();
             let mut req = Request::builder().method(call.method).uri(uri);

@@ -89,6 +89,17 @@ pub struct Config {
     /// Registrations need an operator's approval (`bank --as-teller user approve`): the
     /// person's identity checked at the counter before their key is bound to the CPF.
     pub require_approval: bool,
+    /// PEM: this bank's certificate chain for its address, signed by the consortium's CA
+    /// (`node tls-cert` makes it). With `tls_key` and `tls_ca`, the bank serves HTTPS and
+    /// calls the other banks over HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM: the private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM: the consortium's CA, which every bank's certificate must be signed by
+    /// (`node tls-ca` makes it).
+    pub tls_ca: Option<PathBuf>,
+    /// Development only: serve and call plain HTTP, without TLS.
+    pub plain_http: bool,
     #[serde(flatten)]
     pub timing: Timing,
 }
@@ -103,12 +114,45 @@ impl Default for Config {
             limits: Default::default(),
             teller_keys: Vec::new(),
             require_approval: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            plain_http: false,
             timing: Timing::default(),
         }
     }
 }
 
+/// How a production bank talks: TLS with its certificate and the consortium's CA, or plain
+/// HTTP when explicitly asked (development). The simulator never asks: it is always plain.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Security {
+    Tls { cert: PathBuf, key: PathBuf, ca: PathBuf },
+    PlainHttp,
+}
+
 impl Config {
+    /// TLS if its three files are given, plain HTTP if `plain_http` is; anything else is
+    /// refused with what to give.
+    pub fn security(&self) -> Result<Security, String> {
+        let files = [("tls_cert (--tls-cert)", &self.tls_cert), ("tls_key (--tls-key)", &self.tls_key), ("tls_ca (--tls-ca)", &self.tls_ca)];
+        let given: Vec<&str> = files.iter().filter(|(_, f)| f.is_some()).map(|(n, _)| *n).collect();
+        let missing: Vec<&str> = files.iter().filter(|(_, f)| f.is_none()).map(|(n, _)| *n).collect();
+        match (self.plain_http, given.len()) {
+            (true, 0) => Ok(Security::PlainHttp),
+            (true, _) => Err(format!("plain_http and TLS both asked for ({}): choose one", given.join(", "))),
+            (false, 3) => Ok(Security::Tls {
+                cert: self.tls_cert.clone().unwrap(),
+                key: self.tls_key.clone().unwrap(),
+                ca: self.tls_ca.clone().unwrap(),
+            }),
+            (false, 0) => Err("no TLS configured: give --tls-cert FILE --tls-key FILE --tls-ca FILE (this bank's certificate and key, \
+                 and the consortium's CA: `node tls-ca` and `node tls-cert` make them), or --plain-http for development without TLS"
+                .into()),
+            (false, _) => Err(format!("TLS needs three files; missing: {}", missing.join(", "))),
+        }
+    }
+
     pub fn me(&self) -> String {
         self.advertise.clone().unwrap_or_else(|| self.listen.clone())
     }
@@ -159,6 +203,15 @@ mod tests {
         let l = Config::from_toml("block_ms = 7\n[limits]\nmax_connections_per_ip = 9\n").unwrap();
         assert_eq!((l.limits.max_connections_per_ip, l.timing.block_ms), (9, 7));
         assert!(Config::from_toml("[limits]\nnope = 1\n").is_err());
+        let tls = Config::from_toml("tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_ca = \"ca.pem\"\n").unwrap();
+        assert_eq!(tls.security(), Ok(Security::Tls { cert: "c.pem".into(), key: "k.pem".into(), ca: "ca.pem".into() }));
+        assert_eq!(Config::from_toml("plain_http = true").unwrap().security(), Ok(Security::PlainHttp));
+        let none = Config::default().security().unwrap_err();
+        assert!(none.contains("--tls-cert") && none.contains("--plain-http"), "{none}");
+        let half = Config { tls_cert: Some("c.pem".into()), ..Config::default() }.security().unwrap_err();
+        assert!(half.contains("missing: tls_key") && half.contains("tls_ca"), "{half}");
+        let both = Config { plain_http: true, tls_ca: Some("ca.pem".into()), ..Config::default() }.security().unwrap_err();
+        assert!(both.contains("choose one"), "{both}");
         let bad = Config { advertise: Some("nohost".into()), ..Config::default() };
         assert!(bad.check().is_err());
     }

@@ -6,6 +6,7 @@ pub use consortium_core::{domain, error, ledger, wire};
 pub use consortium_net as net;
 
 pub mod api;
+pub mod certs;
 pub mod clock;
 pub mod config;
 pub mod events;

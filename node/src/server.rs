@@ -29,7 +29,24 @@ pub fn start(config: &Config, identity: Identity, store: Store, env: Env) -> Res
 /// Serves the API on any listener until `shutdown` resolves: accepts connections within the
 /// limits (in all, and per address), gives each its remote address (refusals are logged with
 /// it) and a header-read timeout, and at shutdown lets open requests finish.
-pub async fn serve<L>(mut listener: L, node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()>
+pub async fn serve<L>(listener: L, node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+{
+    serve_with(listener, node, shutdown, None).await
+}
+
+/// `serve` over TLS (production only): each admitted connection's handshake runs in its own
+/// task, bounded by the header-read timeout, so a slow or silent client holds one of its
+/// address's connection slots for that long at most and never blocks the accept loop.
+pub async fn serve_tls<L>(listener: L, node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 'static, tls: Arc<rustls::ServerConfig>) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+{
+    serve_with(listener, node, shutdown, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+}
+
+async fn serve_with<L>(mut listener: L, node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 'static, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<()>
 where
     L: axum::serve::Listener<Addr = std::net::SocketAddr>,
 {
@@ -61,10 +78,31 @@ where
             let mut app = app.clone();
             async move { tower::Service::call(&mut app, req.map(axum::body::Body::new)).await }
         });
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(io), svc));
         let open = open.clone();
+        let Some(acceptor) = &tls else {
+            let conn = graceful.watch(http.serve_connection(TokioIo::new(io), svc));
+            tokio::spawn(async move {
+                let _ = conn.await;
+                open.lock().unwrap().release(remote.ip());
+            });
+            continue;
+        };
+        let (handshake, http, watcher, node) = (acceptor.accept(io), http.clone(), graceful.watcher(), node.clone());
+        let patience = ms(limits.header_read_timeout_ms);
         tokio::spawn(async move {
-            let _ = conn.await;
+            match tokio::time::timeout(patience, handshake).await {
+                Ok(Ok(stream)) => {
+                    let _ = watcher.watch(http.serve_connection(TokioIo::new(stream), svc)).await;
+                }
+                Ok(Err(e)) => {
+                    node.count_refusal("tls_handshake");
+                    tracing::debug!(%remote, "TLS handshake failed: {e}");
+                }
+                Err(_) => {
+                    node.count_refusal("tls_handshake_timeout");
+                    tracing::debug!(%remote, "TLS handshake not done in {patience:?}: closed");
+                }
+            }
             open.lock().unwrap().release(remote.ip());
         });
     }
@@ -108,9 +146,19 @@ pub fn load_identity(config: &Config) -> Result<(Identity, bool), String> {
     Ok((Identity { key, manifest: Arc::new(manifest) }, created))
 }
 
-/// Production: the node on a real TCP port with its data in `config.data_dir`.
+/// Production: the node on a real TCP port with its data in `config.data_dir`, over TLS
+/// (`config.security()`: or plain HTTP if explicitly asked).
 pub async fn run_production(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
     config.check()?;
+    // TLS (or the explicit development option) before anything is created or opened.
+    let tls = match config.security()? {
+        crate::config::Security::PlainHttp => None,
+        crate::config::Security::Tls { cert, key, ca } => {
+            let server = consortium_net::tls::server_config(&cert, &key)?;
+            let client = consortium_net::tls::client_config(&ca).map_err(|e| format!("tls_ca: {e}"))?;
+            Some((Arc::new(server), client))
+        }
+    };
     let (identity, created) = load_identity(&config)?;
     if created {
         tracing::warn!(public_key = %identity.key.public().to_hex(), "created this bank's key in {}: add its public key to the manifest", config.data_dir.display());
@@ -125,7 +173,10 @@ pub async fn run_production(config: Config, shutdown: impl Future<Output = ()> +
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let env = Env {
         disk_stall: None,
-        transport: Arc::new(crate::net::tcp_transport()),
+        transport: match &tls {
+            Some((_, client)) => Arc::new(consortium_net::tls::https_transport(client.clone())),
+            None => Arc::new(crate::net::tcp_transport()),
+        },
         clock: Arc::new(crate::clock::SystemClock),
         events: Arc::new(crate::events::LogEvents),
         rng_seed: rand::random(),
@@ -133,6 +184,11 @@ pub async fn run_production(config: Config, shutdown: impl Future<Output = ()> +
         planted: Default::default(),
     };
     let node = start(&config, identity, store, env).map_err(|e| e.message)?;
-    tracing::info!(listen = %config.listen, bank = %node.me, data = %config.data_dir.display(), manifest = %&node.manifest.hash_hex()[..12], "bank is up");
-    serve(listener, node, shutdown).await.map_err(|e| e.to_string())
+    let scheme = if tls.is_some() { "https" } else { "http (no TLS: development only)" };
+    tracing::info!(listen = %config.listen, bank = %node.me, data = %config.data_dir.display(), manifest = %&node.manifest.hash_hex()[..12], scheme, "bank is up");
+    match tls {
+        Some((server, _)) => serve_tls(listener, node, shutdown, server).await,
+        None => serve(listener, node, shutdown).await,
+    }
+    .map_err(|e| e.to_string())
 }

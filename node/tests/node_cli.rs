@@ -33,7 +33,16 @@ fn init_makes_a_key_once_and_prints_its_manifest_entry() {
 fn a_node_without_a_usable_identity_says_why_and_exits() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("bank");
+    // Neither TLS nor the development option: refused before anything is created.
     let out = node().args(["--listen", "127.0.0.1:0", "--data-dir"]).arg(&data).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no TLS configured") && err.contains("--tls-cert") && err.contains("--plain-http"), "{err}");
+    assert!(!data.exists(), "nothing created");
+    let out = node().args(["--listen", "127.0.0.1:0", "--tls-cert", "c.pem", "--data-dir"]).arg(&data).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing: tls_key"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = node().args(["--plain-http", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&data).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no manifest"), "{}", String::from_utf8_lossy(&out.stderr));
 
@@ -42,12 +51,12 @@ fn a_node_without_a_usable_identity_says_why_and_exits() {
     let entry = node().args(["init", "--address", "127.0.0.1:7102", "--data-dir"]).arg(&other).output().unwrap();
     let manifest = dir.path().join("consortium.toml");
     std::fs::write(&manifest, entry.stdout).unwrap();
-    let out = node().args(["--listen", "127.0.0.1:0", "--advertise", "127.0.0.1:7103", "--manifest"]).arg(&manifest).arg("--data-dir").arg(&data).output().unwrap();
+    let out = node().args(["--plain-http", "--listen", "127.0.0.1:0", "--advertise", "127.0.0.1:7103", "--manifest"]).arg(&manifest).arg("--data-dir").arg(&data).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not in the manifest"), "{}", String::from_utf8_lossy(&out.stderr));
 
     // This bank's address, but another bank's key.
-    let out = node().args(["--listen", "127.0.0.1:0", "--advertise", "127.0.0.1:7102", "--manifest"]).arg(&manifest).arg("--data-dir").arg(&data).output().unwrap();
+    let out = node().args(["--plain-http", "--listen", "127.0.0.1:0", "--advertise", "127.0.0.1:7102", "--manifest"]).arg(&manifest).arg("--data-dir").arg(&data).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("another public key"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -410,6 +410,12 @@ async fn bank_main(sh: Arc<Shared>, i: usize) -> turmoil::Result {
         limits: node::limits::Limits { max_connections: 4_096, ..Default::default() },
         teller_keys: vec![sh.tellers[i].public().to_hex()],
         require_approval: false,
+        // TLS stays out of the simulator (its randomness and certificate clocks cannot be
+        // seeded): banks here talk plain HTTP over turmoil, as `serve` and the transport do.
+        tls_cert: None,
+        tls_key: None,
+        tls_ca: None,
+        plain_http: true,
         timing: sh.scenario.timing.to_timing(),
     };
     let identity = Identity { key: sh.keys[i].clone(), manifest: sh.manifest.clone() };

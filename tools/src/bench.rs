@@ -2,9 +2,8 @@
 //! bench` and `make chaos` run (and a short chaos run in the tests).
 
 use crate::cluster::{cpf, Cluster};
-use consortium_net::{tcp_transport, Call, HttpTransport, Transport};
+use consortium_net::{Call, Transport};
 use hyper::Method;
-use hyper_util::client::legacy::connect::HttpConnector;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -109,7 +108,7 @@ pub fn make_package(addrs: &[String], acc: &Accounts, mix: Mix, id: &str, rng: &
     (b0, acc.signer.sign(b0, json!({"id": id, "operations": ops})))
 }
 
-pub async fn post(t: &HttpTransport<HttpConnector>, addr: &str, path: &str, body: &Value, timeout: Duration) -> (u16, Value) {
+pub async fn post(t: &dyn Transport, addr: &str, path: &str, body: &Value, timeout: Duration) -> (u16, Value) {
     let call = Call::new(Method::POST, path, Some(serde_json::to_vec(body).unwrap()), timeout);
     match t.call(addr, call).await {
         Ok(r) => (r.status.as_u16(), serde_json::from_slice(&r.body).unwrap_or(Value::Null)),
@@ -118,7 +117,7 @@ pub async fn post(t: &HttpTransport<HttpConnector>, addr: &str, path: &str, body
 }
 
 /// Sends one package and waits for its answer; latency counts from `since`.
-async fn send_one(transport: &HttpTransport<HttpConnector>, addrs: &[String], origin: usize, id: String, mix: Mix, body: &Value, since: Instant) -> Sent {
+async fn send_one(transport: &dyn Transport, addrs: &[String], origin: usize, id: String, mix: Mix, body: &Value, since: Instant) -> Sent {
     let (code, v) = post(transport, &addrs[origin], "/packages", body, Duration::from_secs(15)).await;
     let status = match code {
         200 | 202 => v["status"].as_str().unwrap_or("?").to_string(),
@@ -131,8 +130,9 @@ async fn send_one(transport: &HttpTransport<HttpConnector>, addrs: &[String], or
 /// Open loop: packages are sent at a fixed `rate` per second for `dur`, whether or not the
 /// earlier ones were answered, so a slow consortium shows as latency (measured from when
 /// each package was due, not when it went out) rather than as fewer packages sent.
-pub async fn drive_rate(addrs: Arc<Vec<String>>, acc: Arc<Accounts>, load: Load, rate: f64, dur: Duration, tag: &str, seed: u64) -> Vec<Sent> {
-    let transport = Arc::new(tcp_transport());
+/// `transport`: the clients' (one connection pool shared by all, as `Cluster::client_transport`
+/// makes: HTTPS if the banks run TLS).
+pub async fn drive_rate(transport: Arc<dyn Transport>, addrs: Arc<Vec<String>>, acc: Arc<Accounts>, load: Load, rate: f64, dur: Duration, tag: &str, seed: u64) -> Vec<Sent> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let start = Instant::now();
     let total = (rate * dur.as_secs_f64()) as usize;
@@ -144,7 +144,7 @@ pub async fn drive_rate(addrs: Arc<Vec<String>>, acc: Arc<Accounts>, load: Load,
         let mix = pick_mix(load, &mut rng);
         let (origin, body) = make_package(&addrs, &acc, mix, &id, &mut rng);
         let (addrs, transport) = (addrs.clone(), transport.clone());
-        tasks.push(tokio::spawn(async move { send_one(&transport, &addrs, origin, id, mix, &body, due).await }));
+        tasks.push(tokio::spawn(async move { send_one(transport.as_ref(), &addrs, origin, id, mix, &body, due).await }));
     }
     let mut all = Vec::with_capacity(total);
     for t in tasks {
@@ -154,8 +154,7 @@ pub async fn drive_rate(addrs: Arc<Vec<String>>, acc: Arc<Accounts>, load: Load,
 }
 
 /// `clients` concurrent clients send packages for `dur`; each waits for its answer.
-pub async fn drive(addrs: Arc<Vec<String>>, acc: Arc<Accounts>, load: Load, clients: usize, dur: Duration, tag: &str, seed: u64) -> Vec<Sent> {
-    let transport = Arc::new(tcp_transport());
+pub async fn drive(transport: Arc<dyn Transport>, addrs: Arc<Vec<String>>, acc: Arc<Accounts>, load: Load, clients: usize, dur: Duration, tag: &str, seed: u64) -> Vec<Sent> {
     let stop = Instant::now() + dur;
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -170,7 +169,7 @@ pub async fn drive(addrs: Arc<Vec<String>>, acc: Arc<Accounts>, load: Load, clie
                 n += 1;
                 let mix = pick_mix(load, &mut rng);
                 let (origin, body) = make_package(&addrs, &acc, mix, &id, &mut rng);
-                let s = send_one(&transport, &addrs, origin, id, mix, &body, Instant::now()).await;
+                let s = send_one(transport.as_ref(), &addrs, origin, id, mix, &body, Instant::now()).await;
                 let unreachable = s.status == "unreachable";
                 sent.push(s);
                 if unreachable {
@@ -341,7 +340,7 @@ pub struct ChaosReport {
 pub async fn chaos(mut c: Cluster, dur: Duration, clients: usize, seed: u64, log: impl Fn(&str)) -> ChaosReport {
     let acc = Arc::new(setup(&c, 4, 1_000_000).await);
     let addrs = Arc::new(c.addrs.clone());
-    let load = tokio::spawn(drive(addrs, acc.clone(), Load::Standard, clients, dur, "chaos", seed));
+    let load = tokio::spawn(drive(c.client_transport(), addrs, acc.clone(), Load::Standard, clients, dur, "chaos", seed));
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut report = ChaosReport::default();
     let stop = Instant::now() + dur;

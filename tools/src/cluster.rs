@@ -3,8 +3,7 @@
 //! test leaves nothing running.
 
 use hyper::Method;
-use consortium_net::{tcp_transport, Call, HttpTransport, Transport};
-use hyper_util::client::legacy::connect::HttpConnector;
+use consortium_net::{tcp_transport, Call, Transport};
 use serde_json::{json, Value};
 use consortium_core::domain::{AccountKind, Cpf};
 use consortium_core::package::{AccountRef, Package};
@@ -21,7 +20,10 @@ pub struct Cluster {
     pub addrs: Vec<String>,
     procs: Vec<Option<Child>>,
     pub dir: tempfile::TempDir,
-    transport: HttpTransport<HttpConnector>,
+    transport: Arc<dyn Transport>,
+    /// TLS: the consortium CA's certificate (banks serve HTTPS with certificates it signed);
+    /// None: the banks run with `--plain-http`.
+    tls_ca: Option<PathBuf>,
     node_bin: PathBuf,
     timing: String,
     log_level: String,
@@ -77,20 +79,38 @@ fn free_port() -> u16 {
 
 impl Cluster {
     /// Starts `n` banks of the `node` binary at `node_bin` with the given timing keys (TOML)
-    /// and waits until the ring has a token.
+    /// and waits until the ring has a token. The banks talk plain HTTP (`--plain-http`, the
+    /// development option): what these tests check lives in the signatures, not in TLS.
     pub async fn start_with(n: usize, node_bin: PathBuf, timing: &str) -> Cluster {
-        Cluster::start_logging(n, node_bin, timing, &std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into())).await
+        Cluster::start_opts(n, node_bin, timing, false).await
     }
 
     /// `start_with`, the banks logging at `level` (RUST_LOG syntax).
     pub async fn start_logging(n: usize, node_bin: PathBuf, timing: &str, level: &str) -> Cluster {
+        Cluster::start_full(n, node_bin, timing, false, level).await
+    }
+
+    /// The same over TLS, as in production: a CA made with `node tls-ca`, each bank's
+    /// certificate with `node tls-cert`; banks and this rig call each other over HTTPS.
+    pub async fn start_tls(n: usize, node_bin: PathBuf, timing: &str) -> Cluster {
+        Cluster::start_opts(n, node_bin, timing, true).await
+    }
+
+    /// Plain HTTP or TLS, the banks logging at NODE_LOG's level (default warn).
+    pub async fn start_opts(n: usize, node_bin: PathBuf, timing: &str, tls: bool) -> Cluster {
+        Cluster::start_full(n, node_bin, timing, tls, &std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into())).await
+    }
+
+    pub async fn start_full(n: usize, node_bin: PathBuf, timing: &str, tls: bool, level: &str) -> Cluster {
         let addrs: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let dir = tempfile::tempdir().unwrap();
+        let tls_ca = tls.then(|| dir.path().join("ca").join("ca.pem"));
         let mut c = Cluster {
             addrs: addrs.clone(),
             procs: (0..n).map(|_| None).collect(),
             dir,
-            transport: tcp_transport(),
+            transport: Arc::new(tcp_transport()),
+            tls_ca,
             node_bin,
             timing: timing.to_string(),
             log_level: level.to_string(),
@@ -102,6 +122,10 @@ impl Cluster {
             }),
         };
         c.write_manifest();
+        if tls {
+            c.write_certificates();
+            c.transport = c.client_transport();
+        }
         for i in 0..n {
             c.spawn(i);
         }
@@ -127,6 +151,34 @@ impl Cluster {
         std::fs::write(self.manifest_path(), text).unwrap();
     }
 
+    /// The CA (`node tls-ca`) and each bank's certificate for its address (`node tls-cert`,
+    /// into its data folder).
+    fn write_certificates(&self) {
+        let ca_dir = self.dir.path().join("ca");
+        let run = |args: Vec<std::ffi::OsString>| {
+            let out = Command::new(&self.node_bin).args(&args).output().expect("run node");
+            assert!(out.status.success(), "node {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        run(vec!["tls-ca".into(), "--out-dir".into(), ca_dir.clone().into()]);
+        for (i, addr) in self.addrs.iter().enumerate() {
+            run(vec!["tls-cert".into(), "--ca-dir".into(), ca_dir.clone().into(), "--address".into(), addr.into(), "--out-dir".into(), self.data_dir(i).into()]);
+        }
+    }
+
+    /// The CA's certificate, if the banks run TLS.
+    pub fn tls_ca(&self) -> Option<&std::path::Path> {
+        self.tls_ca.as_deref()
+    }
+
+    /// A new client transport (its own connection pool) that speaks what the banks speak:
+    /// HTTPS trusting the cluster's CA, or plain HTTP.
+    pub fn client_transport(&self) -> Arc<dyn Transport> {
+        match &self.tls_ca {
+            Some(ca) => Arc::new(consortium_net::tls::https_transport(consortium_net::tls::client_config(ca).expect("the cluster's CA"))),
+            None => Arc::new(tcp_transport()),
+        }
+    }
+
     pub fn manifest_path(&self) -> PathBuf {
         self.dir.path().join("consortium.toml")
     }
@@ -135,11 +187,23 @@ impl Cluster {
         self.dir.path().join(format!("bank{i}"))
     }
 
-    fn spawn(&mut self, i: usize) {
+    /// Starts bank `i` (again) with its data folder, as `restart` does without waiting.
+    pub fn spawn(&mut self, i: usize) {
         let cfg = self.dir.path().join(format!("bank{i}.toml"));
         std::fs::write(&cfg, &self.timing).unwrap();
         let log = std::fs::File::create(self.dir.path().join(format!("bank{i}.log"))).unwrap();
-        let child = Command::new(&self.node_bin)
+        let mut cmd = Command::new(&self.node_bin);
+        match &self.tls_ca {
+            Some(ca) => {
+                cmd.arg("--tls-cert").arg(self.data_dir(i).join("cert.pem"));
+                cmd.arg("--tls-key").arg(self.data_dir(i).join("key.pem"));
+                cmd.arg("--tls-ca").arg(ca);
+            }
+            None => {
+                cmd.arg("--plain-http");
+            }
+        }
+        let child = cmd
             .args(["--listen", &self.addrs[i], "--manifest"])
             .arg(self.manifest_path())
             .arg("--config")

@@ -11,6 +11,11 @@ use std::path::PathBuf;
 /// manifest file, the same at every bank, then start each bank:
 ///
 ///   node --listen 127.0.0.1:7001 --manifest consortium.toml --data-dir data/7001
+///   --tls-cert data/7001/cert.pem --tls-key data/7001/key.pem --tls-ca data/ca.pem
+///
+/// TLS: `node tls-ca --out-dir data` makes the consortium's CA once; `node tls-cert --ca-dir
+/// data --address 127.0.0.1:7001 --out-dir data/7001` a bank's certificate. Without TLS, a
+/// bank starts only with --plain-http (development).
 ///
 /// Banks sign every call between them with their keys and refuse calls that are not signed by
 /// another bank of the same manifest.
@@ -43,8 +48,24 @@ struct Args {
     /// `bank --as-teller user approve`): the person's identity checked at the counter.
     #[arg(long)]
     require_approval: bool,
+    /// This bank's TLS certificate (PEM, for its address, signed by the consortium's CA;
+    /// `node tls-cert` makes it). With --tls-key and --tls-ca the bank serves HTTPS and calls
+    /// the other banks over HTTPS.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// The consortium's CA (PEM; `node tls-ca` makes it): the other banks' certificates must
+    /// be signed by it.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Development only: serve and call plain HTTP, without TLS. A bank needs either this or
+    /// the three TLS files.
+    #[arg(long)]
+    plain_http: bool,
     /// TOML file with the same keys (listen, advertise, manifest, data_dir, teller_keys,
-    /// require_approval, and the timing
+    /// require_approval, tls_cert, tls_key, tls_ca, plain_http, and the timing
     /// keys: peer_timeout_ms, package_wait_ms, idle_hold_ms, idle_hold_max_ms, token_loss_ms,
     /// startup_check_ms, block_ms, resolve_after_ms, presume_abort_ms, ping_backoff_max_ms;
     /// the manifest's [timing] wins for the shared ones). Flags win over the file.
@@ -72,6 +93,29 @@ enum Command {
         /// Where the teller's private key is kept (created readable by its owner only).
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Makes the consortium's TLS certificate authority (ca.pem, and its private key ca.key,
+    /// readable by its owner only) in a folder, unless it is there already. Every bank and
+    /// client trusts ca.pem (`--tls-ca`, `bank --ca`); ca.key signs the banks' certificates.
+    TlsCa {
+        /// Where ca.pem and ca.key go.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+    /// Issues a bank's TLS certificate for its address (cert.pem, and a new key key.pem,
+    /// readable by its owner only), signed by the CA made by `node tls-ca`. Replaces an
+    /// earlier certificate in the folder.
+    TlsCert {
+        /// The folder of the CA (ca.pem and ca.key).
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// The address the bank is reached at (host:port): its host, an IP address or a DNS
+        /// name, is what clients and banks check the certificate against.
+        #[arg(long)]
+        address: String,
+        /// Where cert.pem and key.pem go (the bank's data folder, say).
+        #[arg(long)]
+        out_dir: PathBuf,
     },
 }
 
@@ -108,6 +152,15 @@ fn main() {
                 eprintln!("{} the teller key {}", if created { "created" } else { "kept" }, out.display());
                 println!("{}", key.public().to_hex());
             }),
+            Command::TlsCa { out_dir } => node::certs::make_ca(out_dir).map(|created| {
+                let ca = out_dir.join(node::certs::CA_CERT);
+                eprintln!("{} the consortium's CA {} (its key: {})", if created { "created" } else { "kept" }, ca.display(), out_dir.join(node::certs::CA_KEY).display());
+                println!("{}", ca.display());
+            }),
+            Command::TlsCert { ca_dir, address, out_dir } => node::certs::make_cert(ca_dir, address, out_dir).map(|(cert, key)| {
+                eprintln!("issued the certificate of {address}: {} (key {})", cert.display(), key.display());
+                println!("tls_cert = \"{}\"\ntls_key = \"{}\"\ntls_ca = \"{}\"", cert.display(), key.display(), ca_dir.join(node::certs::CA_CERT).display());
+            }),
         };
         if let Err(e) = done {
             eprintln!("error: {e}");
@@ -139,7 +192,17 @@ fn main() {
     }
     config.teller_keys.extend(args.teller_keys);
     config.require_approval |= args.require_approval;
-    if let Err(e) = config.check() {
+    if args.tls_cert.is_some() {
+        config.tls_cert = args.tls_cert;
+    }
+    if args.tls_key.is_some() {
+        config.tls_key = args.tls_key;
+    }
+    if args.tls_ca.is_some() {
+        config.tls_ca = args.tls_ca;
+    }
+    config.plain_http |= args.plain_http;
+    if let Err(e) = config.check().and_then(|_| config.security().map(|_| ())) {
         eprintln!("error: {e}");
         std::process::exit(2);
     }

@@ -37,7 +37,7 @@ pub fn load_or_create_at(path: &Path) -> Result<(BankKey, bool), String> {
 
 /// Writes a secret file: created with mode 0600 (never readable by others, even briefly),
 /// synced, under a temporary name renamed into place.
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), String> {
     use std::io::Write;
     let tmp = path.with_extension("creating");
     let mut opts = std::fs::OpenOptions::new();

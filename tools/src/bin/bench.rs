@@ -57,6 +57,10 @@ struct LoadArgs {
     /// The node binary (default: next to this one).
     #[arg(long)]
     node_bin: Option<PathBuf>,
+    /// Run the banks over TLS (a CA and certificates made for them, clients on HTTPS), as in
+    /// production; without it they run with --plain-http.
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -75,6 +79,9 @@ enum Cmd {
         seed: u64,
         #[arg(long)]
         node_bin: Option<PathBuf>,
+        /// The banks over TLS, as in production (default: --plain-http).
+        #[arg(long)]
+        tls: bool,
     },
 }
 
@@ -86,9 +93,9 @@ fn main() {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let code = match args.cmd {
-        Some(Cmd::Chaos { banks, seconds, clients, seed, node_bin: bin }) => rt.block_on(async {
-            let c = Cluster::start_with(banks, node_bin(bin), tools::cluster::TEST_TIMING).await;
-            eprintln!("chaos: {banks} banks, {clients} clients, {seconds} s, seed {seed}");
+        Some(Cmd::Chaos { banks, seconds, clients, seed, node_bin: bin, tls }) => rt.block_on(async {
+            let c = Cluster::start_opts(banks, node_bin(bin), tools::cluster::TEST_TIMING, tls).await;
+            eprintln!("chaos: {banks} banks, {clients} clients, {seconds} s, seed {seed}{}", if tls { ", TLS" } else { "" });
             let r = bench::chaos(c, Duration::from_secs(seconds), clients, seed, |m| eprintln!("chaos: {m}")).await;
             println!("{}", serde_json::to_string_pretty(&r).unwrap());
             if r.problems.is_empty() {
@@ -119,8 +126,8 @@ fn print_row(l: &Level, counts: Option<(usize, f64)>) {
 }
 
 async fn load(a: LoadArgs) -> i32 {
-    let c = Cluster::start_with(a.banks, node_bin(a.node_bin.clone()), bench::BENCH_TIMING).await;
-    eprintln!("bench: {} banks up on {:?}", a.banks, c.addrs);
+    let c = Cluster::start_opts(a.banks, node_bin(a.node_bin.clone()), bench::BENCH_TIMING, a.tls).await;
+    eprintln!("bench: {} banks up on {:?} ({})", a.banks, c.addrs, if a.tls { "TLS" } else { "plain HTTP" });
     let t = Instant::now();
     let acc = Arc::new(bench::setup(&c, a.accounts, 1_000_000_000).await);
     eprintln!("bench: {} accounts funded in {:.1} s", a.accounts * a.banks, t.elapsed().as_secs_f64());
@@ -144,8 +151,8 @@ async fn load(a: LoadArgs) -> i32 {
         let ticks0 = bench::cpu_ticks();
         let t0 = Instant::now();
         let sent = match rate {
-            None => bench::drive(addrs.clone(), acc.clone(), a.load, clients, dur, &format!("c{clients}-{run}"), (run * 1000 + clients) as u64).await,
-            Some(r) => bench::drive_rate(addrs.clone(), acc.clone(), a.load, r, dur, &format!("r{r}-{run}"), (run * 1000) as u64 + r as u64).await,
+            None => bench::drive(c.client_transport(), addrs.clone(), acc.clone(), a.load, clients, dur, &format!("c{clients}-{run}"), (run * 1000 + clients) as u64).await,
+            Some(r) => bench::drive_rate(c.client_transport(), addrs.clone(), acc.clone(), a.load, r, dur, &format!("r{r}-{run}"), (run * 1000) as u64 + r as u64).await,
         };
         let secs = match rate {
             None => t0.elapsed().as_secs_f64(),
@@ -195,6 +202,7 @@ async fn load(a: LoadArgs) -> i32 {
             "load": a.load,
             "seconds_per_level": a.seconds,
             "repeat": runs,
+            "tls": a.tls,
             "idle": {"seconds": a.idle_seconds, "node_cpu_s": idle_cpu, "core_percent": 100.0 * idle_cpu / a.idle_seconds as f64},
             "levels": levels,
             "money_conserved": problems.is_empty(),

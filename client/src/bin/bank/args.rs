@@ -20,6 +20,15 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "BANK_ADDR", default_value = "127.0.0.1:7001", value_name = "HOST:PORT", value_parser = parse_bank_addr)]
     pub(crate) bank: String,
 
+    /// The consortium's CA (PEM): the bank's certificate must be signed by it. Default: the
+    /// data/ca.pem that `make run` writes, if it is in the current folder.
+    #[arg(long, global = true, env = "BANK_CA", value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
+
+    /// Talk plain HTTP, without TLS, to a bank started with --plain-http (development only).
+    #[arg(long, global = true, env = "BANK_PLAIN_HTTP", value_parser = clap::builder::FalseyValueParser::new())]
+    pub(crate) plain_http: bool,
+
     /// Print the bank's JSON answer as is, for scripts (errors too, as {"error":{"code","message"}}).
     #[arg(long, global = true)]
     pub(crate) json: bool,

@@ -28,9 +28,21 @@ fn main() {
     bank_client::keys::use_passphrase(bank_client::keys::PassphraseSource { file: cli.passphrase_file.clone(), prompt: true });
     let keys = commands::Keys::from_cli(&cli);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    // HTTPS with the consortium's CA, or plain HTTP if asked: one transport for every call.
+    let reach = bank_client::tls::choose(cli.ca.clone(), cli.plain_http, std::path::Path::new(bank_client::tls::MAKE_RUN_CA));
+    // (`key show` and `key export` read the key folder only: they need no CA.)
+    let local = matches!(&cli.cmd, Cmd::Key(args::KeyCmd::Show { .. } | args::KeyCmd::Export { .. }));
+    let transport = match reach.and_then(|r| rt.block_on(async { bank_client::tls::transport(&r) })) {
+        Ok(t) => t,
+        Err(_) if local => rt.block_on(async { std::sync::Arc::new(consortium_net::tcp_transport()) }),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     let code = match cli.cmd {
         Cmd::Shell => {
-            let client = rt.block_on(async { Client::new(cli.bank.clone(), cli.timeout) });
+            let client = Client::with_transport(cli.bank.clone(), cli.timeout, transport.clone());
             let stdin = io::stdin();
             let echo = !stdin.is_terminal();
             let mut input = stdin.lock();
@@ -42,7 +54,7 @@ fn main() {
         }
         cmd => {
             let ctx =
-                Ctx { client: rt.block_on(async { Client::new(cli.bank.clone(), cli.timeout) }), json: cli.json, timeout: cli.timeout, keys };
+                Ctx { client: Client::with_transport(cli.bank.clone(), cli.timeout, transport.clone()), json: cli.json, timeout: cli.timeout, keys };
             match rt.block_on(run(&ctx, cmd)) {
                 Ok(()) => 0,
                 Err(f) => report(&ctx, f),
