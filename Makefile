@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SEEDS ?= 2000
 
-.PHONY: run build test sim fuzz bench bench-target chaos clean
+.PHONY: run build test sim fuzz bench bench-target chaos availability clean
 
 ## run: a local consortium of 4 banks on 127.0.0.1:7001-7004, data in ./data (Ctrl-C stops)
 run: build
@@ -38,3 +38,8 @@ chaos: build
 
 clean:
 	rm -rf data
+
+## availability: 4 banks behind fault-injecting proxies; per fault kind (pause, isolate, lose-replies,
+## slow, kill) 10 s fault-free, 10 s with one bank faulted, 5 s recovery, production timings (+ JSON)
+availability: build
+	./target/debug/bench availability --json availability.json $(AVAILABILITY_ARGS)

@@ -110,7 +110,7 @@ impl Options {
         Options {
             kinds: vec![FaultKind::Isolate, FaultKind::LoseReplies, FaultKind::Pause],
             fault_free: Duration::from_secs(2),
-            fault: Duration::from_secs(4),
+            fault: Duration::from_secs(7),
             recovery: Duration::from_secs(2),
             bystanders: 4,
             involved: 2,
@@ -215,7 +215,7 @@ pub async fn run(c: &mut Cluster, o: &Options, log: impl Fn(&str)) -> Report {
     let mut report = Report::default();
     for (k, &kind) in o.kinds.iter().enumerate() {
         log(&format!("{}: {} s fault-free, {} s with bank {} faulted, {} s recovery", kind.name(), o.fault_free.as_secs_f64(), o.fault.as_secs_f64(), c.addrs[o.victim], o.recovery.as_secs_f64()));
-        let r = run_kind(c, &acc, o, kind, o.seed.wrapping_mul(1000) + k as u64, log_prefix(&log, kind)).await;
+        let r = run_kind(c, &acc, o, kind, k, log_prefix(&log, kind)).await;
         log(&format!("{}: {:.1}/s fault-free, {:.1}/s faulted (x{:.2}), longest gap {:.1} s; naming the victim: {} committed, {} aborted, {} unanswered", kind.name(), r.fault_free_rate, r.fault_rate, r.ratio, r.max_gap_s, r.involved.committed, r.involved.aborted, r.involved.unanswered));
         report.kinds.push(r);
         // The next kind starts from a whole ring.
@@ -282,7 +282,10 @@ async fn heal(c: &mut Cluster, kind: FaultKind, v: usize) {
     }
 }
 
-async fn run_kind(c: &mut Cluster, acc: &Arc<Accounts>, o: &Options, kind: FaultKind, seed: u64, log: impl Fn(&str)) -> KindReport {
+/// The `k`th kind of the run (ids and seeds differ per kind run, so a kind may be repeated).
+async fn run_kind(c: &mut Cluster, acc: &Arc<Accounts>, o: &Options, kind: FaultKind, k: usize, log: impl Fn(&str)) -> KindReport {
+    let seed = o.seed.wrapping_mul(1000) + k as u64;
+    let run = k;
     let v = o.victim;
     let healthy: Vec<usize> = (0..c.addrs.len()).filter(|&i| i != v).collect();
     let t0 = Instant::now();
@@ -292,7 +295,8 @@ async fn run_kind(c: &mut Cluster, acc: &Arc<Accounts>, o: &Options, kind: Fault
     let mut clients = Vec::new();
     for k in 0..o.bystanders + o.involved {
         let involved = k >= o.bystanders;
-        let ctx = Client { addrs: addrs.clone(), acc: acc.clone(), transport: transport.clone(), victim: v, involved, t0, stop, o: o.clone(), tag: format!("{}-{}{k}", kind.name(), if involved { "i" } else { "b" }) };
+        let tag = format!("{}{run}-{}{k}", kind.name(), if involved { "i" } else { "b" });
+        let ctx = Client { addrs: addrs.clone(), acc: acc.clone(), transport: transport.clone(), victim: v, involved, t0, stop, o: o.clone(), tag };
         clients.push(tokio::spawn(ctx.run(seed ^ ((k as u64) << 24))));
     }
     tokio::time::sleep_until((t0 + o.fault_free).into()).await;

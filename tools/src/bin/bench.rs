@@ -124,6 +124,9 @@ struct AvailabilityArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Copy the banks' logs (bankN.log; NODE_LOG sets their level) into this folder at the end.
+    #[arg(long)]
+    logs: Option<PathBuf>,
     #[arg(long)]
     node_bin: Option<PathBuf>,
 }
@@ -273,6 +276,7 @@ async fn availability(a: AvailabilityArgs) -> i32 {
         seed: a.seed,
         ..Options::production()
     };
+    assert!(a.victim < a.banks, "--victim is a bank's index (0..{})", a.banks);
     let mut c = Cluster::start_proxied(a.banks, node_bin(a.node_bin.clone()), timing).await;
     eprintln!("availability: {} banks behind proxies on {:?}, victim {}, {} timings", a.banks, c.addrs, c.addrs[a.victim], if a.test_timing { "test" } else { "production" });
     let ticks0 = bench::cpu_ticks();
@@ -289,6 +293,13 @@ async fn availability(a: AvailabilityArgs) -> i32 {
         let out = serde_json::json!({"options": o, "timing": if a.test_timing { "test" } else { "production" }, "report": r, "steal_percent": steal});
         std::fs::write(path, serde_json::to_string_pretty(&out).unwrap()).expect("write --json file");
         eprintln!("availability: results written to {}", path.display());
+    }
+    if let Some(dir) = &a.logs {
+        std::fs::create_dir_all(dir).expect("create --logs folder");
+        for i in 0..a.banks {
+            let _ = std::fs::write(dir.join(format!("bank{i}.log")), c.log(i));
+        }
+        eprintln!("availability: bank logs copied to {}", dir.display());
     }
     if r.problems.is_empty() {
         println!("books: OK ({} packages, {} acknowledged outcomes verified, money conserved, nothing held)", r.packages_sent, r.acknowledged_checked);
