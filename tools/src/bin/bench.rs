@@ -73,6 +73,10 @@ enum Cmd {
         clients: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Every bank behind a fault-injecting proxy; network faults (isolation, lost
+        /// replies, slow and lossy links) join the kills and pauses.
+        #[arg(long)]
+        network: bool,
         #[arg(long)]
         node_bin: Option<PathBuf>,
     },
@@ -139,13 +143,17 @@ fn main() {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let code = match args.cmd {
-        Some(Cmd::Chaos { banks, seconds, clients, seed, node_bin: bin }) => rt.block_on(async {
-            let c = Cluster::start_with(banks, node_bin(bin), tools::cluster::TEST_TIMING).await;
+        Some(Cmd::Chaos { banks, seconds, clients, seed, network, node_bin: bin }) => rt.block_on(async {
+            let c = if network {
+                Cluster::start_proxied(banks, node_bin(bin), tools::cluster::TEST_TIMING).await
+            } else {
+                Cluster::start_with(banks, node_bin(bin), tools::cluster::TEST_TIMING).await
+            };
             eprintln!("chaos: {banks} banks, {clients} clients, {seconds} s, seed {seed}");
             let r = bench::chaos(c, Duration::from_secs(seconds), clients, seed, |m| eprintln!("chaos: {m}")).await;
             println!("{}", serde_json::to_string_pretty(&r).unwrap());
             if r.problems.is_empty() {
-                println!("chaos: OK ({} kills, {} pauses, {} packages, {} acknowledged outcomes verified)", r.kills, r.pauses, r.packages_sent, r.acknowledged_checked);
+                println!("chaos: OK ({} kills, {} pauses, {} network faults, {} packages, {} acknowledged outcomes verified)", r.kills, r.pauses, r.network_faults, r.packages_sent, r.acknowledged_checked);
                 0
             } else {
                 println!("chaos: FAILED");
