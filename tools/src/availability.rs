@@ -245,6 +245,13 @@ pub async fn run(c: &mut Cluster, o: &Options, log: impl Fn(&str)) -> Report {
         .map(|s| Sent { origin: s.origin, cross: s.cross, id: s.id.clone(), status: s.status.clone(), latency: Duration::ZERO })
         .collect();
     report.packages_sent = sent.len();
+    // A client that gave up on a bank sent new packages elsewhere, never an id again.
+    let mut ids = std::collections::BTreeSet::new();
+    for s in &sent {
+        if !ids.insert(s.id.as_str()) {
+            report.problems.push(format!("package id {} was sent twice", s.id));
+        }
+    }
     report.acknowledged_checked = sent.iter().filter(|s| s.status == "committed" || s.status == "aborted").count();
     report.problems.extend(check_acknowledged(c, &sent).await);
     report
