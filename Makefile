@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SEEDS ?= 2000
 
-.PHONY: run build test sim fuzz bench bench-target chaos clean
+.PHONY: run build test sim fuzz bench bench-target chaos availability clean
 
 ## run: a local consortium of 4 banks on 127.0.0.1:7001-7004, data in ./data (Ctrl-C stops)
 run: build
@@ -33,9 +33,15 @@ bench: build
 bench-target: build
 	./target/debug/bench $(BENCH_FLAGS) --load cross-bank --accounts 100 --clients 64 --rates 500 --repeat 3 --json bench-target.json
 
-## chaos: kill -9 / restart / SIGSTOP banks for 60 s under load, then check every promise
+## chaos: kill -9 / restart / SIGSTOP banks and cut their links (proxies: isolate, lose replies, slow)
+## for 60 s under load, then check every promise
 chaos: build
-	./target/debug/bench chaos $(BENCH_FLAGS) --seconds $(or $(SECONDS),60)
+	./target/debug/bench chaos --network $(BENCH_FLAGS) --seconds $(or $(SECONDS),60)
+
+## availability: 4 banks behind fault-injecting proxies; per fault kind (pause, isolate, lose-replies,
+## slow, kill) 10 s fault-free, 10 s with one bank faulted, 5 s recovery, production timings (+ JSON)
+availability: build
+	./target/debug/bench availability --json availability.json $(AVAILABILITY_ARGS)
 
 clean:
 	rm -rf data

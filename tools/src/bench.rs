@@ -327,6 +327,9 @@ pub async fn check_acknowledged(c: &Cluster, sent: &[Sent]) -> Vec<String> {
 pub struct ChaosReport {
     pub kills: usize,
     pub pauses: usize,
+    /// A proxied cluster's (`Cluster::start_proxied`): a bank isolated, losing its replies,
+    /// or slowed and lossy for a while (`crate::proxy::Mode`).
+    pub network_faults: usize,
     pub packages_sent: usize,
     pub committed: usize,
     pub aborted: usize,
@@ -336,7 +339,9 @@ pub struct ChaosReport {
 }
 
 /// Runs a load while repeatedly killing (-9) and restarting a random bank and pausing
-/// (SIGSTOP/SIGCONT) another; then lets things settle and checks every promise.
+/// (SIGSTOP/SIGCONT) another, and, if the cluster is proxied, cutting a bank's links through
+/// its proxy (isolated, losing its replies, or slow and lossy) for 0.2-1.5 s; then lets
+/// things settle and checks every promise.
 pub async fn chaos(mut c: Cluster, dur: Duration, clients: usize, seed: u64, log: impl Fn(&str)) -> ChaosReport {
     let acc = Arc::new(setup(&c, 4, 1_000_000).await);
     let addrs = Arc::new(c.addrs.clone());
@@ -348,7 +353,19 @@ pub async fn chaos(mut c: Cluster, dur: Duration, clients: usize, seed: u64, log
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..900))).await;
         let n = c.addrs.len();
         let victim = rng.random_range(0..n);
-        if rng.random_bool(0.5) {
+        if !c.proxies.is_empty() && rng.random_bool(0.5) {
+            let ms = rng.random_range(200..1500);
+            let mode = match rng.random_range(0..3) {
+                0 => crate::proxy::Mode::Blackhole,
+                1 => crate::proxy::Mode::LoseReplies,
+                _ => crate::proxy::Mode::Slow { delay_ms: 50, jitter_ms: 250, loss_pct: 10 },
+            };
+            log(&format!("{mode:?} at bank {} for {ms} ms", c.addrs[victim]));
+            c.proxy(victim).set(mode);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            c.proxy(victim).set(crate::proxy::Mode::Pass);
+            report.network_faults += 1;
+        } else if rng.random_bool(0.5) {
             log(&format!("kill -9 bank {}", c.addrs[victim]));
             c.kill(victim);
             tokio::time::sleep(Duration::from_millis(rng.random_range(100..800))).await;

@@ -29,6 +29,9 @@ pub struct Cluster {
     log_level: String,
     /// The keys that sign what this rig sends, as clients and tellers would.
     pub signer: Arc<Signer>,
+    /// Proxied (`start_proxied`): per bank, the private address it listens on and the
+    /// fault-injecting proxy on its public one (`addrs`). Empty otherwise.
+    pub proxies: Vec<(String, crate::proxy::Proxy)>,
 }
 
 /// The keys of a rig's clients: each bank's teller (its public key is given to the bank as
@@ -120,6 +123,7 @@ impl Cluster {
                 users: Mutex::new(BTreeMap::new()),
                 holders: Mutex::new(BTreeMap::new()),
             }),
+            proxies: Vec::new(),
         };
         c.write_manifest();
         if tls {
@@ -131,6 +135,48 @@ impl Cluster {
         }
         c.wait_ring().await;
         c
+    }
+
+    /// `start_with`, every bank behind its own fault-injecting proxy (`crate::proxy`): the
+    /// bank listens on a private port and advertises (in the manifest) the proxy's public
+    /// one, which `addrs` keep, so the other banks and this rig's clients all go through it.
+    /// `proxy(i)` switches bank `i`'s faults.
+    pub async fn start_proxied(n: usize, node_bin: PathBuf, timing: &str) -> Cluster {
+        let mut proxies = Vec::new();
+        for _ in 0..n {
+            let private = format!("127.0.0.1:{}", free_port());
+            let proxy = crate::proxy::Proxy::start("127.0.0.1:0", &private).await.expect("start a proxy");
+            proxies.push((private, proxy));
+        }
+        let addrs: Vec<String> = proxies.iter().map(|(_, p)| p.listen.to_string()).collect();
+        let mut c = Cluster {
+            addrs: addrs.clone(),
+            procs: (0..n).map(|_| None).collect(),
+            dir: tempfile::tempdir().unwrap(),
+            transport: Arc::new(tcp_transport()),
+            tls_ca: None,
+            node_bin,
+            timing: timing.to_string(),
+            log_level: std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()),
+            signer: Arc::new(Signer {
+                addrs,
+                tellers: (0..n).map(|_| random_key()).collect(),
+                users: Mutex::new(BTreeMap::new()),
+                holders: Mutex::new(BTreeMap::new()),
+            }),
+            proxies,
+        };
+        c.write_manifest();
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c.wait_ring().await;
+        c
+    }
+
+    /// Bank `i`'s proxy (a cluster started with `start_proxied`).
+    pub fn proxy(&self, i: usize) -> &crate::proxy::Proxy {
+        &self.proxies.get(i).expect("a proxied cluster (Cluster::start_proxied)").1
     }
 
     /// Every bank's key and the manifest that lists them, made as an operator makes them:
@@ -192,6 +238,10 @@ impl Cluster {
         let cfg = self.dir.path().join(format!("bank{i}.toml"));
         std::fs::write(&cfg, &self.timing).unwrap();
         let log = std::fs::File::create(self.dir.path().join(format!("bank{i}.log"))).unwrap();
+        let (listen, advertise) = match self.proxies.get(i) {
+            Some((private, _)) => (private.as_str(), vec!["--advertise", self.addrs[i].as_str()]),
+            None => (self.addrs[i].as_str(), vec![]),
+        };
         let mut cmd = Command::new(&self.node_bin);
         match &self.tls_ca {
             Some(ca) => {
@@ -204,7 +254,8 @@ impl Cluster {
             }
         }
         let child = cmd
-            .args(["--listen", &self.addrs[i], "--manifest"])
+            .args(advertise)
+            .args(["--listen", listen, "--manifest"])
             .arg(self.manifest_path())
             .arg("--config")
             .arg(&cfg)

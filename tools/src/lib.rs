@@ -2,5 +2,7 @@
 //! end-to-end tests, the benchmark and the chaos test) and the load and chaos runs
 //! (`bench`). None of it is in the server crate: a bank does not ship its test rig.
 
+pub mod availability;
 pub mod bench;
 pub mod cluster;
+pub mod proxy;

@@ -77,12 +77,69 @@ enum Cmd {
         clients: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Every bank behind a fault-injecting proxy; network faults (isolation, lost
+        /// replies, slow and lossy links) join the kills and pauses.
+        #[arg(long)]
+        network: bool,
         #[arg(long)]
         node_bin: Option<PathBuf>,
         /// The banks over TLS, as in production (default: --plain-http).
         #[arg(long)]
         tls: bool,
     },
+    /// Availability under partial faults: 4 banks behind fault-injecting proxies, a closed
+    /// loop of clients; per fault kind, a fault-free window, one bank faulted for a window,
+    /// recovery. Reports how the packages not naming that bank kept committing and how the
+    /// ones naming it ended; then checks the books. See tools/src/availability.rs.
+    Availability(AvailabilityArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct AvailabilityArgs {
+    #[arg(long, default_value_t = 4)]
+    banks: usize,
+    /// Fault kinds, in order, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "pause,isolate,lose-replies,slow,kill")]
+    kinds: Vec<tools::availability::FaultKind>,
+    /// The bank faulted (index).
+    #[arg(long, default_value_t = 1)]
+    victim: usize,
+    #[arg(long, default_value_t = 10)]
+    fault_free_seconds: u64,
+    #[arg(long, default_value_t = 10)]
+    fault_seconds: u64,
+    #[arg(long, default_value_t = 5)]
+    recovery_seconds: u64,
+    /// Clients whose packages never name the victim.
+    #[arg(long, default_value_t = 8)]
+    bystanders: usize,
+    /// Clients whose packages always name the victim (origin or leg).
+    #[arg(long, default_value_t = 4)]
+    involved: usize,
+    /// A client's patience for one package, milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    client_timeout_ms: u64,
+    /// `slow`: each chunk's delay is this plus up to --slow-jitter-ms, milliseconds.
+    #[arg(long, default_value_t = 50)]
+    slow_delay_ms: u64,
+    #[arg(long, default_value_t = 250)]
+    slow_jitter_ms: u64,
+    /// `slow`: percent of chunks lost (each loss kills its connection).
+    #[arg(long, default_value_t = 10)]
+    slow_loss_pct: u8,
+    /// Protocol timings: the production defaults, or the tests' short ones (TEST_TIMING).
+    #[arg(long, default_value_t = false)]
+    test_timing: bool,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Copy the banks' logs (bankN.log; NODE_LOG sets their level) into this folder at the end.
+    #[arg(long)]
+    logs: Option<PathBuf>,
+    #[arg(long)]
+    node_bin: Option<PathBuf>,
 }
 
 fn node_bin(given: Option<PathBuf>) -> PathBuf {
@@ -93,19 +150,24 @@ fn main() {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let code = match args.cmd {
-        Some(Cmd::Chaos { banks, seconds, clients, seed, node_bin: bin, tls }) => rt.block_on(async {
-            let c = Cluster::start_opts(banks, node_bin(bin), tools::cluster::TEST_TIMING, tls).await;
+        Some(Cmd::Chaos { banks, seconds, clients, seed, network, node_bin: bin, tls }) => rt.block_on(async {
+            let c = if network {
+                Cluster::start_proxied(banks, node_bin(bin), tools::cluster::TEST_TIMING).await
+            } else {
+                Cluster::start_opts(banks, node_bin(bin), tools::cluster::TEST_TIMING, tls).await
+            };
             eprintln!("chaos: {banks} banks, {clients} clients, {seconds} s, seed {seed}{}", if tls { ", TLS" } else { "" });
             let r = bench::chaos(c, Duration::from_secs(seconds), clients, seed, |m| eprintln!("chaos: {m}")).await;
             println!("{}", serde_json::to_string_pretty(&r).unwrap());
             if r.problems.is_empty() {
-                println!("chaos: OK ({} kills, {} pauses, {} packages, {} acknowledged outcomes verified)", r.kills, r.pauses, r.packages_sent, r.acknowledged_checked);
+                println!("chaos: OK ({} kills, {} pauses, {} network faults, {} packages, {} acknowledged outcomes verified)", r.kills, r.pauses, r.network_faults, r.packages_sent, r.acknowledged_checked);
                 0
             } else {
                 println!("chaos: FAILED");
                 1
             }
         }),
+        Some(Cmd::Availability(a)) => rt.block_on(availability(a)),
         None => rt.block_on(load(args.load)),
     };
     std::process::exit(code);
@@ -212,4 +274,56 @@ async fn load(a: LoadArgs) -> i32 {
         eprintln!("bench: results written to {}", path.display());
     }
     if problems.is_empty() { 0 } else { 1 }
+}
+
+async fn availability(a: AvailabilityArgs) -> i32 {
+    use tools::availability::{self, Options};
+    let timing = if a.test_timing { tools::cluster::TEST_TIMING } else { bench::BENCH_TIMING };
+    let o = Options {
+        kinds: a.kinds.clone(),
+        victim: a.victim,
+        fault_free: Duration::from_secs(a.fault_free_seconds),
+        fault: Duration::from_secs(a.fault_seconds),
+        recovery: Duration::from_secs(a.recovery_seconds),
+        bystanders: a.bystanders,
+        involved: a.involved,
+        client_timeout: Duration::from_millis(a.client_timeout_ms),
+        slow: tools::proxy::Mode::Slow { delay_ms: a.slow_delay_ms, jitter_ms: a.slow_jitter_ms, loss_pct: a.slow_loss_pct },
+        seed: a.seed,
+        ..Options::production()
+    };
+    assert!(a.victim < a.banks, "--victim is a bank's index (0..{})", a.banks);
+    let mut c = Cluster::start_proxied(a.banks, node_bin(a.node_bin.clone()), timing).await;
+    eprintln!("availability: {} banks behind proxies on {:?}, victim {}, {} timings", a.banks, c.addrs, c.addrs[a.victim], if a.test_timing { "test" } else { "production" });
+    let ticks0 = bench::cpu_ticks();
+    let r = availability::run(&mut c, &o, |m| eprintln!("availability: {m}")).await;
+    let ticks1 = bench::cpu_ticks();
+    let steal = 100.0 * (ticks1.0 - ticks0.0) as f64 / (ticks1.1 - ticks0.1).max(1) as f64;
+    println!("Rates: commits/s of packages NOT naming the victim (as origin or leg), as clients saw them.");
+    println!("gap s: longest time without such a commit in the fault window; 1st new: first commit of one sent after the fault began (s after it).");
+    println!("victim c/a/u: packages naming the victim sent in the fault window: committed/aborted/unanswered; abort p50/max ms.");
+    println!("tokens+: tokens created by the healthy banks during the fault window + during recovery.");
+    print!("{}", availability::table(&r));
+    println!("steal: {steal:.1}% of the machine's CPU during the run");
+    if let Some(path) = &a.json {
+        let out = serde_json::json!({"options": o, "timing": if a.test_timing { "test" } else { "production" }, "report": r, "steal_percent": steal});
+        std::fs::write(path, serde_json::to_string_pretty(&out).unwrap()).expect("write --json file");
+        eprintln!("availability: results written to {}", path.display());
+    }
+    if let Some(dir) = &a.logs {
+        std::fs::create_dir_all(dir).expect("create --logs folder");
+        for i in 0..a.banks {
+            let _ = std::fs::write(dir.join(format!("bank{i}.log")), c.log(i));
+        }
+        eprintln!("availability: bank logs copied to {}", dir.display());
+    }
+    if r.problems.is_empty() {
+        println!("books: OK ({} packages, {} acknowledged outcomes verified, money conserved, nothing held)", r.packages_sent, r.acknowledged_checked);
+        0
+    } else {
+        for p in &r.problems {
+            println!("PROBLEM: {p}");
+        }
+        1
+    }
 }
