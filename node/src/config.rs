@@ -34,6 +34,10 @@ pub struct Timing {
     /// (`ring::rtt`) up to `peer_timeout_ms`; this floor keeps a slow disk or a busy machine
     /// from looking like a dead bank. Local to this bank, not a shared timing.
     pub pass_floor_ms: u64,
+    /// The shortest time without the token before this bank suspects its loss (and asks the
+    /// others). The suspicion follows the measured rotation times (`ring::rtt`) up to
+    /// `token_loss_ms` per bank. Local to this bank, not a shared timing.
+    pub loss_floor_ms: u64,
 }
 
 impl Default for Timing {
@@ -50,6 +54,7 @@ impl Default for Timing {
             presume_abort_ms: 10_000,
             ping_backoff_max_ms: 2_000,
             pass_floor_ms: 250,
+            loss_floor_ms: 500,
         }
     }
 }

@@ -273,11 +273,24 @@ impl Node {
         path: &str,
         body: Option<&Req>,
     ) -> Result<Resp, PeerError> {
+        self.call_within(peer, method, path, body, ms(self.timing.peer_timeout_ms)).await
+    }
+
+    /// `call` bounded by `timeout` (at most the peer timeout): a probe of the ring, whose wait
+    /// the ring measures (`ring::rtt`).
+    pub async fn call_within<Req: Serialize, Resp: DeserializeOwned>(
+        self: &Arc<Self>,
+        peer: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Req>,
+        timeout: std::time::Duration,
+    ) -> Result<Resp, PeerError> {
         debug_assert_ne!(peer, self.me, "local calls do not go through the network");
         if !self.peers.is_online(peer) {
             return Err(PeerError::Unreachable(format!("{peer} is offline")));
         }
-        match self.raw_call(peer, method, path, body).await {
+        match self.raw_call_within(peer, method, path, body, timeout).await {
             Ok(v) => Ok(v),
             Err(PeerError::Unreachable(m)) => {
                 self.peer_failed(peer, &m);

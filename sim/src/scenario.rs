@@ -64,6 +64,7 @@ pub struct TimingSpec {
     pub presume_abort_ms: u64,
     pub ping_backoff_max_ms: u64,
     pub pass_floor_ms: u64,
+    pub loss_floor_ms: u64,
 }
 
 impl Default for TimingSpec {
@@ -80,6 +81,7 @@ impl Default for TimingSpec {
             presume_abort_ms: 1_500,
             ping_backoff_max_ms: 300,
             pass_floor_ms: 25,
+            loss_floor_ms: 60,
         }
     }
 }
@@ -98,6 +100,7 @@ impl TimingSpec {
             presume_abort_ms: self.presume_abort_ms,
             ping_backoff_max_ms: self.ping_backoff_max_ms,
             pass_floor_ms: self.pass_floor_ms,
+            loss_floor_ms: self.loss_floor_ms,
         }
     }
 }

@@ -36,6 +36,10 @@ pub struct Timing {
     pub peer_timeout: Duration,
     /// The shortest wait for a pass's answer (`rtt`): a local setting, not a shared timing.
     pub pass_floor: Duration,
+    /// The shortest time without the token before this bank suspects its loss; the suspicion
+    /// follows the measured rotation times up to the shared loss timeout. Local, like
+    /// `pass_floor`.
+    pub loss_floor: Duration,
 }
 
 /// What happened. Events that are requests from another bank are answered by an
@@ -107,8 +111,9 @@ pub enum Action {
     /// Send the token, waiting at most `timeout` for the answer (`rtt`). Answer:
     /// `PassAnswered { to, hop: pass.token.hop, .. }`.
     Pass { to: String, pass: TokenPass, timeout: Duration },
-    /// Ask `to` where the token is. Answer: `ProbeAnswered { round, from: to, .. }`.
-    Probe { round: u64, to: String },
+    /// Ask `to` where the token is, waiting at most `timeout` (`rtt`). Answer:
+    /// `ProbeAnswered { round, from: to, .. }`.
+    Probe { round: u64, to: String, timeout: Duration },
     /// Report a fault to `to`, the lowest online bank. Answer: `AlertAnswered`.
     Alert { to: String, alert: Alert },
     /// Announce a recovery's generation. Answer: `BlockAnswered`.
@@ -243,8 +248,12 @@ pub struct RingMachine {
     recovery: Option<(Recovery, Duration)>,
     idle_streak: u32,
     round: u64,
-    /// Round trips of passes, per bank passed to.
+    /// Round trips of passes and probes, per bank.
     rtt: BTreeMap<String, Rtt>,
+    /// Times between this bank's sightings of the token (the rotation, as seen from here).
+    rotation: Rtt,
+    /// When the current loss check's probes went out.
+    probed_at: Duration,
 }
 
 impl RingMachine {
@@ -270,6 +279,8 @@ impl RingMachine {
             idle_streak: 0,
             round: 0,
             rtt: BTreeMap::new(),
+            rotation: Rtt::default(),
+            probed_at: Duration::ZERO,
         };
         let first = m.timing.startup_check;
         m.next_check = first + m.jitter(first);
@@ -291,9 +302,24 @@ impl RingMachine {
         }
     }
 
-    /// How long without seeing the token before this bank suspects it is lost.
+    /// How long without seeing the token before this bank suspects it is lost: a few measured
+    /// rotations (`rtt`, over the times between this bank's sightings), at least `loss_floor`,
+    /// at most the shared loss timeout. A suspicion only sends probes: a holder, or a bank that
+    /// saw the token lately, vouches for it.
     pub fn loss_timeout(&self) -> Duration {
+        self.rotation.timeout(self.timing.loss_floor, self.max_loss_timeout())
+    }
+
+    /// The shared loss timeout (`token_loss` per bank): the longest a bank waits before it
+    /// suspects a loss, and how long a hold vouches for the token (a bank executing a long
+    /// batch is busy, not lost).
+    pub fn max_loss_timeout(&self) -> Duration {
         Ring::loss_timeout(self.timing.token_loss, self.rules.members.len())
+    }
+
+    /// How long to wait for `to`'s answer to a probe.
+    fn probe_timeout(&self, to: &str) -> Duration {
+        self.rtt.get(to).copied().unwrap_or_default().timeout(self.timing.pass_floor, self.timing.peer_timeout)
     }
 
     /// Longest a recovery may take: a round of probes, a round of blocks, the pause, and a
@@ -451,7 +477,7 @@ impl RingMachine {
             return true;
         }
         if p.holding {
-            return p.held_ms.is_some_and(|h| h < ms(loss));
+            return p.held_ms.is_some_and(|h| h < ms(self.max_loss_timeout()));
         }
         p.seen_ms_ago.is_some_and(|ago| ago < ms(loss / 2))
     }
@@ -510,6 +536,9 @@ impl RingMachine {
 
     /// This bank holds `token` now (accepted or created): start a visit.
     fn take(&mut self, now: Duration, token: Token, out: &mut Vec<Action>) {
+        if let Some(before) = self.seen_at {
+            self.rotation.sample(now.saturating_sub(before));
+        }
         self.seen_at = Some(now);
         self.held_since = Some(now);
         // A token in hand makes any loss check in progress moot.
@@ -767,8 +796,9 @@ impl RingMachine {
     fn start_check(&mut self, now: Duration, out: &mut Vec<Action>) {
         self.round += 1;
         let waiting: BTreeSet<String> = self.online.clone();
+        self.probed_at = now;
         for to in &waiting {
-            out.push(Action::Probe { round: self.round, to: to.clone() });
+            out.push(Action::Probe { round: self.round, to: to.clone(), timeout: self.probe_timeout(to) });
         }
         self.check = Some(Check { round: self.round, waiting, max_gen: 0 });
         if self.online.is_empty() {
@@ -790,6 +820,10 @@ impl RingMachine {
         if let Some(c) = &mut self.check {
             if c.round == round {
                 c.waiting.remove(&from);
+                if answer.is_some() {
+                    self.rtt.entry(from.clone()).or_default().sample(now.saturating_sub(self.probed_at));
+                }
+                let Some(c) = &mut self.check else { unreachable!("checked above") };
                 if let Some(p) = &answer {
                     c.max_gen = c.max_gen.max(p.newest_gen);
                     if self.vouches(p) {
@@ -862,7 +896,9 @@ impl RingMachine {
         let waiting = self.online.clone();
         let seen = self.probe(now).newest_gen;
         for to in &waiting {
-            out.push(Action::Probe { round: self.round, to: to.clone() });
+            // The recovery's own probes wait the longest: a bank missed here may hold a newer
+            // generation.
+            out.push(Action::Probe { round: self.round, to: to.clone(), timeout: self.timing.peer_timeout });
         }
         self.recovery = Some((Recovery::Probing { round: self.round, waiting, seen }, now + self.recovery_deadline()));
         if self.online.is_empty() {
@@ -941,7 +977,7 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     fn timing() -> Timing {
-        Timing { idle_hold: MS, idle_hold_max: 10 * MS, token_loss: 100 * MS, startup_check: 50 * MS, block: 20 * MS, peer_timeout: 200 * MS, pass_floor: 20 * MS }
+        Timing { idle_hold: MS, idle_hold_max: 10 * MS, token_loss: 100 * MS, startup_check: 50 * MS, block: 20 * MS, peer_timeout: 200 * MS, pass_floor: 20 * MS, loss_floor: 300 * MS }
     }
 
     fn members() -> Vec<String> {
@@ -981,7 +1017,7 @@ mod tests {
     }
 
     fn probes(actions: &[Action]) -> Vec<(u64, String)> {
-        actions.iter().filter_map(|a| match a { Action::Probe { round, to } => Some((*round, to.clone())), _ => None }).collect()
+        actions.iter().filter_map(|a| match a { Action::Probe { round, to, .. } => Some((*round, to.clone())), _ => None }).collect()
     }
 
     fn answer(actions: &[Action]) -> Option<Answer> {
@@ -1051,7 +1087,7 @@ mod tests {
     fn a_pass_waits_what_the_round_trips_say_then_twice_that_and_the_longest_after_a_failure() {
         let mut a = bank("a:1");
         let (mut t, out) = first_token(&mut a);
-        assert_eq!(pass_timeouts(&out), vec![("b:1".to_string(), 200 * MS)], "nothing measured: the peer timeout");
+        assert_eq!(pass_timeouts(&out), vec![("b:1".to_string(), 20 * MS)], "measured by the start-up probes: the floor");
         let mut sent = passes(&out)[0].1.clone();
         // The token goes round a few times; b answers in 2 ms each time.
         for _ in 0..6 {
@@ -1074,8 +1110,46 @@ mod tests {
         let out = step(&mut a, t + 20 * MS, Event::PassAnswered { to: "b:1".into(), hop, answer: CallResult::Unreachable("timed out".into()) });
         assert_eq!(pass_timeouts(&out), vec![("b:1".to_string(), 40 * MS)], "the retry waits twice as long");
         let out = step(&mut a, t + 60 * MS, Event::PassAnswered { to: "b:1".into(), hop, answer: CallResult::Unreachable("timed out".into()) });
-        assert_eq!(pass_timeouts(&out), vec![("c:1".to_string(), 200 * MS)], "the bank after, not measured yet");
+        assert_eq!(pass_timeouts(&out), vec![("c:1".to_string(), 20 * MS)], "the bank after, measured by the start-up probes");
         assert_eq!(a.rtt.get("b:1").copied().unwrap_or_default().timeout(20 * MS, 200 * MS), 200 * MS, "b failed: the longest wait when it is back");
+    }
+
+    #[test]
+    fn the_loss_is_suspected_after_a_few_measured_rotations_but_a_long_hold_still_vouches() {
+        let timing = Timing { token_loss: 1000 * MS, loss_floor: 50 * MS, ..timing() };
+        let mut b = RingMachine::new("b:1", &members(), 0, timing, 7, false);
+        for m in members() {
+            b.handle(Duration::ZERO, Event::PeerUp(m));
+        }
+        assert_eq!(b.loss_timeout(), 3000 * MS, "nothing measured: the shared loss timeout");
+        // The token comes by every 20 ms.
+        let mut t = Duration::ZERO;
+        for hop in 0..12u64 {
+            t += 20 * MS;
+            let mut tok = token(1, "a:1", 3 * hop + 1);
+            tok.passed_by.insert("a:1".into(), 3 * hop + 1);
+            if hop > 0 {
+                tok.passed_by.insert("b:1".into(), 3 * hop - 1);
+                tok.passed_by.insert("c:1".into(), 3 * hop);
+            }
+            let out = arrive(&mut b, t, "a:1", tok);
+            assert!(matches!(answer(&out), Some(Answer::Pass(PassAnswer::Accepted))), "hop {hop}: {out:?}");
+            let hop_out = b.passing.as_ref().map(|p| p.token.hop);
+            while b.passing.is_none() {
+                let n = b.next_timer().unwrap();
+                step(&mut b, n, Event::Tick);
+            }
+            let h = hop_out.unwrap_or_else(|| b.passing.as_ref().unwrap().token.hop);
+            step(&mut b, t + MS, Event::PassAnswered { to: "c:1".into(), hop: h, answer: CallResult::Answer(PassAnswer::Accepted) });
+        }
+        let loss = b.loss_timeout();
+        assert!(loss >= 50 * MS && loss < 200 * MS, "a few rotations, not seconds: {loss:?}");
+        // A holder answering a probe vouches for as long as the shared loss timeout.
+        let long_hold = Probe { holding: true, held_ms: Some(2_000), epoch: Some(Epoch { gen: 1, creator: "a:1".into() }), ..quiet(1) };
+        assert!(b.vouches(&long_hold), "a bank executing a long batch is busy, not lost");
+        assert!(!b.vouches(&Probe { held_ms: Some(3_000), ..long_hold.clone() }), "a hold past the shared timeout no longer vouches");
+        let saw = Probe { seen_ms_ago: Some(loss.as_millis() as u64), ..quiet(1) };
+        assert!(!b.vouches(&saw), "a sighting older than half the measured timeout does not vouch");
     }
 
     #[test]

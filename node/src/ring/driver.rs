@@ -66,6 +66,7 @@ pub fn timing(t: &crate::config::Timing) -> Timing {
         block: ms(t.block_ms),
         peer_timeout: ms(t.peer_timeout_ms),
         pass_floor: ms(t.pass_floor_ms),
+        loss_floor: ms(t.loss_floor_ms),
     }
 }
 
@@ -126,10 +127,10 @@ fn perform(node: &Arc<Node>, action: Action) {
                 n.ring.tell(Event::PassAnswered { to, hop, answer });
             });
         }
-        Action::Probe { round, to } => {
+        Action::Probe { round, to, timeout } => {
             let n = node.clone();
             tokio::spawn(async move {
-                let answer = n.call::<(), Probe>(&to, Method::GET, "/peer/ring/probe", None).await.ok();
+                let answer = n.call_within::<(), Probe>(&to, Method::GET, "/peer/ring/probe", None, timeout).await.ok();
                 n.ring.tell(Event::ProbeAnswered { round, from: to, answer });
             });
         }
