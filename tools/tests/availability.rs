@@ -4,10 +4,11 @@
 //! never rates: packages that do not name the faulted bank commit again within a bound after
 //! the fault begins, the ones that name it end with a reason, and the books check out.
 //!
-//! The bound is loose on purpose: with the ring's fixed pass timeout (`peer_timeout_ms`,
-//! retried once) and TEST_TIMING's token-loss detection (1.2 s for 4 banks), the others lose
-//! 1–4.6 s today (the token regenerated after a loss is passed to the same silent bank
-//! again until the pass timeouts mark it offline). Tighten it when detection adapts.
+//! The bound: the ring's waits follow measured round trips and rotations (`ring::rtt`), so a
+//! silent bank costs the others a pass's floor and its retry (0.75 s) plus, at worst, one
+//! prepare to it that waits the whole peer timeout while the token is held (1 s here); four
+//! peer timeouts leave room for a noisy machine. (Before the waits adapted, the others lost
+//! 1–4.6 s and the bound was six.)
 
 use tools::availability::{self, Options};
 use tools::cluster::{node_bin, Cluster, TEST_TIMING};
@@ -16,7 +17,7 @@ use tools::cluster::{node_bin, Cluster, TEST_TIMING};
 const PEER_TIMEOUT: f64 = 1.0;
 /// Within this many seconds of the fault's start, packages not naming the victim commit
 /// again (and never stall longer during the fault window).
-const BOUND: f64 = 6.0 * PEER_TIMEOUT;
+const BOUND: f64 = 4.0 * PEER_TIMEOUT;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_others_keep_committing_while_one_bank_is_isolated_loses_replies_or_pauses() {
@@ -40,7 +41,7 @@ async fn the_others_keep_committing_while_one_bank_is_isolated_loses_replies_or_
         assert!(k.involved.sent > 0, "{}: {k:#?}", k.kind);
         assert!(!k.involved.reasons.contains_key("(no reason given)"), "{}: {:?}", k.kind, k.involved.reasons);
         // Token regenerations stay few.
-        assert!(k.tokens_created_fault + k.tokens_created_recovery <= 6, "{}: tokens created {} + {}", k.kind, k.tokens_created_fault, k.tokens_created_recovery);
+        assert!(k.tokens_created_fault + k.tokens_created_recovery <= 3, "{}: tokens created {} + {}", k.kind, k.tokens_created_fault, k.tokens_created_recovery);
     }
     assert!(r.acknowledged_checked > 0);
 }
