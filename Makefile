@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SEEDS ?= 2000
 
-.PHONY: run build test sim fuzz bench bench-target chaos availability clean
+.PHONY: run build release image docker-test test sim fuzz bench bench-target chaos availability clean
 
 ## run: a local consortium of 4 banks on 127.0.0.1:7001-7004, data in ./data (Ctrl-C stops)
 run: build
@@ -10,6 +10,24 @@ run: build
 
 build:
 	$(CARGO) build -p node -p bank-client -p tools --bins
+
+## release: the optimized binaries an operator deploys (target/release/node, bank, bench, sim)
+release:
+	$(CARGO) build --release -p node -p bank-client -p tools -p sim --bins
+
+## image: the container image (IMAGE=bank-consortium:latest): node and bank linked statically,
+## copied into an empty image (no base image is pulled)
+IMAGE ?= bank-consortium:latest
+STATIC_TARGET ?= $(shell rustc -vV | sed -n 's/^host: //p')
+image:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(STATIC_TARGET) -p node -p bank-client --bin node --bin bank
+	rm -rf target/image && mkdir -p target/image
+	cp target/$(STATIC_TARGET)/release/node target/$(STATIC_TARGET)/release/bank docker/Dockerfile target/image/
+	DOCKER_BUILDKIT=0 docker build -q -t $(IMAGE) target/image
+
+## docker-test: the image, 4 banks in containers (docker-compose), money moved, a bank killed and restarted
+docker-test:
+	./scripts/docker-test.sh
 
 ## test: every test of the workspace (unit, loopback end-to-end, simulator, snapshots, fuzz smoke)
 test:
