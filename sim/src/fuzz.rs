@@ -305,6 +305,9 @@ pub fn fuzz(opts: &FuzzOptions, mut progress: impl FnMut(Progress)) -> FuzzSumma
             let failure = (!out.passed()).then(|| {
                 let violations: Vec<String> = out.violations.iter().map(|v| v.to_string()).collect();
                 let file = write_scenario(&dir, &scenario.name, &scenario, &violations, planted);
+                // The picture of the failing run beside its scenario: where the token went,
+                // which packages were in flight, what the faults did.
+                let _ = std::fs::write(dir.join(format!("{}.html", scenario.name)), out.html(&format!("{} (seed {seed})", scenario.name)));
                 let (mut shrunk_file, mut shrunk_faults) = (None, None);
                 if do_shrink {
                     let small = shrink(&scenario, planted, &out, 40);
@@ -312,6 +315,7 @@ pub fn fuzz(opts: &FuzzOptions, mut progress: impl FnMut(Progress)) -> FuzzSumma
                     let v: Vec<String> = small_out.violations.iter().map(|v| v.to_string()).collect();
                     shrunk_faults = Some(small.faults.len());
                     shrunk_file = write_scenario(&dir, &small.name, &small, &v, planted);
+                    let _ = std::fs::write(dir.join(format!("{}.html", small.name)), small_out.html(&format!("{} (seed {seed}, shrunk)", small.name)));
                 }
                 FuzzFailure { seed, violations, file, shrunk_file, shrunk_faults }
             });

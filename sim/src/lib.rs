@@ -18,6 +18,7 @@ pub mod report;
 pub mod rogue;
 pub mod run;
 pub mod scenario;
+pub mod timeline;
 pub mod workload;
 
 pub use run::{run, RunOutput, Violation};

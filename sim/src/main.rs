@@ -18,7 +18,8 @@ use std::process::ExitCode;
 /// invariant broke. Same scenario and seed, same trace: the trace hash in the report proves it.
 ///
 /// `sim fuzz --seeds N` generates a random scenario from each seed and runs them in parallel;
-/// failing seeds are written to --out as scenario files that reproduce them, shrunk.
+/// failing seeds are written to --out as scenario files that reproduce them, shrunk, each with
+/// the picture of its run beside it (`--html` for one scenario).
 #[derive(Parser, Debug)]
 #[command(version, args_conflicts_with_subcommands = true, after_help = "Examples:\n  cargo run -p sim -- scenarios/bank_crash.toml\n  cargo run -p sim -- scenarios/partition.toml --seed 9 --trace\n  cargo run -p sim -- fuzz --seeds 200 --jobs 4")]
 struct Cli {
@@ -38,6 +39,11 @@ struct RunArgs {
     /// Prints the event trace (every node event and harness action, with simulated time).
     #[arg(long)]
     trace: bool,
+    /// Writes the run's picture to FILE: one self-contained HTML page, a lane per bank on the
+    /// simulated time axis (token passes, faults, packages, broken invariants; zoom, pan,
+    /// hover for details). Same scenario and seed, same file.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Plants a protocol bug in every node, to watch a checker catch it: skip-refund (money),
     /// accept-stale-token (one token), commit-on-abort (atomicity), no-compare-and-set
     /// (exactly once), ack-before-durable (durability), forget-outbox (outbox), no-resolver
@@ -151,6 +157,14 @@ fn main() -> ExitCode {
                 }
             }
             println!("{}", out.report);
+            if let Some(file) = &cli.run.html {
+                let title = format!("{} (seed {})", scenario.name, scenario.seed);
+                if let Err(e) = std::fs::write(file, out.html(&title)) {
+                    eprintln!("error: cannot write {}: {e}", file.display());
+                    return ExitCode::from(2);
+                }
+                eprintln!("picture of the run: {}", file.display());
+            }
             eprintln!(
                 "{} simulated seconds in {:.2} wall seconds",
                 out.report.ran.as_secs_f64(),

@@ -154,6 +154,8 @@ pub(crate) struct State {
     pub faults: BTreeMap<&'static str, u64>,
     pub checks: CheckCounts,
     pub liveness: crate::liveness::Liveness,
+    /// What the run's picture draws (`timeline`).
+    pub timeline: crate::timeline::Timeline,
 }
 
 pub(crate) struct Shared {
@@ -211,11 +213,13 @@ impl Shared {
         let at = self.now();
         let mut st = self.lock();
         st.trace.push(line(at, "sim", "VIOLATION", &what));
+        st.timeline.mark(crate::timeline::Mark::Violation { t: at, what: what.clone() });
         st.violations.push(Violation { at, what });
     }
 
     pub fn violation_locked(st: &mut State, at: Duration, what: String) {
         st.trace.push(line(at, "sim", "VIOLATION", &what));
+        st.timeline.mark(crate::timeline::Mark::Violation { t: at, what: what.clone() });
         st.violations.push(Violation { at, what });
     }
 }
@@ -274,6 +278,23 @@ impl Events for Recorder {
         let detail = event.detail();
         st.trace.push(line(t, &who, kind, &detail));
         let Some(i) = i else { return };
+        {
+            use crate::timeline::Mark;
+            let mark = match &event {
+                NodeEvent::TokenAccepted { epoch, hop, from } => Some(Mark::Pass { t, from: sh.index_of(from), to: i, gen: epoch.gen, epoch: epoch.to_string(), hop: *hop }),
+                NodeEvent::TokenCreated { epoch } => Some(Mark::Created { t, bank: i, gen: epoch.gen, epoch: epoch.to_string() }),
+                NodeEvent::PackageAccepted { key } => Some(Mark::Accepted { t, bank: i, key: key.to_string() }),
+                NodeEvent::PackageDecided { key, status } => Some(Mark::Decided { t, bank: i, key: key.to_string(), status: format!("{status:?}").to_lowercase() }),
+                NodeEvent::LegsFinished { .. } => Some(Mark::Legs { t, bank: i, detail: detail.clone() }),
+                NodeEvent::Note { kind: k @ ("token_stale" | "token_duplicate" | "token_dropped" | "token_replaced"), .. } => {
+                    Some(Mark::Dropped { t, bank: i, kind: k.trim_start_matches("token_").to_string(), detail: detail.clone() })
+                }
+                _ => None,
+            };
+            if let Some(m) = mark {
+                st.timeline.mark(m);
+            }
+        }
         match event {
             // Every message in this consortium comes from an honest member (adversaries'
             // messages are told apart by their sender): a refusal means the protocol broke
@@ -494,6 +515,10 @@ fn pair(a: &str, b: &str) -> (String, String) {
 pub struct RunOutput {
     pub report: Report,
     pub trace: Vec<String>,
+    /// What the run's picture draws: `timeline.html(...)`, or `RunOutput::html`.
+    pub timeline: crate::timeline::Timeline,
+    pub names: Vec<String>,
+    pub end: Duration,
     pub violations: Vec<Violation>,
     /// Real time the run took (not part of the report: it differs between machines).
     pub wall: Duration,
@@ -502,6 +527,11 @@ pub struct RunOutput {
 impl RunOutput {
     pub fn passed(&self) -> bool {
         self.violations.is_empty()
+    }
+
+    /// The run's picture (`timeline`): one self-contained HTML page.
+    pub fn html(&self, title: &str) -> String {
+        self.timeline.html(title, &self.names, self.end)
     }
 }
 
@@ -551,6 +581,7 @@ pub fn run(scenario: &Scenario, planted: PlantedBug) -> RunOutput {
         acks: Acks::default(),
         faults: BTreeMap::new(),
         checks: CheckCounts::default(),
+        timeline: Default::default(),
         liveness: crate::liveness::Liveness::new(Duration::from_millis(sc.duration_ms)),
     };
     let keys: Vec<BankKey> = (0..n)
@@ -628,7 +659,9 @@ pub fn run(scenario: &Scenario, planted: PlantedBug) -> RunOutput {
     let mut st = sh.lock();
     let trace = std::mem::take(&mut st.trace);
     let violations = st.violations.clone();
-    RunOutput { report, trace, violations, wall }
+    let timeline = std::mem::take(&mut st.timeline);
+    let end = Duration::from_millis(sc.duration_ms + sc.settle_ms).max(st.now);
+    RunOutput { report, trace, violations, wall, timeline, names, end }
 }
 
 impl Harness<'_> {
@@ -807,6 +840,7 @@ impl Harness<'_> {
         self.sh.lock().armed_disks.retain(|a| a.bank != i);
         let now = self.now();
         self.sh.lock().liveness.power_lost(i, now);
+        self.sh.lock().timeline.begin(now, Some(i), "crash", format!("{name} down ({why})"), None);
         if !disk_done {
             let r = self.sh.disks[i].crash();
             self.sh.note(format!(
@@ -837,6 +871,8 @@ impl Harness<'_> {
             self.crash_host(i, "power cycle", false);
         }
         self.sh.note(format!("restart {name}"));
+        let now = self.now();
+        self.sh.lock().timeline.end(now, Some(i), "crash");
         self.with_outbound_cut(i, |sim| sim.bounce(name.as_str()));
         self.sh.lock().banks[i].up = true;
     }
@@ -906,27 +942,41 @@ impl Harness<'_> {
                 }
                 self.apply_all_links();
                 self.sh.note(format!("partition {groups:?}{}", if *oneway { " one-way" } else { "" }));
+                let now = self.now();
+                self.sh.lock().timeline.begin(now, None, "partition", format!("partition {groups:?}{}", if *oneway { " one-way" } else { "" }), None);
             }
             Fault::Heal { .. } => {
                 self.links.blocked.clear();
                 self.apply_all_links();
                 self.sh.note("heal: partitions end");
+                let now = self.now();
+                self.sh.lock().timeline.end(now, None, "partition");
             }
             Fault::Hold { a, b, .. } => {
                 self.links.held.insert(pair(a, b));
                 self.apply_link(a, b);
                 self.sh.note(format!("hold {a} <-> {b}"));
+                let (now, ia, ib) = (self.now(), self.bank(a), self.bank(b));
+                let mut st = self.sh.lock();
+                st.timeline.begin(now, Some(ia), "hold", format!("messages between {a} and {b} held"), None);
+                st.timeline.begin(now, Some(ib), "hold", format!("messages between {a} and {b} held"), None);
             }
             Fault::Release { a, b, .. } => {
                 self.links.held.remove(&pair(a, b));
                 self.sim.release(a.as_str(), b.as_str());
                 self.apply_link(a, b);
                 self.sh.note(format!("release {a} <-> {b}"));
+                let (now, ia, ib) = (self.now(), self.bank(a), self.bank(b));
+                let mut st = self.sh.lock();
+                st.timeline.end(now, Some(ia), "hold");
+                st.timeline.end(now, Some(ib), "hold");
             }
             Fault::DropToken { from, .. } => {
                 let who = from.as_ref().map(|b| self.sh.addrs[self.bank(b)].clone());
                 self.sh.chaos.inner.lock().unwrap().drop_next_token = Some(who);
                 self.sh.note(format!("armed: lose the next token pass from {}", from.as_deref().unwrap_or("any bank")));
+                let now = self.now();
+                self.sh.lock().timeline.instant(now, None, "drop_token", format!("the next token pass from {} is lost", from.as_deref().unwrap_or("any bank")));
             }
             Fault::DuplicateToken { to, stale, .. } => {
                 let pick = {
@@ -939,6 +989,8 @@ impl Harness<'_> {
                     Some(p) => {
                         let dest = to.as_ref().map(|b| self.sh.addrs[self.bank(b)].clone()).unwrap_or(p.to.clone());
                         self.sh.note(format!("inject a copy of token {} hop {} into {}", p.epoch, p.hop, self.sh.short(&dest)));
+                        let (now, b) = (self.now(), self.sh.index_of(&dest));
+                        self.sh.lock().timeline.instant(now, b, "duplicate_token", format!("a copy of token {} hop {} injected", p.epoch, p.hop));
                         let call = self.as_sent_by_member(p.call, &dest);
                         let _ = self.inject.send((dest, call));
                     }
@@ -949,12 +1001,16 @@ impl Harness<'_> {
                 let i = self.bank(bank);
                 self.sh.skews[i].store(*ms, Ordering::Relaxed);
                 self.sh.note(format!("{}'s clock now runs {ms} ms off", self.sh.names[i]));
+                let now = self.now();
+                self.sh.lock().timeline.instant(now, Some(i), "skew", format!("clock {ms} ms off"));
             }
             Fault::Rogue { messages, .. } => {
                 if let Some(r) = &self.rogue {
                     let _ = r.send(crate::rogue::Order::Forge(*messages));
                 }
                 self.sh.note(format!("the rogue host sends {messages} hostile requests"));
+                let now = self.now();
+                self.sh.lock().timeline.instant(now, None, "rogue", format!("the rogue host sends {messages} hostile requests"));
             }
             Fault::Flood { bank, requests, for_ms, .. } => {
                 let i = self.bank(bank);
@@ -962,6 +1018,8 @@ impl Harness<'_> {
                     let _ = r.send(crate::rogue::Order::Flood { bank: i, requests: *requests, for_ms: *for_ms });
                 }
                 self.sh.note(format!("the rogue host floods {} with {requests} client requests in {for_ms} ms", self.sh.names[i]));
+                let now = self.now();
+                self.sh.lock().timeline.begin(now, Some(i), "flood", format!("{requests} client requests from the rogue host"), Some(Duration::from_millis(*for_ms)));
             }
             Fault::Pause { bank, for_ms, .. } => {
                 let i = self.bank(bank);
@@ -974,18 +1032,24 @@ impl Harness<'_> {
                 }
                 self.add_timer(self.now() + Duration::from_millis(*for_ms), Action::Unpause(i));
                 self.sh.note(format!("pause {name} for {for_ms} ms"));
+                let now = self.now();
+                self.sh.lock().timeline.begin(now, Some(i), "pause", format!("{name} paused"), Some(Duration::from_millis(*for_ms)));
             }
             Fault::Stall { bank, for_ms, .. } => {
                 let i = self.bank(bank);
                 self.sh.stalls[i].store(true, Ordering::Relaxed);
                 self.add_timer(self.now() + Duration::from_millis(*for_ms), Action::Unstall(i));
                 self.sh.note(format!("{bank}: its disk stalls for {for_ms} ms"));
+                let now = self.now();
+                self.sh.lock().timeline.begin(now, Some(i), "stall", format!("{bank}'s disk stalls"), Some(Duration::from_millis(*for_ms)));
             }
             Fault::LoseReplies { bank, for_ms, .. } => {
                 let i = self.bank(bank);
                 self.sh.chaos.inner.lock().unwrap().mute.insert(self.sh.addrs[i].clone());
                 self.add_timer(self.now() + Duration::from_millis(*for_ms), Action::Unmute(i));
                 self.sh.note(format!("{bank}: its replies are lost for {for_ms} ms"));
+                let now = self.now();
+                self.sh.lock().timeline.begin(now, Some(i), "lose_replies", format!("{bank}'s replies are lost"), Some(Duration::from_millis(*for_ms)));
             }
             Fault::Slow { bank, for_ms, latency_ms, loss, .. } => {
                 let i = self.bank(bank);
@@ -998,6 +1062,8 @@ impl Harness<'_> {
                 }
                 self.add_timer(self.now() + Duration::from_millis(*for_ms), Action::Unslow(i));
                 self.sh.note(format!("{bank}: its links are slow (up to {latency_ms} ms) and lose {:.0} % for {for_ms} ms", loss * 100.0));
+                let now = self.now();
+                self.sh.lock().timeline.begin(now, Some(i), "slow", format!("{bank}'s links slow (up to {latency_ms} ms), {:.0} % lost", loss * 100.0), Some(Duration::from_millis(*for_ms)));
             }
         }
     }

@@ -3,6 +3,7 @@
 
 mod determinism;
 mod fuzz;
+mod picture;
 mod planted;
 mod scenarios;
 
