@@ -42,14 +42,14 @@ fuzz:
 	$(CARGO) run -p sim -- fuzz --seeds $(SEEDS)
 
 ## bench: throughput and latency of 4 real banks on loopback: 1/4/16/64 clients, then 500 packages/s (+ JSON)
-bench: build
-	./target/debug/bench $(BENCH_FLAGS) --json bench.json
+bench: release
+	./target/release/bench $(BENCH_FLAGS) --json bench.json
 
 ## bench-target: the performance targets' measurement: cross-bank packages only, 100 accounts per bank,
 ## 64 clients and an open loop at 500/s, each run 3 times (medians at the end).
 ## BENCH_FLAGS=--tls: the banks over TLS, as in production (default: plain HTTP)
-bench-target: build
-	./target/debug/bench $(BENCH_FLAGS) --load cross-bank --accounts 100 --clients 64 --rates 500 --repeat 3 --json bench-target.json
+bench-target: release
+	./target/release/bench $(BENCH_FLAGS) --load cross-bank --accounts 100 --clients 64 --rates 500 --repeat 3 --json bench-target.json
 
 ## chaos: kill -9 / restart / SIGSTOP banks and cut their links (proxies: isolate, lose replies, slow)
 ## for 60 s under load, then check every promise
