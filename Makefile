@@ -11,9 +11,9 @@ run: build
 build:
 	$(CARGO) build -p node -p bank-client -p tools --bins
 
-## release: the optimized binaries an operator deploys (target/release/node, bank, bench, sim)
+## release: the optimized binaries an operator deploys (target/release/node, bank) and the bench
 release:
-	$(CARGO) build --release -p node -p bank-client -p tools -p sim --bins
+	$(CARGO) build --release -p node -p bank-client -p tools --bins
 
 ## image: the container image (IMAGE=bank-consortium:latest): node and bank linked statically,
 ## copied into an empty image (no base image is pulled)
