@@ -54,7 +54,7 @@ bench-target: release
 ## chaos: kill -9 / restart / SIGSTOP banks and cut their links (proxies: isolate, lose replies, slow)
 ## for 60 s under load, then check every promise
 chaos: build
-	./target/debug/bench chaos --network $(BENCH_FLAGS) --seconds $(or $(SECONDS),60)
+	./target/debug/bench chaos --network $(BENCH_FLAGS) --seconds $(or $(SECONDS),60) --html chaos.html
 
 ## availability: 4 banks behind fault-injecting proxies; per fault kind (pause, isolate, lose-replies,
 ## slow, kill) 10 s fault-free, 10 s with one bank faulted, 5 s recovery, production timings (+ JSON)

@@ -242,7 +242,7 @@ pub async fn run(c: &mut Cluster, o: &Options, log: impl Fn(&str)) -> Report {
         .kinds
         .iter()
         .flat_map(|r| r.shots.iter())
-        .map(|s| Sent { origin: s.origin, cross: s.cross, id: s.id.clone(), status: s.status.clone(), latency: Duration::ZERO })
+        .map(|s| Sent { origin: s.origin, cross: s.cross, id: s.id.clone(), status: s.status.clone(), latency: Duration::ZERO, answered: None })
         .collect();
     report.packages_sent = sent.len();
     // A client that gave up on a bank sent new packages elsewhere, never an id again.

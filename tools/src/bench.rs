@@ -24,6 +24,8 @@ pub struct Sent {
     pub id: String,
     pub status: String,
     pub latency: Duration,
+    /// When the answer came (None: a summary made without one).
+    pub answered: Option<Instant>,
 }
 
 pub struct Accounts {
@@ -124,7 +126,7 @@ async fn send_one(transport: &dyn Transport, addrs: &[String], origin: usize, id
         0 => "unreachable".to_string(),
         _ => format!("http {code}"),
     };
-    Sent { origin, cross: !matches!(mix, Mix::SameBank), id, status, latency: since.elapsed() }
+    Sent { origin, cross: !matches!(mix, Mix::SameBank), id, status, latency: since.elapsed(), answered: Some(Instant::now()) }
 }
 
 /// Open loop: packages are sent at a fixed `rate` per second for `dur`, whether or not the
@@ -336,6 +338,11 @@ pub struct ChaosReport {
     pub unanswered: usize,
     pub acknowledged_checked: usize,
     pub problems: Vec<String>,
+    /// What the picture draws (`chaos_html`): every fault, and every answer.
+    #[serde(skip)]
+    pub faults: Vec<crate::chaos_picture::FaultSpan>,
+    #[serde(skip)]
+    pub answers: Vec<crate::chaos_picture::Answer>,
 }
 
 /// Runs a load while repeatedly killing (-9) and restarting a random bank and pausing
@@ -348,7 +355,11 @@ pub async fn chaos(mut c: Cluster, dur: Duration, clients: usize, seed: u64, log
     let load = tokio::spawn(drive(c.client_transport(), addrs, acc.clone(), Load::Standard, clients, dur, "chaos", seed));
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut report = ChaosReport::default();
-    let stop = Instant::now() + dur;
+    let t0 = Instant::now();
+    let stop = t0 + dur;
+    let span = |report: &mut ChaosReport, kind: &str, bank: usize, from: Instant| {
+        report.faults.push(crate::chaos_picture::FaultSpan { kind: kind.to_string(), bank, from_s: (from - t0).as_secs_f64(), to_s: t0.elapsed().as_secs_f64() });
+    };
     while Instant::now() + Duration::from_secs(1) < stop {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..900))).await;
         let n = c.addrs.len();
@@ -361,27 +372,42 @@ pub async fn chaos(mut c: Cluster, dur: Duration, clients: usize, seed: u64, log
                 _ => crate::proxy::Mode::Slow { delay_ms: 50, jitter_ms: 250, loss_pct: 10 },
             };
             log(&format!("{mode:?} at bank {} for {ms} ms", c.addrs[victim]));
+            let kind = match mode {
+                crate::proxy::Mode::Blackhole => "isolate",
+                crate::proxy::Mode::LoseReplies => "lose-replies",
+                _ => "slow",
+            };
+            let from = Instant::now();
             c.proxy(victim).set(mode);
             tokio::time::sleep(Duration::from_millis(ms)).await;
             c.proxy(victim).set(crate::proxy::Mode::Pass);
+            span(&mut report, kind, victim, from);
             report.network_faults += 1;
         } else if rng.random_bool(0.5) {
             log(&format!("kill -9 bank {}", c.addrs[victim]));
+            let from = Instant::now();
             c.kill(victim);
             tokio::time::sleep(Duration::from_millis(rng.random_range(100..800))).await;
             c.restart(victim).await;
+            span(&mut report, "kill", victim, from);
             log(&format!("restarted bank {}", c.addrs[victim]));
             report.kills += 1;
         } else {
             let ms = rng.random_range(200..1500);
             log(&format!("SIGSTOP bank {} for {ms} ms", c.addrs[victim]));
+            let from = Instant::now();
             c.signal(victim, "STOP");
             tokio::time::sleep(Duration::from_millis(ms)).await;
             c.signal(victim, "CONT");
+            span(&mut report, "pause", victim, from);
             report.pauses += 1;
         }
     }
     let sent = load.await.unwrap();
+    report.answers = sent
+        .iter()
+        .filter_map(|s| s.answered.map(|a| crate::chaos_picture::Answer { at_s: a.saturating_duration_since(t0).as_secs_f64(), latency_ms: s.latency.as_secs_f64() * 1000.0, status: s.status.clone() }))
+        .collect();
     report.packages_sent = sent.len();
     report.committed = sent.iter().filter(|s| s.status == "committed").count();
     report.aborted = sent.iter().filter(|s| s.status == "aborted").count();

@@ -4,5 +4,6 @@
 
 pub mod availability;
 pub mod bench;
+pub mod chaos_picture;
 pub mod cluster;
 pub mod proxy;

@@ -86,6 +86,10 @@ enum Cmd {
         /// The banks over TLS, as in production (default: --plain-http).
         #[arg(long)]
         tls: bool,
+        /// Writes the run's picture to FILE (HTML): commits per second and latency
+        /// percentiles over time, every fault shaded and named.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Availability under partial faults: 4 banks behind fault-injecting proxies, a closed
     /// loop of clients; per fault kind, a fault-free window, one bank faulted for a window,
@@ -150,14 +154,22 @@ fn main() {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let code = match args.cmd {
-        Some(Cmd::Chaos { banks, seconds, clients, seed, network, node_bin: bin, tls }) => rt.block_on(async {
+        Some(Cmd::Chaos { banks, seconds, clients, seed, network, node_bin: bin, tls, html }) => rt.block_on(async {
             let c = if network {
                 Cluster::start_proxied(banks, node_bin(bin), tools::cluster::TEST_TIMING).await
             } else {
                 Cluster::start_opts(banks, node_bin(bin), tools::cluster::TEST_TIMING, tls).await
             };
             eprintln!("chaos: {banks} banks, {clients} clients, {seconds} s, seed {seed}{}", if tls { ", TLS" } else { "" });
+            let addrs = c.addrs.clone();
             let r = bench::chaos(c, Duration::from_secs(seconds), clients, seed, |m| eprintln!("chaos: {m}")).await;
+            if let Some(file) = &html {
+                let title = format!("chaos: {banks} banks, {clients} clients, {seconds} s, seed {seed}");
+                match std::fs::write(file, tools::chaos_picture::html(&title, &r.faults, &r.answers, &addrs)) {
+                    Ok(()) => eprintln!("chaos: the picture of the run is in {}", file.display()),
+                    Err(e) => eprintln!("chaos: cannot write {}: {e}", file.display()),
+                }
+            }
             println!("{}", serde_json::to_string_pretty(&r).unwrap());
             if r.problems.is_empty() {
                 println!("chaos: OK ({} kills, {} pauses, {} network faults, {} packages, {} acknowledged outcomes verified)", r.kills, r.pauses, r.network_faults, r.packages_sent, r.acknowledged_checked);
