@@ -9,6 +9,7 @@ pub mod api;
 pub mod certs;
 pub mod clock;
 pub mod config;
+pub mod context;
 pub mod events;
 pub mod limits;
 pub mod node;

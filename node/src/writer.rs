@@ -11,11 +11,14 @@
 //! a decision) changes here, right after the commit and before anything else runs, so no
 //! other task ever sees one without the other.
 
+use crate::context::Context;
 use crate::error::Error;
-use crate::node::Node;
-use crate::package::intake;
-use crate::package::record::Record;
-use crate::store::{Write, Written};
+use crate::package::intake::Intake;
+use crate::package::record::{Decided, Record};
+use crate::package::{Package, Status};
+use crate::ring::machine::Event;
+use crate::ring::RingHandle;
+use crate::store::{Storage, Write, Written};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,28 +30,50 @@ struct Job {
     reply: oneshot::Sender<Result<Written, Error>>,
 }
 
+/// Writes waiting for the next group commit: the handle writers hold. Cheap to clone.
+#[derive(Clone)]
 pub struct Writer {
     tx: mpsc::UnboundedSender<Job>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
+    /// The inbox until the task takes it.
+    rx: Arc<Mutex<Option<mpsc::UnboundedReceiver<Job>>>>,
 }
 
 impl Default for Writer {
     fn default() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        Writer { tx, rx: Mutex::new(Some(rx)) }
+        Writer { tx, rx: Arc::new(Mutex::new(Some(rx))) }
     }
 }
 
-/// Writes durably, with whatever else is being written at the same moment.
-pub async fn write(node: &Node, write: Write) -> Result<Written, Error> {
-    let (reply, answer) = oneshot::channel();
-    node.writer.tx.send(Job { write, reply }).map_err(|_| Error::internal("writer stopped"))?;
-    answer.await.map_err(|_| Error::internal("writer stopped before answering"))?
+impl Writer {
+    /// Writes durably, with whatever else is being written at the same moment.
+    pub async fn write(&self, write: Write) -> Result<Written, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Job { write, reply }).map_err(|_| Error::internal("writer stopped"))?;
+        answer.await.map_err(|_| Error::internal("writer stopped before answering"))?
+    }
+
+    /// Accepts a package durably at its origin, this bank. Returns the record and whether it
+    /// is new.
+    pub async fn submit(&self, origin: String, package: Package) -> Result<(Record, bool), Error> {
+        match self.write(Write::Submit { package, origin }).await? {
+            Written::Submit(answer) => answer,
+            other => unreachable!("a submission answered {other:?}"),
+        }
+    }
+}
+
+/// What the writer's task changes besides the store.
+pub struct Committer {
+    pub ctx: Context,
+    pub storage: Storage,
+    pub intake: Intake,
+    pub ring: RingHandle,
 }
 
 /// The task: one group at a time.
-pub async fn run(node: Arc<Node>) {
-    let Some(mut rx) = node.writer.rx.lock().unwrap().take() else { return };
+pub async fn run(writer: Writer, after: Committer) {
+    let Some(mut rx) = writer.rx.lock().unwrap().take() else { return };
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -58,11 +83,11 @@ pub async fn run(node: Arc<Node>) {
             }
         }
         let (writes, replies): (Vec<Write>, Vec<_>) = group.into_iter().map(|j| (j.write, j.reply)).unzip();
-        match node.db(move |s| s.write_group(writes)).await {
+        match after.storage.db(move |s| s.write_group(writes)).await {
             Ok(answers) => {
                 assert_eq!(answers.len(), replies.len(), "one answer per write");
                 for a in &answers {
-                    committed(&node, a);
+                    after.committed(a);
                 }
                 for (reply, a) in replies.into_iter().zip(answers) {
                     let _ = reply.send(Ok(a)); // the asker may have gone; the write stands
@@ -77,29 +102,32 @@ pub async fn run(node: Arc<Node>) {
     }
 }
 
-/// What follows a commit in memory.
-fn committed(node: &Node, a: &Written) {
-    match a {
-        Written::Submit(Ok((r, true))) => {
-            node.intake.accepted(r, node.planted);
-            node.count(|c| c.submitted += 1);
-            node.report(crate::events::NodeEvent::PackageAccepted { key: r.key() });
-            node.ring.tell(crate::ring::machine::Event::WorkArrived);
-        }
-        Written::Decide(each) => {
-            for (r, how) in each.iter().filter_map(|d| d.as_ref().ok()) {
-                if *how == crate::package::record::Decided::Now {
-                    node.count(|c| match r.status {
-                        crate::package::Status::Committed => c.committed += 1,
-                        _ => c.aborted += 1,
-                    });
-                    node.report(crate::events::NodeEvent::PackageDecided { key: r.key(), status: r.status });
-                }
+impl Committer {
+    /// What follows a commit in memory.
+    fn committed(&self, a: &Written) {
+        let ctx = &self.ctx;
+        match a {
+            Written::Submit(Ok((r, true))) => {
+                self.intake.accepted(r, ctx.planted);
+                ctx.count(|c| c.submitted += 1);
+                ctx.report(crate::events::NodeEvent::PackageAccepted { key: r.key() });
+                self.ring.tell(Event::WorkArrived);
             }
-            let standing: Vec<&Record> = each.iter().filter_map(|d| d.as_ref().ok()).map(|(r, _)| r).collect();
-            node.intake.decided(&standing);
-            intake::tell_decided(node, &standing);
+            Written::Decide(each) => {
+                for (r, how) in each.iter().filter_map(|d| d.as_ref().ok()) {
+                    if *how == Decided::Now {
+                        ctx.count(|c| match r.status {
+                            Status::Committed => c.committed += 1,
+                            _ => c.aborted += 1,
+                        });
+                        ctx.report(crate::events::NodeEvent::PackageDecided { key: r.key(), status: r.status });
+                    }
+                }
+                let standing: Vec<&Record> = each.iter().filter_map(|d| d.as_ref().ok()).map(|(r, _)| r).collect();
+                self.intake.decided(&standing);
+                self.intake.tell_decided(&standing);
+            }
+            _ => {}
         }
-        _ => {}
     }
 }

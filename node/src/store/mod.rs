@@ -4,6 +4,8 @@
 //! simulator inline; no transaction is ever held across an `.await`.
 
 pub mod simdisk;
+mod storage;
+pub use storage::Storage;
 
 use crate::domain::account::check_new_account;
 use crate::domain::{Account, AccountKind, Cents, Cpf, User};
