@@ -17,7 +17,7 @@ pub mod package;
 pub mod peers;
 pub mod planted;
 pub mod ring;
+pub mod rotations;
 pub mod server;
 pub mod store;
 pub mod trust;
-pub mod writer;

@@ -5,11 +5,12 @@
 //! - `Storage` (`store/storage.rs`): storage calls, and the bookkeeping of stuck ones.
 //! - `Peers` (`peers.rs`): calls to other banks, which answer, and their ping loops.
 //! - `RingHandle` (`ring/handle.rs`): events to the ring's owner task, and its view.
-//! - `Writer` (`writer.rs`): group-committed package writes.
+//! - `Writer` (`package/writer.rs`): group-committed package writes.
 //! - `Intake` (`package/intake.rs`): the origin's outbox and the clients waiting on it.
 //! - `Executor` (`package/executor.rs`): the two-phase commit, for the ring, the resolver
 //!   and the peer routes.
-//! - `Reads`, `Rotations` (`trust/`): users' signed reads; passing key rotations on.
+//! - `Reads` (`trust/read.rs`): users' signed reads and their replay guard.
+//! - `Rotations` (`rotations.rs`): passing users' key rotations on to the other banks.
 
 use crate::clock::WallClock;
 use crate::config::{ms, Config};
@@ -19,6 +20,7 @@ use crate::events::Events;
 use crate::net::Transport;
 use crate::package::executor::Executor;
 use crate::package::intake::Intake;
+use crate::package::writer::{Committer, Writer};
 use crate::peers::{Peers, Watch};
 use crate::ring::driver::Driver;
 use crate::ring::handle::timing as ring_timing;
@@ -29,9 +31,8 @@ use crate::trust::keys::BankKey;
 use crate::trust::manifest::Manifest;
 use crate::trust::read::Reads;
 use crate::trust::request::{self, Nonces};
-use crate::trust::rotations::Rotations;
+use crate::rotations::Rotations;
 use crate::wire::{PeerView, StatusView, TokenView};
-use crate::writer::{Committer, Writer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::AtomicBool;
@@ -166,7 +167,13 @@ impl Node {
 
     /// What the writer's task updates after each commit.
     pub fn committer(&self) -> Committer {
-        Committer { ctx: self.ctx.clone(), storage: self.storage.clone(), intake: self.intake.clone(), ring: self.ring.clone() }
+        let ring = self.ring.clone();
+        Committer {
+            ctx: self.ctx.clone(),
+            storage: self.storage.clone(),
+            intake: self.intake.clone(),
+            work_arrived: Box::new(move || ring.tell(Event::WorkArrived)),
+        }
     }
 
     /// What the ring's owner task works with.

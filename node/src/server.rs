@@ -18,7 +18,7 @@ pub fn start(config: &Config, identity: Identity, store: Store, env: Env) -> Res
     let node = Node::new(config, identity, store, env)?;
     node.ctx.emit("started", format!("members {:?}", node.ctx.members()));
     node.peers.start_pinging();
-    tokio::spawn(crate::writer::run(node.writer.clone(), node.committer()));
+    tokio::spawn(crate::package::writer::run(node.writer.clone(), node.committer()));
     tokio::spawn(crate::ring::driver::run(node.driver()));
     tokio::spawn(crate::package::resolver::run(node.executor.clone()));
     Ok(node)

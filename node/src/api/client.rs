@@ -108,7 +108,7 @@ fn user_view(u: User) -> UserView {
 
 /// A user replaces their key, with a statement signed by the current one. The bank applies
 /// it and passes it on to the other banks, which check it against their own binding (one
-/// that is down gets it when it is back: `trust::rotations`).
+/// that is down gets it when it is back: `rotations`).
 async fn rotate_key(State(node): S, Path(c): Path<String>, Body(r): Body<KeyRotation>) -> Result<Json<UserView>, ApiError> {
     let c = cpf(&c)?;
     let (cc, rr) = (c.clone(), r.clone());
@@ -242,7 +242,7 @@ async fn consortium_accounts(State(node): S, headers: HeaderMap, Path(c): Path<S
                     // This bank checked the statement with its key for the user: a bank that
                     // finds it badly signed holds another one.
                     if known_here && matches!(&e, PeerError::Refused(_, body) if body.contains("\"bad_signature\"")) {
-                        trust::rotations::mismatch(&node.ctx, &bank, "it refused a read statement signed with the key this bank holds");
+                        crate::rotations::mismatch(&node.ctx, &bank, "it refused a read statement signed with the key this bank holds");
                     }
                     BankAccounts { bank, reachable: true, accounts: vec![], error: Some(e.to_string()) }
                 }

@@ -5,6 +5,7 @@
 //! without a network hop).
 
 use super::intake;
+use super::writer::Writer;
 use super::record::Record;
 use super::round::{Round, MAX_BATCH};
 use super::spec::{Leg, PackageKey, MAX_ID_LEN};
@@ -14,8 +15,7 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::peers::{PeerError, Peers};
 use crate::store::{Authority, Storage, Write, Written};
-use crate::trust::decision::Decision;
-use crate::writer::Writer;
+use consortium_core::trust::decision::Decision;
 use consortium_core::ring::Queued;
 use hyper::Method;
 

@@ -1,6 +1,6 @@
 //! The origin's side of a package in memory: its pending outbox and the clients waiting for
-//! outcomes. Accepting a package is a group-committed write (`crate::writer`), which updates
-//! this handle right after the commit. Cheap to clone.
+//! outcomes. Accepting a package is a group-committed write (`writer`), which updates this
+//! handle right after the commit. Cheap to clone.
 //!
 //! The outbox (pending records of this origin, oldest first) is read at every token visit;
 //! it is mirrored here so a visit does not cost a read transaction. The store stays the

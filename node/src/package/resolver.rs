@@ -5,7 +5,7 @@
 use super::executor::Executor;
 use super::{Outcome, PackageKey, Status};
 use crate::wire::{Decide, Finish, PackageView};
-use crate::trust::decision::Decision;
+use consortium_core::trust::decision::Decision;
 use crate::config::ms;
 use crate::peers::PeerError;
 use hyper::Method;

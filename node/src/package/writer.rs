@@ -11,13 +11,11 @@
 //! a decision) changes here, right after the commit and before anything else runs, so no
 //! other task ever sees one without the other.
 
+use super::intake::Intake;
+use super::record::{Decided, Record};
+use super::{Package, Status};
 use crate::context::Context;
 use crate::error::Error;
-use crate::package::intake::Intake;
-use crate::package::record::{Decided, Record};
-use crate::package::{Package, Status};
-use crate::ring::machine::Event;
-use crate::ring::RingHandle;
 use crate::store::{Storage, Write, Written};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -68,7 +66,9 @@ pub struct Committer {
     pub ctx: Context,
     pub storage: Storage,
     pub intake: Intake,
-    pub ring: RingHandle,
+    /// Tells the ring a package was accepted here. A hook (`node.rs` wires it), so the
+    /// packages' modules do not depend on the ring's, which runs them.
+    pub work_arrived: Box<dyn Fn() + Send + Sync>,
 }
 
 /// The task: one group at a time.
@@ -111,7 +111,7 @@ impl Committer {
                 self.intake.accepted(r, ctx.planted);
                 ctx.count(|c| c.submitted += 1);
                 ctx.report(crate::events::NodeEvent::PackageAccepted { key: r.key() });
-                self.ring.tell(Event::WorkArrived);
+                (self.work_arrived)();
             }
             Written::Decide(each) => {
                 for (r, how) in each.iter().filter_map(|d| d.as_ref().ok()) {
