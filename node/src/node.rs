@@ -71,8 +71,12 @@ pub struct Node {
     pub writer: Writer,
     /// This origin's pending packages and the clients waiting for them.
     pub intake: Intake,
+    /// The two-phase commit, for the peer routes (the ring's driver and the resolver hold
+    /// their own clones).
     pub executor: Executor,
+    /// Checks users' and tellers' signed reads.
     pub reads: Reads,
+    /// Users' key rotations, passed on to the other banks.
     pub rotations: Rotations,
     /// Nonces of recent requests from other banks (replays are refused).
     pub nonces: Mutex<Nonces>,

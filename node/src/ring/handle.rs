@@ -14,11 +14,13 @@ pub(super) struct Input {
     pub(super) reply: Option<oneshot::Sender<Answer>>,
 }
 
+/// The machine and its inbox, until the owner task takes them.
+pub(super) type Parts = Option<(RingMachine, mpsc::UnboundedReceiver<Input>)>;
+
 #[derive(Clone)]
 pub struct RingHandle {
     tx: mpsc::UnboundedSender<Input>,
-    /// The machine and its inbox until the task takes them.
-    pub(super) parts: Arc<Mutex<Option<(RingMachine, mpsc::UnboundedReceiver<Input>)>>>,
+    pub(super) parts: Arc<Mutex<Parts>>,
     pub(super) view: Arc<Mutex<RingView>>,
     /// Time zero of the machine's clock.
     pub(super) start: Instant,

@@ -1,7 +1,8 @@
 //! Durable state of one bank, in redb. Every method is one transaction: when it returns Ok
 //! the change is on disk (default durability: fsync at commit), so an acknowledged write
 //! survives kill -9. Synchronous on purpose: production calls it on a blocking thread, the
-//! simulator inline; no transaction is ever held across an `.await`.
+//! simulator inline (through `Storage`, the async handle in `storage.rs`); no transaction is
+//! ever held across an `.await`.
 
 pub mod simdisk;
 mod storage;
