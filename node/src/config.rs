@@ -61,7 +61,7 @@ impl Default for Timing {
 
 impl Timing {
     /// The consortium's shared timings (the manifest's `[timing]`) over this bank's own.
-    pub fn apply_shared(&mut self, s: &crate::trust::manifest::SharedTiming) {
+    pub fn apply_shared(&mut self, s: &consortium_core::trust::manifest::SharedTiming) {
         self.token_loss_ms = s.token_loss_ms.unwrap_or(self.token_loss_ms);
         self.block_ms = s.block_ms.unwrap_or(self.block_ms);
         self.resolve_after_ms = s.resolve_after_ms.unwrap_or(self.resolve_after_ms);
@@ -174,7 +174,7 @@ impl Config {
                 return Err(format!("address {p:?} is not host:port"));
             }
         }
-        if let Some(k) = self.teller_keys.iter().find(|k| crate::trust::keys::PublicKey::from_hex(k).is_none()) {
+        if let Some(k) = self.teller_keys.iter().find(|k| consortium_core::trust::keys::PublicKey::from_hex(k).is_none()) {
             return Err(format!("teller key {k:?} is not an Ed25519 public key (64 hex digits)"));
         }
         let t = &self.timing;

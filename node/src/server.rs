@@ -16,13 +16,11 @@ use std::sync::Arc;
 pub fn start(config: &Config, identity: Identity, store: Store, env: Env) -> Result<Arc<Node>, Error> {
     config.check().map_err(|e| Error::bad_request("bad_config", e))?;
     let node = Node::new(config, identity, store, env)?;
-    node.emit("started", format!("members {:?}", node.members()));
-    for peer in node.peers.claim_unpinged() {
-        spawn_ping_loop(node.clone(), peer);
-    }
-    tokio::spawn(crate::writer::run(node.clone()));
-    tokio::spawn(crate::ring::driver::run(node.clone()));
-    tokio::spawn(crate::package::resolver::run(node.clone()));
+    node.ctx.emit("started", format!("members {:?}", node.ctx.members()));
+    node.peers.start_pinging();
+    tokio::spawn(crate::package::writer::run(node.writer.clone(), node.committer()));
+    tokio::spawn(crate::ring::driver::run(node.driver()));
+    tokio::spawn(crate::package::resolver::run(node.executor.clone()));
     Ok(node)
 }
 
@@ -67,7 +65,7 @@ where
             a = listener.accept() => a,
         };
         if let Err(why) = open.lock().unwrap().admit(remote.ip()) {
-            node.count_refusal("connection_limit");
+            node.ctx.count_refusal("connection_limit");
             tracing::debug!(%remote, "connection closed at once: {why}");
             drop(io);
             continue;
@@ -95,11 +93,11 @@ where
                     let _ = watcher.watch(http.serve_connection(TokioIo::new(stream), svc)).await;
                 }
                 Ok(Err(e)) => {
-                    node.count_refusal("tls_handshake");
+                    node.ctx.count_refusal("tls_handshake");
                     tracing::debug!(%remote, "TLS handshake failed: {e}");
                 }
                 Err(_) => {
-                    node.count_refusal("tls_handshake_timeout");
+                    node.ctx.count_refusal("tls_handshake_timeout");
                     tracing::debug!(%remote, "TLS handshake not done in {patience:?}: closed");
                 }
             }
@@ -108,32 +106,8 @@ where
     }
     drop(listener);
     // Requests in progress may finish (a client waiting for its package gets its answer).
-    let _ = tokio::time::timeout(ms(node.timing.package_wait_ms + 1_000), graceful.shutdown()).await;
+    let _ = tokio::time::timeout(ms(node.ctx.timing.package_wait_ms + 1_000), graceful.shutdown()).await;
     Ok(())
-}
-
-/// Pings an offline bank with growing, jittered pauses until it answers.
-pub fn spawn_ping_loop(node: Arc<Node>, peer: String) {
-    tokio::spawn(async move {
-        let max = ms(node.timing.ping_backoff_max_ms);
-        let mut pause = ms(50).min(max);
-        loop {
-            match node.ping(&peer).await {
-                Ok(p) if p.bank == peer => {
-                    node.ring.tell(crate::ring::machine::Event::PeerUp(peer.clone()));
-                    if node.peers.mark_online(&peer) {
-                        node.emit("peer_online", peer.clone());
-                    }
-                    crate::trust::rotations::flush(&node, &peer);
-                    return;
-                }
-                Ok(p) => node.emit("peer_misconfigured", format!("{peer} says it is {}", p.bank)),
-                Err(_) => {}
-            }
-            tokio::time::sleep(pause + node.jitter(pause / 2)).await;
-            pause = (pause * 2).min(max);
-        }
-    });
 }
 
 /// Reads the manifest named by the configuration, and this bank's key from its data folder
@@ -185,7 +159,7 @@ pub async fn run_production(config: Config, shutdown: impl Future<Output = ()> +
     };
     let node = start(&config, identity, store, env).map_err(|e| e.message)?;
     let scheme = if tls.is_some() { "https" } else { "http (no TLS: development only)" };
-    tracing::info!(listen = %config.listen, bank = %node.me, data = %config.data_dir.display(), manifest = %&node.manifest.hash_hex()[..12], scheme, "bank is up");
+    tracing::info!(listen = %config.listen, bank = %node.ctx.me, data = %config.data_dir.display(), manifest = %&node.ctx.manifest.hash_hex()[..12], scheme, "bank is up");
     match tls {
         Some((server, _)) => serve_tls(listener, node, shutdown, server).await,
         None => serve(listener, node, shutdown).await,

@@ -73,7 +73,7 @@ impl Report {
         for (slot, node) in st.banks.iter().zip(nodes) {
             add_counters(&mut counters, &slot.counters);
             if let Some(n) = node {
-                add_counters(&mut counters, &n.counters.lock().unwrap());
+                add_counters(&mut counters, &n.ctx.counters.lock().unwrap());
             }
         }
         let mut r = Report {

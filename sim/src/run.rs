@@ -858,7 +858,7 @@ impl Harness<'_> {
             slot.node.take()
         };
         if let Some(node) = &node {
-            let c = node.counters.lock().unwrap().clone();
+            let c = node.ctx.counters.lock().unwrap().clone();
             add_counters(&mut self.sh.lock().banks[i].counters, &c);
         }
         drop(node);
@@ -1138,7 +1138,7 @@ impl Harness<'_> {
             .iter()
             .enumerate()
             .map(|(i, n)| match n {
-                Some(n) => n.store.audit().ok(),
+                Some(n) => n.storage.store().audit().ok(),
                 None if self.sh.disks[i].durable_len() > 0 => {
                     Store::open_backend(self.sh.disks[i].durable_copy().backend()).ok().and_then(|s| s.audit().ok())
                 }
@@ -1180,7 +1180,7 @@ impl Harness<'_> {
                 let users: Vec<String> = self.sh.lock().acks.users.iter().filter(|u| u.0 == i).map(|u| u.1.clone()).collect();
                 for cpf in users {
                     let c = node::domain::Cpf::parse(&cpf).expect("the workload makes valid CPFs");
-                    match n.store.user(&c) {
+                    match n.storage.store().user(&c) {
                         Ok(Some(_)) => {}
                         Ok(None) => problems.push(format!("durability: {} lost acknowledged user {cpf}", self.sh.names[i])),
                         Err(e) => problems.push(format!("{}: cannot read user {cpf}: {}", self.sh.names[i], e.message)),

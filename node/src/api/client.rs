@@ -7,8 +7,9 @@ use axum::http::HeaderMap;
 use super::Body;
 use crate::domain::{Cpf, User};
 use crate::error::Error;
-use crate::node::{Node, PeerError};
-use crate::package::intake::{self, Waiter};
+use crate::node::Node;
+use crate::peers::PeerError;
+use crate::package::intake::Waiter;
 use crate::package::{authority, Package, Record};
 use crate::trust;
 use crate::trust::keys::PublicKey;
@@ -51,12 +52,12 @@ async fn register_user(State(node): S, Body(req): Body<NewUser>) -> Result<(Stat
     let mut user = User::new(cpf(&req.cpf)?, &req.name)?;
     let key = PublicKey::from_hex(&req.public_key).ok_or_else(|| Error::bad_request("bad_key", "public_key is not an Ed25519 public key (64 hex digits)"))?;
     let key_hex = key.to_hex();
-    if !trust::user::verify(&key, &trust::user::register_message(&node.me, &user.cpf, &key_hex), &req.proof) {
+    if !trust::user::verify(&key, &trust::user::register_message(&node.ctx.me, &user.cpf, &key_hex), &req.proof) {
         return Err(Error::forbidden("bad_proof", "the proof is not this key's signature of this registration at this bank").into());
     }
     if node.require_approval {
-        let m = trust::user::approve_message(&node.me, &user.cpf, &key_hex);
-        let approved = req.approval.as_deref().is_some_and(|a| node.tellers.iter().any(|t| trust::user::verify(t, &m, a)));
+        let m = trust::user::approve_message(&node.ctx.me, &user.cpf, &key_hex);
+        let approved = req.approval.as_deref().is_some_and(|a| node.ctx.tellers.iter().any(|t| trust::user::verify(t, &m, a)));
         if !approved {
             let why = match req.approval {
                 None => "this bank registers a user only with an operator's approval (identity checked at the counter: `bank --as-teller user approve`)",
@@ -72,9 +73,9 @@ async fn register_user(State(node): S, Body(req): Body<NewUser>) -> Result<(Stat
     }
     user.key = Some(key_hex);
     let u = user.clone();
-    node.db(move |s| s.register_user(&u)).await?;
+    node.storage.db(move |s| s.register_user(&u)).await?;
     // No CPF in the log: logs travel further than the books (to operators, to log stores).
-    node.emit("user_registered", "a user registered".to_string());
+    node.ctx.emit("user_registered", "a user registered".to_string());
     Ok((StatusCode::CREATED, Json(user_view(user))))
 }
 
@@ -85,7 +86,7 @@ fn statement(headers: &HeaderMap) -> Option<&str> {
 
 /// Who reads `scope` here, as their signed statement proves.
 async fn reader(node: &Arc<Node>, headers: &HeaderMap, scope: &str) -> Result<Reader, Error> {
-    trust::read::reader(node, statement(headers), scope, &node.me).await
+    node.reads.reader(statement(headers), scope, &node.ctx.me).await
 }
 
 async fn get_user(State(node): S, headers: HeaderMap, Path(c): Path<String>) -> Result<Json<UserView>, ApiError> {
@@ -95,7 +96,7 @@ async fn get_user(State(node): S, headers: HeaderMap, Path(c): Path<String>) -> 
         return Err(read::not_yours("user").into());
     }
     let shown = c.clone();
-    match node.db(move |s| s.user(&c)).await? {
+    match node.storage.db(move |s| s.user(&c)).await? {
         Some(u) => Ok(Json(user_view(u))),
         None => Err(Error::not_found("user_not_found", format!("CPF {shown} is not a user of this bank")).into()),
     }
@@ -107,14 +108,14 @@ fn user_view(u: User) -> UserView {
 
 /// A user replaces their key, with a statement signed by the current one. The bank applies
 /// it and passes it on to the other banks, which check it against their own binding (one
-/// that is down gets it when it is back: `trust::rotations`).
+/// that is down gets it when it is back: `rotations`).
 async fn rotate_key(State(node): S, Path(c): Path<String>, Body(r): Body<KeyRotation>) -> Result<Json<UserView>, ApiError> {
     let c = cpf(&c)?;
     let (cc, rr) = (c.clone(), r.clone());
-    let (user, done) = node.db(move |s| s.rotate_key(&cc, &rr.public_key, rr.seq, &rr.sig)).await?;
+    let (user, done) = node.storage.db(move |s| s.rotate_key(&cc, &rr.public_key, rr.seq, &rr.sig)).await?;
     if done == trust::user::Rotation::Apply {
-        node.emit("key_rotated", format!("rotation {}", r.seq));
-        trust::rotations::pass_on(&node, &c);
+        node.ctx.emit("key_rotated", format!("rotation {}", r.seq));
+        node.rotations.pass_on(&node.peers, &c);
     }
     Ok(Json(user_view(user)))
 }
@@ -123,18 +124,18 @@ async fn rotate_key(State(node): S, Path(c): Path<String>, Body(r): Body<KeyRota
 /// only, never passed on (another bank's operator checks the person for itself).
 async fn reset_key(State(node): S, Path(c): Path<String>, Body(r): Body<KeyReset>) -> Result<Json<UserView>, ApiError> {
     let c = cpf(&c)?;
-    let (me, ops) = (node.me.clone(), node.tellers.clone());
-    let user = node.db(move |s| s.reset_key(&me, &c, &r.public_key, &r.sig, &ops)).await?;
-    node.emit("key_reset", "an operator reset a user's key".to_string());
+    let (me, ops) = (node.ctx.me.clone(), node.ctx.tellers.clone());
+    let user = node.storage.db(move |s| s.reset_key(&me, &c, &r.public_key, &r.sig, &ops)).await?;
+    node.ctx.emit("key_reset", "an operator reset a user's key".to_string());
     Ok(Json(user_view(user)))
 }
 
 /// What every reachable bank holds as `cpf`'s key: (bank, key) for those that know one.
 async fn peer_keys(node: &Arc<Node>, cpf: &Cpf) -> Vec<(String, String)> {
-    let asks = node.members().into_iter().filter(|b| *b != node.me && node.peers.is_online(b)).map(|bank| {
+    let asks = node.ctx.members().into_iter().filter(|b| *b != node.ctx.me && node.peers.is_online(b)).map(|bank| {
         let n = node.clone();
         let path = format!("/peer/users/{}/key", cpf.as_str());
-        tokio::spawn(async move { (bank.clone(), n.raw_call::<(), UserKeyView>(&bank, Method::GET, &path, None).await) })
+        tokio::spawn(async move { (bank.clone(), n.peers.raw_call::<(), UserKeyView>(&bank, Method::GET, &path, None).await) })
     });
     let mut out = Vec::new();
     for t in asks.collect::<Vec<_>>() {
@@ -152,14 +153,14 @@ async fn open_account(State(node): S, Body(req): Body<NewAccount>) -> Result<(St
     // The shape first (kind and holders), for a clear error; registration and personal
     // accounts are checked again where the account is written.
     crate::domain::account::check_new_account(req.kind, &holders, |_| true, |_| false)?;
-    let now = node.clock.now_ms();
+    let now = node.ctx.clock.now_ms();
     if now.abs_diff(req.time_ms) > trust::user::OPEN_ACCOUNT_WINDOW_MS {
         return Err(Error::rule("stale_signature", "the holders signed this opening more than 5 minutes from this bank's clock").into());
     }
-    let message = trust::user::open_account_message(&node.me, req.kind, &holders, req.time_ms);
+    let message = trust::user::open_account_message(&node.ctx.me, req.kind, &holders, req.time_ms);
     for h in &holders {
         let c = h.clone();
-        let key = node.db(move |s| s.user(&c)).await?.and_then(|u| u.key).and_then(|k| PublicKey::from_hex(&k));
+        let key = node.storage.db(move |s| s.user(&c)).await?.and_then(|u| u.key).and_then(|k| PublicKey::from_hex(&k));
         let Some(key) = key else {
             return Err(Error::not_found("user_not_found", format!("CPF {h} is not a user of this bank")).into());
         };
@@ -168,9 +169,9 @@ async fn open_account(State(node): S, Body(req): Body<NewAccount>) -> Result<(St
             return Err(Error::forbidden("unsigned", format!("holder {h} did not sign this opening")).into());
         }
     }
-    let me = node.me.clone();
-    let a = node.db(move |s| s.open_account(&me, req.kind, &holders)).await?;
-    node.emit("account_opened", format!("{} {}", a.key, a.kind));
+    let me = node.ctx.me.clone();
+    let a = node.storage.db(move |s| s.open_account(&me, req.kind, &holders)).await?;
+    node.ctx.emit("account_opened", format!("{} {}", a.key, a.kind));
     Ok((StatusCode::CREATED, Json(a.into())))
 }
 
@@ -179,7 +180,7 @@ async fn open_account(State(node): S, Body(req): Body<NewAccount>) -> Result<(St
 async fn get_account(State(node): S, headers: HeaderMap, Path(key): Path<String>) -> Result<Json<AccountView>, ApiError> {
     let who = reader(&node, &headers, &read::scope_account(&key)).await?;
     let k = key.clone();
-    match node.db(move |s| s.account(&k)).await? {
+    match node.storage.db(move |s| s.account(&k)).await? {
         Some(a) if read::may_read_account(&who, &a) => Ok(Json(a.into())),
         None if who == Reader::Teller => Err(Error::not_found("account_not_found", format!("no account {key} at this bank")).into()),
         _ => Err(read::not_yours("account").into()),
@@ -192,7 +193,7 @@ async fn user_accounts(State(node): S, headers: HeaderMap, Path(c): Path<String>
     if !read::may_read_user(&who, &c) {
         return Err(read::not_yours("user's accounts").into());
     }
-    let accounts = node.db(move |s| s.accounts_of(&c)).await?;
+    let accounts = node.storage.db(move |s| s.accounts_of(&c)).await?;
     Ok(Json(AccountList { accounts: accounts.into_iter().map(Into::into).collect() }))
 }
 
@@ -208,23 +209,23 @@ async fn consortium_accounts(State(node): S, headers: HeaderMap, Path(c): Path<S
         return Err(read::not_yours("user's accounts (the consortium-wide lookup is the user's own)").into());
     }
     let cc = c.clone();
-    let known_here = node.db(move |s| s.user(&cc)).await?.is_some();
+    let known_here = node.storage.db(move |s| s.user(&cc)).await?.is_some();
     if known_here {
         reader(&node, &headers, &scope).await?;
     } else {
         // Nothing to check the signature with here; the others check it. The statement must
         // still be for this lookup, here, now.
-        stmt.check(&scope, &node.me, node.clock.now_ms())?;
+        stmt.check(&scope, &node.ctx.me, node.ctx.clock.now_ms())?;
     }
     let forwarded = ForwardedRead { statement: stmt.to_header() };
     let mut tasks = Vec::new();
-    for bank in node.members() {
+    for bank in node.ctx.members() {
         let node = node.clone();
         let c = c.clone();
         let forwarded = forwarded.clone();
         tasks.push(tokio::spawn(async move {
-            if bank == node.me {
-                let r = node.db(move |s| s.accounts_of(&c)).await;
+            if bank == node.ctx.me {
+                let r = node.storage.db(move |s| s.accounts_of(&c)).await;
                 return match r {
                     Ok(a) => BankAccounts { bank, reachable: true, accounts: a.into_iter().map(Into::into).collect(), error: None },
                     Err(e) => BankAccounts { bank, reachable: false, accounts: vec![], error: Some(e.message) },
@@ -234,14 +235,14 @@ async fn consortium_accounts(State(node): S, headers: HeaderMap, Path(c): Path<S
                 return BankAccounts { bank, reachable: false, accounts: vec![], error: Some("offline".into()) };
             }
             let path = format!("/peer/users/{}/accounts", c.as_str());
-            match node.call::<_, AccountList>(&bank, Method::POST, &path, Some(&forwarded)).await {
+            match node.peers.call::<_, AccountList>(&bank, Method::POST, &path, Some(&forwarded)).await {
                 Ok(list) => BankAccounts { bank, reachable: true, accounts: list.accounts, error: None },
                 Err(e @ PeerError::Unreachable(_)) => BankAccounts { bank, reachable: false, accounts: vec![], error: Some(e.to_string()) },
                 Err(e) => {
                     // This bank checked the statement with its key for the user: a bank that
                     // finds it badly signed holds another one.
                     if known_here && matches!(&e, PeerError::Refused(_, body) if body.contains("\"bad_signature\"")) {
-                        trust::rotations::mismatch(&node, &bank, "it refused a read statement signed with the key this bank holds");
+                        crate::rotations::mismatch(&node.ctx, &bank, "it refused a read statement signed with the key this bank holds");
                     }
                     BankAccounts { bank, reachable: true, accounts: vec![], error: Some(e.to_string()) }
                 }
@@ -262,14 +263,14 @@ fn view(r: &Record) -> PackageView {
 /// Accepts a package (durably) and waits, bounded, for its outcome. A retry with the same id
 /// gets the same package, never a second execution.
 async fn submit_package(State(node): S, Body(p): Body<Package>) -> Result<(StatusCode, Json<PackageView>), ApiError> {
-    p.validate(|b| node.is_member(b))?;
+    p.validate(|b| node.ctx.is_member(b))?;
     if p.signatures.is_empty() {
         return Err(Error::rule("unsigned", "a package needs the signatures of the holders of the accounts it takes money from (and a teller's for a deposit)").into());
     }
-    if let Err(why) = authority::check_expiry(&p, node.clock.now_ms()) {
+    if let Err(why) = authority::check_expiry(&p, node.ctx.clock.now_ms()) {
         // A retry of a package recorded before it expired still gets its outcome.
         let id = p.id.clone();
-        if let Some(r) = node.db(move |s| s.record(&id)).await?.filter(|r| r.package.same_content(&p)) {
+        if let Some(r) = node.storage.db(move |s| s.record(&id)).await?.filter(|r| r.package.same_content(&p)) {
             return Ok((StatusCode::OK, Json(view(&r))));
         }
         return Err(Error::rule("expired", why).into());
@@ -277,11 +278,11 @@ async fn submit_package(State(node): S, Body(p): Body<Package>) -> Result<(Statu
     let id = p.id.clone();
     // Registered before the package exists, so its decision cannot pass unseen.
     let waiter = Waiting::new(&node, &id);
-    let (record, _new) = intake::submit(&node, p).await?;
+    let (record, _new) = node.writer.submit(node.ctx.me.clone(), p).await?;
     if record.outcome().is_some() {
         return Ok((StatusCode::OK, Json(view(&record))));
     }
-    let r = waiter.wait(Duration::from_millis(node.timing.package_wait_ms)).await?;
+    let r = waiter.wait(Duration::from_millis(node.ctx.timing.package_wait_ms)).await?;
     let code = if r.outcome().is_some() { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((code, Json(view(&r))))
 }
@@ -296,7 +297,7 @@ struct Waiting {
 
 impl Waiting {
     fn new(node: &Arc<Node>, id: &str) -> Waiting {
-        let waiter = node.waiters.lock().unwrap().entry(id.to_string()).or_default().clone();
+        let waiter = node.intake.wait_for(id);
         Waiting { node: node.clone(), id: id.to_string(), waiter }
     }
 
@@ -307,7 +308,7 @@ impl Waiting {
     async fn wait(&self, max: Duration) -> Result<Record, Error> {
         let node = &self.node;
         let deadline = tokio::time::Instant::now() + max;
-        let grace = Duration::from_millis(node.timing.peer_timeout_ms);
+        let grace = Duration::from_millis(node.ctx.timing.peer_timeout_ms);
         let mut grace_ends = None;
         loop {
             // Registered before looking, so a notice in between is not missed.
@@ -327,7 +328,7 @@ impl Waiting {
                     Some(r) => Ok(r),
                     None => {
                         let id = self.id.clone();
-                        node.db(move |s| s.record(&id)).await?.ok_or_else(|| Error::internal("accepted package vanished"))
+                        node.storage.db(move |s| s.record(&id)).await?.ok_or_else(|| Error::internal("accepted package vanished"))
                     }
                 };
             }
@@ -337,11 +338,7 @@ impl Waiting {
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        let mut w = self.node.waiters.lock().unwrap();
-        // The map holds one reference, this client another: the last client removes it.
-        if Arc::strong_count(&self.waiter) == 2 {
-            w.remove(&self.id);
-        }
+        self.node.intake.stop_waiting(&self.id, &self.waiter);
     }
 }
 
@@ -350,14 +347,14 @@ impl Drop for Waiting {
 async fn get_package(State(node): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<PackageView>, ApiError> {
     let who = reader(&node, &headers, &read::scope_package(&id)).await?;
     let i = id.clone();
-    let Some(r) = node.db(move |s| s.record(&i)).await? else {
+    let Some(r) = node.storage.db(move |s| s.record(&i)).await? else {
         return match who {
             Reader::Teller => Err(Error::not_found("package_not_found", format!("no package {id} was submitted to this bank")).into()),
             Reader::User(_) => Err(read::not_yours("package").into()),
         };
     };
     let holds = holdings(&node, &who, &r.package).await?;
-    if !read::may_read_package(&who, &r.package, |_, key| holds.iter().any(|h| h == key), &node.me) {
+    if !read::may_read_package(&who, &r.package, |_, key| holds.iter().any(|h| h == key), &node.ctx.me) {
         return Err(read::not_yours("package").into());
     }
     Ok(Json(view(&r)))
@@ -366,9 +363,9 @@ async fn get_package(State(node): S, headers: HeaderMap, Path(id): Path<String>)
 /// Which of this bank's accounts that `p` touches the reader holds.
 async fn holdings(node: &Arc<Node>, who: &Reader, p: &Package) -> Result<Vec<String>, Error> {
     let Reader::User(c) = who.clone() else { return Ok(Vec::new()) };
-    let me = node.me.clone();
+    let me = node.ctx.me.clone();
     let keys: Vec<String> = p.operations.iter().flat_map(|op| [op.from.as_ref(), op.to.as_ref()]).flatten().filter(|r| r.bank == me).map(|r| r.account.clone()).collect();
-    node.db(move |s| {
+    node.storage.db(move |s| {
         let mut out = Vec::new();
         for k in keys {
             if s.account(&k)?.is_some_and(|a| a.holders.contains(&c)) {
@@ -393,10 +390,10 @@ async fn live() -> Json<serde_json::Value> {
 /// one). What a load balancer sends clients on; 503 with the reason otherwise.
 async fn ready(State(node): S) -> Result<Json<serde_json::Value>, ApiError> {
     // A stuck call first: a read would only queue behind it.
-    if let Some(age) = node.storage_stuck() {
+    if let Some(age) = node.storage.stuck() {
         return Err(Error::unavailable("not_ready", format!("a storage call has taken {} ms", age.as_millis())).into());
     }
-    node.db(|s| s.epoch_gen()).await.map_err(|e| Error::unavailable("not_ready", format!("storage does not answer: {}", e.message)))?;
+    node.storage.db(|s| s.epoch_gen()).await.map_err(|e| Error::unavailable("not_ready", format!("storage does not answer: {}", e.message)))?;
     if !node.ring.view().seen() {
         return Err(Error::unavailable("not_ready", "this bank has not yet seen the token ring").into());
     }

@@ -44,7 +44,7 @@ async fn rate_limit(axum::extract::State(node): axum::extract::State<Arc<Node>>,
     if let Some(ip) = ip {
         let allowed = node.rate.lock().unwrap().allow(ip, tokio::time::Instant::now());
         if !allowed {
-            node.count_refusal("rate_limited");
+            node.ctx.count_refusal("rate_limited");
             let e = Error::new(crate::error::Kind::TooMany, "rate_limited", format!("too many requests from {ip}; slow down"));
             return answer(e);
         }
@@ -112,7 +112,7 @@ impl<T: DeserializeOwned> FromRequest<Arc<Node>> for PeerBody<T> {
         match Body::<T>::from_request(req, node).await {
             Ok(Body(v)) => Ok(PeerBody(v)),
             Err(ApiError(e)) => {
-                node.refused(&from, &Error::new(e.kind, e.code, format!("{path}: {}", e.message)));
+                node.ctx.refused(&from, &Error::new(e.kind, e.code, format!("{path}: {}", e.message)));
                 Err(ApiError(e))
             }
         }
@@ -163,7 +163,7 @@ mod tests {
         };
         let node = crate::node::Node::new(&config, identity, Store::open_backend(SimDisk::new(1).backend()).unwrap(), env).unwrap();
         // The ring's owner answers token passes (no ping loop: b never answers, and stays offline).
-        tokio::spawn(crate::ring::driver::run(node.clone()));
+        tokio::spawn(crate::ring::driver::run(node.driver()));
         let op = Operation { kind: OpKind::Deposit, from: None, to: Some(AccountRef { bank: "a:1".into(), account: "000001".into() }), amount: Cents(1) };
         let mut token = Token::new(Epoch { gen: 1, creator: "b:1".into() });
         token.hop = 1;
@@ -177,7 +177,7 @@ mod tests {
         let s = crate::trust::request::Signed {
             from: "b:1",
             to: "a:1",
-            manifest: node.manifest.hash(),
+            manifest: node.ctx.manifest.hash(),
             method: "POST",
             path: "/peer/token",
             time_ms: 1_000_000,
@@ -185,7 +185,7 @@ mod tests {
             body_len: pass.len() as u64,
             body_sha: crate::trust::request::body_sha(&pass),
         };
-        let b_keys = crate::trust::request::PairKeys::new("b:1", &b, &node.manifest);
+        let b_keys = crate::trust::request::PairKeys::new("b:1", &b, &node.ctx.manifest);
         let auth = crate::trust::request::sign(&b_keys, &s).unwrap();
         let req = axum::http::Request::post("/peer/token").header("content-type", "application/json").header("x-bank-auth", &auth).body(AxBody::from(pass.clone())).unwrap();
         let resp = router(node.clone()).oneshot(req).await.unwrap();

@@ -8,7 +8,6 @@ use crate::wire::{Alert, Block, Decide, Finish, PackageView, PassAnswer, Ping, P
 use super::{PeerBody as Body, MAX_PEER_BODY_BYTES};
 use crate::error::Error;
 use crate::node::Node;
-use crate::package::executor;
 use crate::ring::driver;
 use crate::ring::machine::{Answer, Event};
 use crate::trust::request::{self, AUTH_HEADER};
@@ -58,7 +57,7 @@ fn claimed(remote: &str, header: Option<&str>) -> String {
 async fn authenticate(State(node): S, req: Request, next: Next) -> Response {
     // A bank whose storage is stuck is down for the others until it is not: they route
     // around it rather than wait on it (and its ping answers say so too).
-    if let Some(age) = node.storage_stuck() {
+    if let Some(age) = node.storage.stuck() {
         let e = Error::unavailable("not_ready", format!("this bank's storage has not answered for {} ms", age.as_millis()));
         return axum::response::IntoResponse::into_response(ApiError::from(e));
     }
@@ -68,15 +67,15 @@ async fn authenticate(State(node): S, req: Request, next: Next) -> Response {
     let uri = parts.extensions.get::<OriginalUri>().map_or(&parts.uri, |o| &o.0);
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str()).to_string();
     let path = path.as_str();
-    let now = node.clock.now_ms();
+    let now = node.ctx.clock.now_ms();
     let addr = parts.extensions.get::<ConnectInfo<Remote>>().map(|c| c.0 .0);
     let remote = addr.map_or_else(|| "unknown".to_string(), |a| a.to_string());
     let refuse_replay = |who: String, e: Error, nonce: Option<String>| {
-        node.refused_at(&who, addr, &e, nonce);
+        node.ctx.refused_at(&who, addr, &e, nonce);
         super::answer(e)
     };
     let refuse = |who: String, e: Error| refuse_replay(who, e, None);
-    let v = match request::verify(&node.pairs, header, parts.method.as_str(), path, now) {
+    let v = match request::verify(&node.peers.pairs, header, parts.method.as_str(), path, now) {
         Ok(v) => v,
         Err(e) => return refuse(claimed(&remote, header), e),
     };
@@ -105,25 +104,25 @@ async fn authenticate(State(node): S, req: Request, next: Next) -> Response {
 
 /// A message that names a sender other than the one who signed it.
 fn impersonation(node: &Node, signer: &str, named: &str, what: &str) -> Error {
-    node.refuse(signer, Error::forbidden("sender_mismatch", format!("{what} names {named} as its sender, but {signer} signed it")))
+    node.ctx.refuse(signer, Error::forbidden("sender_mismatch", format!("{what} names {named} as its sender, but {signer} signed it")))
 }
 
 async fn ping(State(node): S) -> Json<Ping> {
-    Json(Ping { bank: node.me.clone() })
+    Json(Ping { bank: node.ctx.me.clone() })
 }
 
 async fn token(State(node): S, Extension(Sender(from)): From, Body(pass): Body<TokenPass>) -> Result<Json<PassAnswer>, ApiError> {
     if pass.from != from {
         return Err(impersonation(&node, &from, &pass.from, "a token pass").into());
     }
-    match driver::ask(&node, &from, Event::TokenArrived(pass)).await? {
+    match driver::ask(&node.ring, &node.ctx, &from, Event::TokenArrived(pass)).await? {
         Answer::Pass(a) => Ok(Json(a)),
         other => unreachable!("a token pass answered {other:?}"),
     }
 }
 
 async fn probe(State(node): S, Extension(Sender(from)): From) -> Result<Json<Probe>, ApiError> {
-    match driver::ask(&node, &from, Event::ProbeAsked).await? {
+    match driver::ask(&node.ring, &node.ctx, &from, Event::ProbeAsked).await? {
         Answer::Probe(p) => Ok(Json(p)),
         other => unreachable!("a probe answered {other:?}"),
     }
@@ -133,7 +132,7 @@ async fn alert(State(node): S, Extension(Sender(from)): From, Body(a): Body<Aler
     if a.from != from {
         return Err(impersonation(&node, &from, &a.from, "an alert").into());
     }
-    match driver::ask(&node, &from, Event::AlertArrived(a)).await? {
+    match driver::ask(&node.ring, &node.ctx, &from, Event::AlertArrived(a)).await? {
         Answer::Alert(started) => Ok(Json(started)),
         other => unreachable!("an alert answered {other:?}"),
     }
@@ -143,28 +142,28 @@ async fn block(State(node): S, Extension(Sender(from)): From, Body(b): Body<Bloc
     if b.from != from {
         return Err(impersonation(&node, &from, &b.from, "a block").into());
     }
-    match driver::ask(&node, &from, Event::BlockArrived(b)).await? {
+    match driver::ask(&node.ring, &node.ctx, &from, Event::BlockArrived(b)).await? {
         Answer::Block => Ok(Json(true)),
         other => unreachable!("a block answered {other:?}"),
     }
 }
 
 async fn prepare(State(node): S, Extension(Sender(from)): From, Body(p): Body<Vec<Prepare>>) -> Result<Json<Vec<Votes>>, ApiError> {
-    Ok(Json(executor::prepare_here(&node, &from, p).await?))
+    Ok(Json(node.executor.prepare_here(&from, p).await?))
 }
 
 async fn finish(State(node): S, Extension(Sender(from)): From, Body(f): Body<Vec<Finish>>) -> Result<Json<usize>, ApiError> {
-    Ok(Json(executor::finish_here(&node, &from, f).await?))
+    Ok(Json(node.executor.finish_here(&from, f).await?))
 }
 
 async fn decide(State(node): S, Extension(Sender(from)): From, Body(d): Body<Vec<Decide>>) -> Result<Json<Vec<PackageView>>, ApiError> {
-    Ok(Json(executor::decide_here(&node, &from, d).await?))
+    Ok(Json(node.executor.decide_here(&from, d).await?))
 }
 
 /// The key this bank registered for a CPF (another bank registering the same CPF compares).
 async fn user_key(State(node): S, Path(cpf): Path<String>) -> Result<Json<crate::wire::UserKeyView>, ApiError> {
     let c = crate::domain::Cpf::parse(&cpf).map_err(|e| Error::bad_request("invalid_cpf", format!("invalid CPF: {e}")))?;
-    let key = node.db(move |s| s.user(&c)).await?.and_then(|u| u.key);
+    let key = node.storage.db(move |s| s.user(&c)).await?.and_then(|u| u.key);
     Ok(Json(crate::wire::UserKeyView { key }))
 }
 
@@ -180,14 +179,14 @@ async fn forwarded_accounts(
     use consortium_core::trust::read::{self, Reader};
     let c = crate::domain::Cpf::parse(&cpf).map_err(|e| Error::bad_request("invalid_cpf", format!("invalid CPF: {e}")))?;
     let cc = c.clone();
-    if node.db(move |s| s.user(&cc)).await?.is_none() {
+    if node.storage.db(move |s| s.user(&cc)).await?.is_none() {
         return Ok(Json(crate::wire::AccountList { accounts: vec![] }));
     }
-    let who = crate::trust::read::reader(&node, Some(&f.statement), &read::scope_consortium(&c), &from).await?;
+    let who = node.reads.reader(Some(&f.statement), &read::scope_consortium(&c), &from).await?;
     if who != Reader::User(c.clone()) {
         return Err(read::not_yours("user's accounts").into());
     }
-    let accounts = node.db(move |s| s.accounts_of(&c)).await?;
+    let accounts = node.storage.db(move |s| s.accounts_of(&c)).await?;
     Ok(Json(crate::wire::AccountList { accounts: accounts.into_iter().map(Into::into).collect() }))
 }
 
@@ -200,18 +199,18 @@ async fn rotated_key(State(node): S, Path(cpf): Path<String>, Body(r): Body<crat
     if r.rotations.len() > crate::domain::account::MAX_ROTATIONS_KEPT {
         return Err(Error::bad_request("too_many_rotations", format!("at most {} rotations", crate::domain::account::MAX_ROTATIONS_KEPT)).into());
     }
-    Ok(Json(node.db(move |s| s.catch_up_key(&c, &r.rotations)).await?))
+    Ok(Json(node.storage.db(move |s| s.catch_up_key(&c, &r.rotations)).await?))
 }
 
 async fn settled(State(node): S, Body(ids): Body<Vec<String>>) -> Json<bool> {
-    crate::package::intake::tell_settled(&node, &ids);
+    node.intake.tell_settled(&ids);
     Json(true)
 }
 
 async fn outcome(State(node): S, Path(id): Path<String>) -> Result<Json<PackageView>, ApiError> {
     let i = id.clone();
-    match node.db(move |s| s.record(&i)).await? {
-        Some(r) => Ok(Json(executor::view(&node, &r))),
+    match node.storage.db(move |s| s.record(&i)).await? {
+        Some(r) => Ok(Json(node.executor.view(&r))),
         None => Err(Error::not_found("package_not_found", format!("no package {id} at this origin")).into()),
     }
 }

@@ -5,20 +5,30 @@
 //! without a network hop).
 
 use super::intake;
+use super::writer::Writer;
 use super::record::Record;
 use super::round::{Round, MAX_BATCH};
 use super::spec::{Leg, PackageKey, MAX_ID_LEN};
 use super::{Outcome, Status};
 use crate::wire::{Decide, Finish, PackageView, Prepare, Votes};
+use crate::context::Context;
 use crate::error::Error;
-use crate::node::{Node, PeerError};
-use crate::ring::Queued;
-use crate::store::{Authority, Write, Written};
-use crate::trust::decision::Decision;
-use crate::writer;
+use crate::peers::{PeerError, Peers};
+use crate::store::{Authority, Storage, Write, Written};
+use consortium_core::trust::decision::Decision;
+use consortium_core::ring::Queued;
 use hyper::Method;
-use std::sync::Arc;
 
+/// What running packages needs: the handle the ring's driver, the resolver and the peer
+/// routes run the protocol through. Cheap to clone.
+#[derive(Clone)]
+pub struct Executor {
+    pub ctx: Context,
+    pub storage: Storage,
+    pub peers: Peers,
+    pub writer: Writer,
+    pub intake: intake::Intake,
+}
 
 fn too_many(n: usize) -> Result<(), Error> {
     if n > MAX_BATCH {
@@ -29,7 +39,7 @@ fn too_many(n: usize) -> Result<(), Error> {
 
 /// This bank's legs of a prepared package, derived here from the whole package: an executor
 /// cannot hand a participant legs of its choosing.
-fn legs_here(node: &Node, p: &Prepare) -> Result<Vec<Leg>, Error> {
+fn legs_here(node: &Context, p: &Prepare) -> Result<Vec<Leg>, Error> {
     if !node.is_member(&p.origin) {
         return Err(Error::rule("unknown_origin", format!("origin {} is not a bank of the consortium", p.origin)));
     }
@@ -41,27 +51,28 @@ fn legs_here(node: &Node, p: &Prepare) -> Result<Vec<Leg>, Error> {
     Ok(legs)
 }
 
+impl Executor {
 /// Prepares this bank's legs of several packages, in one group commit (participant side).
 /// `from` is the bank that asked.
-pub async fn prepare_here(node: &Arc<Node>, from: &str, items: Vec<Prepare>) -> Result<Vec<Votes>, Error> {
+pub async fn prepare_here(&self, from: &str, items: Vec<Prepare>) -> Result<Vec<Votes>, Error> {
     if let Err(e) = too_many(items.len()) {
-        return Err(node.refuse(from, e));
+        return Err(self.ctx.refuse(from, e));
     }
     let mut writes = Vec::with_capacity(items.len());
     for p in items {
-        match legs_here(node, &p) {
+        match legs_here(&self.ctx, &p) {
             Ok(legs) => writes.push((p.origin, p.package, legs)),
-            Err(e) => return Err(node.refuse(from, e)),
+            Err(e) => return Err(self.ctx.refuse(from, e)),
         }
     }
-    let auth = Authority { me: node.me.clone(), now_ms: node.clock.now_ms(), tellers: node.tellers.clone() };
-    match writer::write(node, Write::Prepare(auth, writes)).await? {
+    let auth = Authority { me: self.ctx.me.clone(), now_ms: self.ctx.clock.now_ms(), tellers: self.ctx.tellers.clone() };
+    match self.writer.write(Write::Prepare(auth, writes)).await? {
         Written::Prepare(each) => Ok(each
             .into_iter()
             .map(|r| match r {
                 Ok(votes) => Votes { votes, refused: None },
                 Err(e) => {
-                    node.refused(from, &e);
+                    self.ctx.refused(from, &e);
                     Votes { votes: Vec::new(), refused: Some(e.to_string()) }
                 }
             })
@@ -74,38 +85,38 @@ pub async fn prepare_here(node: &Arc<Node>, from: &str, items: Vec<Prepare>) -> 
 /// money. Each outcome must come with its origin's signed decision about the package this
 /// bank prepared; one that does not, or that contradicts this bank's legs, is refused in its
 /// slot, and the others still apply.
-pub async fn finish_here(node: &Arc<Node>, from: &str, items: Vec<Finish>) -> Result<usize, Error> {
+pub async fn finish_here(&self, from: &str, items: Vec<Finish>) -> Result<usize, Error> {
     if let Err(e) = too_many(items.len()) {
-        return Err(node.refuse(from, e));
+        return Err(self.ctx.refuse(from, e));
     }
     let mut writes = Vec::with_capacity(items.len());
     for f in items {
         let key = PackageKey { origin: f.origin, id: f.id };
-        let signed = key.id.len() <= MAX_ID_LEN && node.manifest.key_of(&key.origin).is_some_and(|k| f.decision.verify(k, &key));
+        let signed = key.id.len() <= MAX_ID_LEN && self.ctx.manifest.key_of(&key.origin).is_some_and(|k| f.decision.verify(k, &key));
         if !signed {
-            node.refused(from, &Error::forbidden("unsigned_decision", format!("finish of {key}: no valid decision signed by its origin")));
+            self.ctx.refused(from, &Error::forbidden("unsigned_decision", format!("finish of {key}: no valid decision signed by its origin")));
             continue;
         }
         writes.push((key, f.decision.outcome, f.decision.digest));
     }
-    apply_outcomes(node, from, writes).await
+    self.apply_outcomes(from, writes).await
 }
 
 /// Aborts this bank's legs of a package its origin says it never recorded (so nobody can
 /// commit it), under the digest this bank prepared.
-pub async fn abort_orphan(node: &Arc<Node>, key: &PackageKey) -> Result<usize, Error> {
+pub async fn abort_orphan(&self, key: &PackageKey) -> Result<usize, Error> {
     let k = key.clone();
-    let Some(digest) = node.db(move |s| s.participation(&k)).await?.and_then(|p| p.digest) else { return Ok(0) };
-    let me = node.me.clone();
-    apply_outcomes(node, &me, vec![(key.clone(), Outcome::Abort, digest)]).await
+    let Some(digest) = self.storage.db(move |s| s.participation(&k)).await?.and_then(|p| p.digest) else { return Ok(0) };
+    let me = self.ctx.me.clone();
+    self.apply_outcomes(&me, vec![(key.clone(), Outcome::Abort, digest)]).await
 }
 
-async fn apply_outcomes(node: &Arc<Node>, from: &str, writes: Vec<(PackageKey, Outcome, super::PackageDigest)>) -> Result<usize, Error> {
+async fn apply_outcomes(&self, from: &str, writes: Vec<(PackageKey, Outcome, super::PackageDigest)>) -> Result<usize, Error> {
     if writes.is_empty() {
         return Ok(0);
     }
     let shown: Vec<(PackageKey, Outcome)> = writes.iter().map(|(k, o, _)| (k.clone(), *o)).collect();
-    let each = match writer::write(node, Write::Finish(writes)).await? {
+    let each = match self.writer.write(Write::Finish(writes)).await? {
         Written::Finish(each) => each,
         other => unreachable!("a finish answered {other:?}"),
     };
@@ -113,32 +124,32 @@ async fn apply_outcomes(node: &Arc<Node>, from: &str, writes: Vec<(PackageKey, O
     for r in each {
         match r {
             Ok(n) => moved += n,
-            Err(e) => node.refused(from, &e),
+            Err(e) => self.ctx.refused(from, &e),
         }
     }
     if moved > 0 {
-        node.report(crate::events::NodeEvent::LegsFinished { moved, items: shown });
+        self.ctx.report(crate::events::NodeEvent::LegsFinished { moved, items: shown });
     }
     Ok(moved)
 }
 
 /// How an origin shows one of its records to another bank: with its signed decision once
 /// decided.
-pub fn view(node: &Node, r: &Record) -> PackageView {
-    let decision = r.outcome().map(|o| Decision::sign(&node.key, &r.key(), r.package.digest(&r.origin), o));
+pub fn view(&self, r: &Record) -> PackageView {
+    let decision = r.outcome().map(|o| Decision::sign(&self.ctx.key, &r.key(), r.package.digest(&r.origin), o));
     PackageView { id: r.package.id.clone(), status: r.status, results: r.results.clone(), decision }
 }
 
 /// Decides packages at their origin, this bank (compare-and-set); answers the decisions that
 /// stand. A decide this bank refuses (an unknown package, malformed results) has no answer.
-pub async fn decide_here(node: &Arc<Node>, from: &str, items: Vec<Decide>) -> Result<Vec<PackageView>, Error> {
+pub async fn decide_here(&self, from: &str, items: Vec<Decide>) -> Result<Vec<PackageView>, Error> {
     if let Err(e) = too_many(items.len()) {
-        return Err(node.refuse(from, e));
+        return Err(self.ctx.refuse(from, e));
     }
-    if let Some(d) = items.iter().find(|d| d.origin != node.me) {
-        return Err(node.refuse(from, Error::rule("not_the_origin", format!("decide of {}@{} sent to {}: only a package's origin decides it", d.id, d.origin, node.me))));
+    if let Some(d) = items.iter().find(|d| d.origin != self.ctx.me) {
+        return Err(self.ctx.refuse(from, Error::rule("not_the_origin", format!("decide of {}@{} sent to {}: only a package's origin decides it", d.id, d.origin, self.ctx.me))));
     }
-    let done = match writer::write(node, Write::Decide(items.into_iter().map(|d| (d.id, d.outcome, d.results, from.to_string())).collect())).await? {
+    let done = match self.writer.write(Write::Decide(items.into_iter().map(|d| (d.id, d.outcome, d.results, from.to_string())).collect())).await? {
         Written::Decide(done) => done,
         other => unreachable!("a decide answered {other:?}"),
     };
@@ -149,54 +160,54 @@ pub async fn decide_here(node: &Arc<Node>, from: &str, items: Vec<Decide>) -> Re
         let (r, _) = match d {
             Ok(x) => x,
             Err(e) => {
-                node.refused(from, &e);
+                self.ctx.refused(from, &e);
                 continue;
             }
         };
-        out.push(view(node, &r));
+        out.push(self.view(&r));
     }
     Ok(out)
 }
 
-async fn prepare_at(node: Arc<Node>, bank: String, items: Vec<Prepare>) -> Result<Vec<Votes>, String> {
-    if bank == node.me {
-        let me = node.me.clone();
-        return prepare_here(&node, &me, items).await.map_err(|e| e.message);
+async fn prepare_at(self, bank: String, items: Vec<Prepare>) -> Result<Vec<Votes>, String> {
+    if bank == self.ctx.me {
+        let me = self.ctx.me.clone();
+        return self.prepare_here(&me, items).await.map_err(|e| e.message);
     }
-    node.call(&bank, Method::POST, "/peer/prepare", Some(&items)).await.map_err(|e| match e {
+    self.peers.call(&bank, Method::POST, "/peer/prepare", Some(&items)).await.map_err(|e| match e {
         PeerError::Unreachable(_) => format!("bank {bank} unreachable"),
         PeerError::Refused(s, m) => format!("bank {bank} refused ({s}): {m}"),
     })
 }
 
-pub async fn decide_at(node: &Arc<Node>, origin: &str, items: Vec<Decide>) -> Result<Vec<PackageView>, PeerError> {
-    if origin == node.me {
-        return decide_here(node, origin, items).await.map_err(|e| PeerError::Refused(e.status(), e.message));
+pub async fn decide_at(&self, origin: &str, items: Vec<Decide>) -> Result<Vec<PackageView>, PeerError> {
+    if origin == self.ctx.me {
+        return self.decide_here(origin, items).await.map_err(|e| PeerError::Refused(e.status(), e.message));
     }
-    node.call(origin, Method::POST, "/peer/decide", Some(&items)).await
+    self.peers.call(origin, Method::POST, "/peer/decide", Some(&items)).await
 }
 
 /// Tells one bank the outcomes; a failure is left to that bank's resolver.
-pub async fn finish_at(node: Arc<Node>, bank: String, items: Vec<Finish>) -> bool {
-    if bank == node.me {
-        let me = node.me.clone();
-        return finish_here(&node, &me, items).await.is_ok();
+pub async fn finish_at(self, bank: String, items: Vec<Finish>) -> bool {
+    if bank == self.ctx.me {
+        let me = self.ctx.me.clone();
+        return self.finish_here(&me, items).await.is_ok();
     }
-    node.call::<_, usize>(&bank, Method::POST, "/peer/finish", Some(&items)).await.is_ok()
+    self.peers.call::<_, usize>(&bank, Method::POST, "/peer/finish", Some(&items)).await.is_ok()
 }
 
 /// Runs one batch of independent packages to their end, as far as the network allows
 /// (`Round` says what to send and what the answers mean). Returns each package's decided
 /// status, or Pending if its origin could not be reached (its outbox will bring the package
 /// back).
-pub async fn execute_batch(node: &Arc<Node>, batch: &[Queued]) -> Vec<Status> {
+pub async fn execute_batch(&self, batch: &[Queued]) -> Vec<Status> {
     // Phase 1: prepare everywhere at once.
     let (mut round, prepares) = Round::new(batch);
-    let tasks: Vec<_> = prepares.into_iter().map(|(bank, items)| (bank.clone(), tokio::spawn(prepare_at(node.clone(), bank, items)))).collect();
+    let tasks: Vec<_> = prepares.into_iter().map(|(bank, items)| (bank.clone(), tokio::spawn(self.clone().prepare_at(bank, items)))).collect();
     for (bank, t) in tasks {
         let answer = t.await.unwrap_or_else(|e| Err(format!("prepare task at {bank}: {e}")));
         if let Err(malformed) = round.on_votes(&bank, answer) {
-            node.refused(&bank, &malformed);
+            self.ctx.refused(&bank, &malformed);
         }
     }
 
@@ -205,26 +216,26 @@ pub async fn execute_batch(node: &Arc<Node>, batch: &[Queued]) -> Vec<Status> {
     for (key, outcome) in outcomes {
         // Between the two phases: every vote is in, nothing is decided yet (the simulator
         // crashes executors here).
-        node.emit("package_prepared", format!("{key} {outcome:?}"));
+        self.ctx.emit("package_prepared", format!("{key} {outcome:?}"));
     }
     let tasks: Vec<_> = decides
         .into_iter()
         .map(|(origin, items)| {
-            let n = node.clone();
-            (origin.clone(), tokio::spawn(async move { decide_at(&n, &origin, items).await }))
+            let n = self.clone();
+            (origin.clone(), tokio::spawn(async move { n.decide_at(&origin, items).await }))
         })
         .collect();
     for (origin, t) in tasks {
         match t.await {
             Ok(Ok(views)) => round.on_decided(&origin, views),
-            Ok(Err(e)) => node.emit("decide_failed", format!("origin {origin}: {e}")),
-            Err(e) => node.emit("decide_failed", format!("origin {origin}: {e}")),
+            Ok(Err(e)) => self.ctx.emit("decide_failed", format!("origin {origin}: {e}")),
+            Err(e) => self.ctx.emit("decide_failed", format!("origin {origin}: {e}")),
         }
     }
 
     // Phase 3: finish everywhere at once; a bank that misses it asks the origin later.
     let done = round.finish();
-    let tasks: Vec<_> = done.finishes.into_iter().map(|(bank, items)| tokio::spawn(finish_at(node.clone(), bank, items))).collect();
+    let tasks: Vec<_> = done.finishes.into_iter().map(|(bank, items)| tokio::spawn(self.clone().finish_at(bank, items))).collect();
     for t in tasks {
         let _ = t.await;
     }
@@ -232,13 +243,14 @@ pub async fn execute_batch(node: &Arc<Node>, batch: &[Queued]) -> Vec<Status> {
     // the balances show the outcome. Best effort: without it the client is answered a
     // moment later anyway.
     for (origin, ids) in done.settled {
-        if origin == node.me {
-            intake::tell_settled(node, &ids);
+        if origin == self.ctx.me {
+            self.intake.tell_settled(&ids);
         } else {
-            let n = node.clone();
-            tokio::spawn(async move { n.call::<_, bool>(&origin, Method::POST, "/peer/settled", Some(&ids)).await });
+            let n = self.clone();
+            tokio::spawn(async move { n.peers.call::<_, bool>(&origin, Method::POST, "/peer/settled", Some(&ids)).await });
         }
     }
-    node.count(|c| c.executed += done.statuses.iter().filter(|s| **s != Status::Pending).count() as u64);
+    self.ctx.count(|c| c.executed += done.statuses.iter().filter(|s| **s != Status::Pending).count() as u64);
     done.statuses
+}
 }

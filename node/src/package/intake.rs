@@ -1,5 +1,6 @@
 //! The origin's side of a package in memory: its pending outbox and the clients waiting for
-//! outcomes. Accepting a package is a group-committed write (`crate::writer`).
+//! outcomes. Accepting a package is a group-committed write (`writer`), which updates this
+//! handle right after the commit. Cheap to clone.
 //!
 //! The outbox (pending records of this origin, oldest first) is read at every token visit;
 //! it is mirrored here so a visit does not cost a read transaction. The store stays the
@@ -7,23 +8,22 @@
 //! shrinks only after a decide commits.
 
 use super::record::Record;
-use super::Package;
-use crate::error::Error;
-use crate::node::Node;
-use crate::ring::Queued;
-use crate::store::{Write, Written};
+use consortium_core::ring::Queued;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+#[derive(Clone)]
 pub struct Intake {
     /// Pending records of this origin by acceptance order: a mirror of the store's outbox.
-    outbox: Mutex<BTreeMap<u64, Queued>>,
+    outbox: Arc<Mutex<BTreeMap<u64, Queued>>>,
+    /// Clients waiting for the outcome of a package accepted here, by package id.
+    waiters: Arc<Mutex<BTreeMap<String, Arc<Waiter>>>>,
 }
 
 impl Intake {
     pub fn new(pending: Vec<Record>) -> Intake {
         let outbox = pending.into_iter().map(|r| (r.seq, Queued { package: r.package, origin: r.origin })).collect();
-        Intake { outbox: Mutex::new(outbox) }
+        Intake { outbox: Arc::new(Mutex::new(outbox)), waiters: Arc::new(Mutex::new(BTreeMap::new())) }
     }
 
     /// Pending packages of this origin that `queued` does not already hold, oldest first, at
@@ -75,32 +75,39 @@ impl Waiter {
     }
 }
 
-/// Records decided here reach the clients waiting for them (the settled notice wakes them).
-pub fn tell_decided(node: &Node, records: &[&Record]) {
-    let w = node.waiters.lock().unwrap();
-    for r in records {
-        if let Some(waiter) = w.get(&r.package.id) {
-            waiter.state.lock().unwrap().0 = Some((*r).clone());
+impl Intake {
+    /// A client starts waiting for package `id` (with any others waiting for it).
+    pub fn wait_for(&self, id: &str) -> Arc<Waiter> {
+        self.waiters.lock().unwrap().entry(id.to_string()).or_default().clone()
+    }
+
+    /// A client stops waiting for package `id`; the last one removes the entry.
+    pub fn stop_waiting(&self, id: &str, waiter: &Arc<Waiter>) {
+        let mut w = self.waiters.lock().unwrap();
+        // The map holds one reference, this client another: the last client removes it.
+        if Arc::strong_count(waiter) == 2 {
+            w.remove(id);
         }
     }
-}
 
-/// The executor reports these packages settled: every reachable bank applied the outcome.
-pub fn tell_settled(node: &Node, ids: &[String]) {
-    let w = node.waiters.lock().unwrap();
-    for id in ids {
-        if let Some(waiter) = w.get(id) {
-            waiter.state.lock().unwrap().1 = true;
-            waiter.notify.notify_waiters();
+    /// Records decided here reach the clients waiting for them (the settled notice wakes them).
+    pub fn tell_decided(&self, records: &[&Record]) {
+        let w = self.waiters.lock().unwrap();
+        for r in records {
+            if let Some(waiter) = w.get(&r.package.id) {
+                waiter.state.lock().unwrap().0 = Some((*r).clone());
+            }
         }
     }
-}
 
-/// Accepts a package durably (in a group commit). Returns the record and whether it is new.
-pub async fn submit(node: &Arc<Node>, package: Package) -> Result<(Record, bool), Error> {
-    let origin = node.me.clone();
-    match crate::writer::write(node, Write::Submit { package, origin }).await? {
-        Written::Submit(answer) => answer,
-        other => unreachable!("a submission answered {other:?}"),
+    /// The executor reports these packages settled: every reachable bank applied the outcome.
+    pub fn tell_settled(&self, ids: &[String]) {
+        let w = self.waiters.lock().unwrap();
+        for id in ids {
+            if let Some(waiter) = w.get(id) {
+                waiter.state.lock().unwrap().1 = true;
+                waiter.notify.notify_waiters();
+            }
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! commit with presumed abort.
 //!
 //! - `spec`, `record`, `leg`: the plain rules, in the core crate (`consortium_core::package`).
-//! - `intake`: accepting packages at the origin (group commit) and its pending outbox.
+//! - `intake`: the origin's pending outbox and the clients waiting for outcomes.
+//! - `writer`: group commit, the one task that writes packages' state to the store.
 //! - `executor`: the async shell that runs prepare / decide / finish over the network.
 //! - `resolver`: the async shell that settles legs whose outcome never arrived.
 
@@ -11,3 +12,4 @@ pub use consortium_core::package::*;
 pub mod executor;
 pub mod intake;
 pub mod resolver;
+pub mod writer;

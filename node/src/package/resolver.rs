@@ -2,44 +2,45 @@
 //! its finish message was lost). Asks the origin; if the record is still pending long after,
 //! aborts it there (presumed abort: compare-and-set, so a commit that got there first wins).
 
-use super::executor::{abort_orphan, decide_at, finish_here, view};
+use super::executor::Executor;
 use super::{Outcome, PackageKey, Status};
 use crate::wire::{Decide, Finish, PackageView};
-use crate::trust::decision::Decision;
+use consortium_core::trust::decision::Decision;
 use crate::config::ms;
-use crate::node::{Node, PeerError};
+use crate::peers::PeerError;
 use hyper::Method;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use tokio::time::Instant;
 
-pub async fn run(node: Arc<Node>) {
+/// The resolver's task: runs until the node is dropped.
+pub async fn run(ex: Executor) {
+    let ctx = &ex.ctx;
     // When this incarnation first saw each in-doubt package. Not persisted: after a restart
     // every timer starts over, which only delays a presumed abort.
     let mut since: BTreeMap<PackageKey, Instant> = BTreeMap::new();
-    let every = ms(node.timing.resolve_after_ms / 2).max(ms(10));
+    let every = ms(ctx.timing.resolve_after_ms / 2).max(ms(10));
     loop {
-        tokio::time::sleep(every + node.jitter(every / 4)).await;
-        if node.planted == crate::planted::PlantedBug::NoResolver {
+        tokio::time::sleep(every + ctx.jitter(every / 4)).await;
+        if ctx.planted == crate::planted::PlantedBug::NoResolver {
             continue;
         }
-        let Ok(doubts) = node.db(|s| s.in_doubt()).await else { continue };
+        let Ok(doubts) = ex.storage.db(|s| s.in_doubt()).await else { continue };
         let now = Instant::now();
         since.retain(|key, _| doubts.contains(key));
         for key in doubts {
             let first = *since.entry(key.clone()).or_insert(now);
             let age = now - first;
-            if age < ms(node.timing.resolve_after_ms) {
+            if age < ms(ctx.timing.resolve_after_ms) {
                 continue;
             }
-            let presume = age >= ms(node.timing.presume_abort_ms);
-            let done = match resolve(&node, &key, presume).await {
+            let presume = age >= ms(ctx.timing.presume_abort_ms);
+            let done = match resolve(&ex, &key, presume).await {
                 Some(Resolved::Decided(decision)) => {
                     let f = Finish { origin: key.origin.clone(), id: key.id.clone(), decision };
-                    let me = node.me.clone();
-                    finish_here(&node, &me, vec![f]).await.is_ok()
+                    let me = ctx.me.clone();
+                    ex.finish_here(&me, vec![f]).await.is_ok()
                 }
-                Some(Resolved::NeverRecorded) => abort_orphan(&node, &key).await.is_ok(),
+                Some(Resolved::NeverRecorded) => ex.abort_orphan(&key).await.is_ok(),
                 None => false,
             };
             if done {
@@ -59,17 +60,18 @@ enum Resolved {
 
 /// The outcome of a package according to its origin, deciding it as aborted if `presume` and
 /// it is still pending. None if it cannot be known now.
-async fn resolve(node: &Arc<Node>, key: &PackageKey, presume: bool) -> Option<Resolved> {
+async fn resolve(ex: &Executor, key: &PackageKey, presume: bool) -> Option<Resolved> {
+    let ctx = &ex.ctx;
     let (id, origin) = (key.id.as_str(), key.origin.as_str());
-    let asked: Result<PackageView, PeerError> = if origin == node.me {
+    let asked: Result<PackageView, PeerError> = if origin == ctx.me {
         let i = id.to_string();
-        match node.db(move |s| s.record(&i)).await {
-            Ok(Some(r)) => Ok(view(node, &r)),
+        match ex.storage.db(move |s| s.record(&i)).await {
+            Ok(Some(r)) => Ok(ex.view(&r)),
             Ok(None) => Err(PeerError::Refused(404, "unknown".into())),
             Err(e) => Err(PeerError::Unreachable(e.message)),
         }
     } else {
-        node.call::<(), _>(origin, Method::GET, &format!("/peer/outcome/{id}"), None).await
+        ex.peers.call::<(), _>(origin, Method::GET, &format!("/peer/outcome/{id}"), None).await
     };
     let v = match asked {
         Ok(v) if v.id == id => v,
@@ -83,9 +85,9 @@ async fn resolve(node: &Arc<Node>, key: &PackageKey, presume: bool) -> Option<Re
         Status::Pending => {
             let d = Decide { origin: origin.to_string(), id: id.to_string(), outcome: Outcome::Abort, results: vec![] };
             // The answer comes from the network: only an answer about this package counts.
-            let v = decide_at(node, origin, vec![d]).await.ok()?.into_iter().find(|v| v.id == id)?;
-            node.count(|c| c.presumed_aborts += 1);
-            node.emit("presumed_abort", format!("{key} -> {:?}", v.status));
+            let v = ex.decide_at(origin, vec![d]).await.ok()?.into_iter().find(|v| v.id == id)?;
+            ctx.count(|c| c.presumed_aborts += 1);
+            ctx.emit("presumed_abort", format!("{key} -> {:?}", v.status));
             v.decision.map(Resolved::Decided)
         }
     }

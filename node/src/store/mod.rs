@@ -1,17 +1,20 @@
 //! Durable state of one bank, in redb. Every method is one transaction: when it returns Ok
 //! the change is on disk (default durability: fsync at commit), so an acknowledged write
 //! survives kill -9. Synchronous on purpose: production calls it on a blocking thread, the
-//! simulator inline; no transaction is ever held across an `.await`.
+//! simulator inline (through `Storage`, the async handle in `storage.rs`); no transaction is
+//! ever held across an `.await`.
 
 pub mod simdisk;
+mod storage;
+pub use storage::Storage;
 
 use crate::domain::account::check_new_account;
 use crate::domain::{Account, AccountKind, Cents, Cpf, User};
 use crate::error::Error;
-use crate::package::authority;
-use crate::package::leg::{self, FinishAs, LegRecord, LegState, LegVote, Participation};
-use crate::package::record::{Decided, OpResult, Outcome, Record};
-use crate::package::spec::{Leg, Package, PackageDigest, PackageKey, Side};
+use consortium_core::package::authority;
+use consortium_core::package::leg::{self, FinishAs, LegRecord, LegState, LegVote, Participation};
+use consortium_core::package::record::{Decided, OpResult, Outcome, Record};
+use consortium_core::package::spec::{Leg, Package, PackageDigest, PackageKey, Side};
 use redb::{Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition, TableHandle};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
@@ -49,7 +52,7 @@ const META_EPOCH_GEN: &str = "epoch_gen";
 pub struct Authority {
     pub me: String,
     pub now_ms: u64,
-    pub tellers: Vec<crate::trust::keys::PublicKey>,
+    pub tellers: Vec<consortium_core::trust::keys::PublicKey>,
 }
 
 /// One write of a group commit (`Store::write_group`): what a bank writes for packages.
@@ -219,15 +222,15 @@ impl Store {
 
     /// Replaces a user's key by a rotation signed with the current one (checked here, in the
     /// transaction that writes it). Returns the user and what the rotation did.
-    pub fn rotate_key(&self, cpf: &Cpf, new_key_hex: &str, seq: u64, sig: &str) -> Result<(User, crate::trust::user::Rotation), Error> {
+    pub fn rotate_key(&self, cpf: &Cpf, new_key_hex: &str, seq: u64, sig: &str) -> Result<(User, consortium_core::trust::user::Rotation), Error> {
         self.write(|tx| {
             let mut t = tx.open_table(USERS).map_err(internal)?;
             let mut u: User = match t.get(cpf.as_str()).map_err(internal)? {
                 Some(v) => dec(v.value())?,
                 None => return Err(Error::not_found("user_not_found", format!("CPF {cpf} is not a user of this bank"))),
             };
-            let done = crate::trust::user::check_rotation(&u, new_key_hex, seq, sig)?;
-            if done == crate::trust::user::Rotation::Apply {
+            let done = consortium_core::trust::user::check_rotation(&u, new_key_hex, seq, sig)?;
+            if done == consortium_core::trust::user::Rotation::Apply {
                 apply_rotation(&mut u, crate::domain::KeyRotation { public_key: new_key_hex.to_string(), seq, sig: sig.to_string() });
                 t.insert(cpf.as_str(), enc(&u).as_slice()).map_err(internal)?;
             }
@@ -244,7 +247,7 @@ impl Store {
                 Some(v) => dec(v.value())?,
                 None => return Ok(0),
             };
-            let apply = crate::trust::user::catch_up(&u, chain)?;
+            let apply = consortium_core::trust::user::catch_up(&u, chain)?;
             let n = apply.len();
             for r in apply {
                 apply_rotation(&mut u, r);
@@ -258,14 +261,14 @@ impl Store {
 
     /// An operator's reset of a user's key at this bank (checked here, against the key the
     /// bank holds in the transaction that replaces it). Returns the user.
-    pub fn reset_key(&self, me: &str, cpf: &Cpf, new_key_hex: &str, sig: &str, operators: &[crate::trust::keys::PublicKey]) -> Result<User, Error> {
+    pub fn reset_key(&self, me: &str, cpf: &Cpf, new_key_hex: &str, sig: &str, operators: &[consortium_core::trust::keys::PublicKey]) -> Result<User, Error> {
         self.write(|tx| {
             let mut t = tx.open_table(USERS).map_err(internal)?;
             let mut u: User = match t.get(cpf.as_str()).map_err(internal)? {
                 Some(v) => dec(v.value())?,
                 None => return Err(Error::not_found("user_not_found", format!("CPF {cpf} is not a user of this bank"))),
             };
-            u.key = Some(crate::trust::user::check_reset(me, &u, new_key_hex, sig, operators)?);
+            u.key = Some(consortium_core::trust::user::check_reset(me, &u, new_key_hex, sig, operators)?);
             t.insert(cpf.as_str(), enc(&u).as_slice()).map_err(internal)?;
             Ok(u)
         })
@@ -533,9 +536,9 @@ fn prepare_in(tx: &redb::WriteTransaction, auth: &Authority, origin: &str, packa
     let mut legs_t = tx.open_table(LEGS).map_err(internal)?;
     let mut accounts = tx.open_table(ACCOUNTS).map_err(internal)?;
     let users = tx.open_table(USERS).map_err(internal)?;
-    let key_of = |c: &Cpf| -> Option<crate::trust::keys::PublicKey> {
+    let key_of = |c: &Cpf| -> Option<consortium_core::trust::keys::PublicKey> {
         let u: User = dec(users.get(c.as_str()).ok()??.value()).ok()?;
-        crate::trust::keys::PublicKey::from_hex(u.key.as_deref()?)
+        consortium_core::trust::keys::PublicKey::from_hex(u.key.as_deref()?)
     };
     let expiry = authority::check_expiry(package, auth.now_ms);
     let mut votes = Vec::with_capacity(legs.len());
@@ -609,7 +612,7 @@ fn decide_in(tx: &redb::WriteTransaction, id: &str, outcome: Outcome, results: V
         None => return Err(Error::not_found("package_not_found", format!("no package {id} at this origin"))),
     };
     if no_cas {
-        r.status = crate::package::Status::Pending; // the planted bug: no compare-and-set
+        r.status = consortium_core::package::Status::Pending; // the planted bug: no compare-and-set
     }
     let d = r.decide(outcome, results, by)?;
     if d == Decided::Now {
@@ -696,7 +699,7 @@ mod tests;
 /// A checked rotation, applied to the user as this bank keeps them (with the last few kept to
 /// pass on).
 fn apply_rotation(u: &mut User, r: crate::domain::KeyRotation) {
-    u.key = crate::trust::keys::PublicKey::from_hex(&r.public_key).map(|k| k.to_hex());
+    u.key = consortium_core::trust::keys::PublicKey::from_hex(&r.public_key).map(|k| k.to_hex());
     u.key_seq = r.seq;
     u.rotations.push(r);
     let extra = u.rotations.len().saturating_sub(crate::domain::account::MAX_ROTATIONS_KEPT);

@@ -1,5 +1,5 @@
 use super::*;
-use crate::package::spec::{AccountRef, OpKind, Operation};
+use consortium_core::package::spec::{AccountRef, OpKind, Operation};
 use crate::store::simdisk::SimDisk;
 
 fn store() -> Store {
@@ -11,14 +11,14 @@ fn cpf(n: u32) -> Cpf {
 }
 
 /// Every test user's key, derived from their CPF.
-fn user_key(c: &Cpf) -> crate::trust::keys::UserKey {
+fn user_key(c: &Cpf) -> consortium_core::trust::keys::UserKey {
     let mut seed = [7u8; 32];
     seed[..11].copy_from_slice(c.as_str().as_bytes());
-    crate::trust::keys::KeyPair::from_seed(seed)
+    consortium_core::trust::keys::KeyPair::from_seed(seed)
 }
 
-fn teller() -> crate::trust::keys::KeyPair {
-    crate::trust::keys::KeyPair::from_seed([42; 32])
+fn teller() -> consortium_core::trust::keys::KeyPair {
+    consortium_core::trust::keys::KeyPair::from_seed([42; 32])
 }
 
 const NOW_MS: u64 = 1_800_000_000_000;
@@ -227,9 +227,9 @@ fn submit_is_idempotent_and_decide_is_compare_and_set() {
     assert_eq!(s.outbox().unwrap().len(), 1);
     let ok = vec![OpResult { index: 0, ok: true, reason: None }];
     let (r, d) = s.decide("x", Outcome::Commit, ok, "exec").unwrap();
-    assert_eq!((r.status, d), (crate::package::Status::Committed, Decided::Now));
+    assert_eq!((r.status, d), (consortium_core::package::Status::Committed, Decided::Now));
     let (r, d) = s.decide("x", Outcome::Abort, vec![], "me").unwrap();
-    assert_eq!((r.status, d), (crate::package::Status::Committed, Decided::Already));
+    assert_eq!((r.status, d), (consortium_core::package::Status::Committed, Decided::Already));
     assert!(s.outbox().unwrap().is_empty());
     assert_eq!(s.decide("nope", Outcome::Abort, vec![], "me").unwrap_err().code, "package_not_found");
 }

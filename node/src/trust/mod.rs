@@ -8,11 +8,9 @@
 //! - `request`: the authentication every bank-to-bank request carries, its check (before the
 //!   body is read), and the replay guard.
 //! - `read`: a user's signed read statement, checked against this bank's registry.
-//! - `rotations`: passing users' key rotations on, catching up a bank that was down.
 
 pub use consortium_core::trust::{decision, hex, keys, manifest, put, unhex, user};
 
 pub mod keyfile;
 pub mod read;
-pub mod rotations;
 pub mod request;

@@ -1,53 +1,70 @@
 //! The bank's side of a user's read (the statement itself is the core's `trust::read`): the
 //! reader's key from this bank's own registry, or its tellers', and the replay guard.
 
+use crate::context::Context;
 use crate::error::Error;
-use crate::node::Node;
+use crate::store::Storage;
 pub use consortium_core::trust::read::*;
 use super::keys;
-use std::sync::Arc;
+use super::request::Nonces;
+use std::sync::{Arc, Mutex};
 
-/// Who reads `scope` at this bank, as the statement (the `authorization` header) proves; `audience` is whom the
-/// statement must name (this bank, or for a forwarded lookup the bank that forwarded it).
-/// Refusals are counted by reason.
-pub async fn reader(node: &Arc<Node>, statement: Option<&str>, scope: &str, audience: &str) -> Result<Reader, Error> {
-    let r = check(node, statement, scope, audience).await;
-    if let Err(e) = &r {
-        node.count_refusal(e.code);
-    }
-    r
+/// What checking reads needs: the handle the read routes hold. Cheap to clone.
+#[derive(Clone)]
+pub struct Reads {
+    ctx: Context,
+    storage: Storage,
+    /// Nonces of recent read statements of users and tellers (a replayed read is refused);
+    /// apart from the banks', so a flood of reads cannot crowd out the ring's messages.
+    nonces: Arc<Mutex<Nonces>>,
 }
 
-async fn check(node: &Arc<Node>, statement: Option<&str>, scope: &str, audience: &str) -> Result<Reader, Error> {
-    let s = ReadStatement::parse(statement)?;
-    let now = node.clock.now_ms();
-    s.check(scope, audience, now)?;
-    if s.time_ms < node.started_ms {
-        return Err(Error::unauthorized("unauthenticated", "the read statement was made before this bank last started; make a new one"));
+impl Reads {
+    pub fn new(ctx: Context, storage: Storage) -> Reads {
+        Reads { ctx, storage, nonces: Arc::new(Mutex::new(Nonces::default())) }
     }
-    let keys = match &s.reader {
-        Reader::Teller => node.tellers.clone(),
-        Reader::User(c) => {
-            let cc = c.clone();
-            let key = node.db(move |st| st.user(&cc)).await?.map(|u| u.key.as_deref().and_then(keys::PublicKey::from_hex));
-            match key {
-                // Whether a CPF is registered here is no secret (registering it again says
-                // so); saying it plainly lets a user see they asked the wrong bank.
-                None => return Err(Error::forbidden("unknown_reader", format!("CPF {} is not a user of this bank", c.formatted()))),
-                Some(k) => k.into_iter().collect(),
-            }
+
+    /// Who reads `scope` at this bank, as the statement (the `authorization` header) proves; `audience` is whom the
+    /// statement must name (this bank, or for a forwarded lookup the bank that forwarded it).
+    /// Refusals are counted by reason.
+    pub async fn reader(&self, statement: Option<&str>, scope: &str, audience: &str) -> Result<Reader, Error> {
+        let r = self.check(statement, scope, audience).await;
+        if let Err(e) = &r {
+            self.ctx.count_refusal(e.code);
         }
-    };
-    let planted = node.planted == crate::planted::PlantedBug::SkipReadSignatures;
-    if !planted && !s.signed_by_one_of(&keys) {
-        return Err(Error::forbidden("bad_signature", "the read statement is not signed by the reader's key as this bank holds it"));
+        r
     }
-    let who = match &s.reader {
-        Reader::User(c) => format!("user {}", c.as_str()),
-        Reader::Teller => "teller".to_string(),
-    };
-    node.read_nonces.lock().unwrap().first(s.time_ms, &who, s.nonce, now)?;
-    Ok(s.reader)
+
+    async fn check(&self, statement: Option<&str>, scope: &str, audience: &str) -> Result<Reader, Error> {
+        let ctx = &self.ctx;
+        let s = ReadStatement::parse(statement)?;
+        let now = ctx.clock.now_ms();
+        s.check(scope, audience, now)?;
+        if s.time_ms < ctx.started_ms {
+            return Err(Error::unauthorized("unauthenticated", "the read statement was made before this bank last started; make a new one"));
+        }
+        let keys = match &s.reader {
+            Reader::Teller => ctx.tellers.clone(),
+            Reader::User(c) => {
+                let cc = c.clone();
+                let key = self.storage.db(move |st| st.user(&cc)).await?.map(|u| u.key.as_deref().and_then(keys::PublicKey::from_hex));
+                match key {
+                    // Whether a CPF is registered here is no secret (registering it again says
+                    // so); saying it plainly lets a user see they asked the wrong bank.
+                    None => return Err(Error::forbidden("unknown_reader", format!("CPF {} is not a user of this bank", c.formatted()))),
+                    Some(k) => k.into_iter().collect(),
+                }
+            }
+        };
+        let planted = ctx.planted == crate::planted::PlantedBug::SkipReadSignatures;
+        if !planted && !s.signed_by_one_of(&keys) {
+            return Err(Error::forbidden("bad_signature", "the read statement is not signed by the reader's key as this bank holds it"));
+        }
+        let who = match &s.reader {
+            Reader::User(c) => format!("user {}", c.as_str()),
+            Reader::Teller => "teller".to_string(),
+        };
+        self.nonces.lock().unwrap().first(s.time_ms, &who, s.nonce, now)?;
+        Ok(s.reader)
+    }
 }
-
-
