@@ -123,7 +123,7 @@ impl Peers {
         body: Option<&Req>,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
-        debug_assert_ne!(peer, self.ctx.me, "local calls do not go through the network");
+        assert_ne!(peer, self.ctx.me, "local calls do not go through the network");
         if !self.is_online(peer) {
             return Err(PeerError::Unreachable(format!("{peer} is offline")));
         }

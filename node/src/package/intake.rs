@@ -45,7 +45,7 @@ impl Intake {
     pub fn decided(&self, records: &[&Record]) {
         let mut outbox = self.outbox.lock().unwrap();
         for r in records {
-            debug_assert!(r.outcome().is_some(), "only decided records leave the outbox");
+            assert!(r.outcome().is_some(), "only decided records leave the outbox");
             outbox.remove(&r.seq);
         }
     }

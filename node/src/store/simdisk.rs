@@ -206,6 +206,7 @@ impl State {
                 PendingOp::SetLen(len) => apply_set_len(&mut self.durable, len),
             }
         }
+        // Whole-image comparison: the simulator's own check, too costly outside debug builds.
         debug_assert!(self.durable == self.view);
         self.stats.syncs += 1;
     }
