@@ -36,6 +36,8 @@ pub struct ContextParts {
     pub planted: PlantedBug,
     pub events: Arc<dyn Events>,
     pub counters: Mutex<Counters>,
+    /// Histograms and the Prometheus registry (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
     /// Times the background loops' pauses (`jitter`). The ring's jitter and the nonces of
     /// requests have streams of their own.
     rng: Mutex<ChaCha8Rng>,
@@ -76,6 +78,7 @@ impl Context {
             planted,
             events,
             counters: Mutex::new(Counters::default()),
+            metrics: crate::metrics::Metrics::new(),
             rng: Mutex::new(rng),
         }))
     }
@@ -86,6 +89,9 @@ impl Context {
     }
 
     pub fn report(&self, event: NodeEvent) {
+        if matches!(event, NodeEvent::TokenAccepted { .. } | NodeEvent::TokenCreated { .. }) {
+            self.metrics.token_seen();
+        }
         self.events.emit(&self.me, event);
     }
 

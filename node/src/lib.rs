@@ -15,6 +15,7 @@ pub mod config;
 pub mod context;
 pub mod events;
 pub mod limits;
+pub mod metrics;
 pub mod node;
 pub mod package;
 pub mod peers;

@@ -155,3 +155,35 @@ async fn acknowledged_writes_survive_kill_9() {
     let next = c.account(0, &cpf(2000)).await;
     assert!(!keys.contains(&next));
 }
+
+/// Issue 12: `/metrics` in Prometheus text format, and the counters move with the work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_the_bank_did() {
+    let c = common::start(3).await;
+    let scrape = |i: usize| {
+        let c = &c;
+        async move {
+            let (code, text) = c.get_text(i, "/metrics").await;
+            assert_eq!(code, 200, "{text}");
+            text
+        }
+    };
+    let value = |text: &str, series: &str| -> f64 {
+        text.lines().find(|l| l.starts_with(series) && l[series.len()..].starts_with(' ')).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    };
+    let before = scrape(0).await;
+    assert_eq!(value(&before, "bank_peers_online"), 2.0, "{before}");
+    let a = c.account(0, &cpf(71)).await;
+    let b = c.account(1, &cpf(72)).await;
+    c.deposit(0, &a, 1_000, "m-d").await;
+    let (_, v) = c.submit(0, serde_json::json!({"id": "m-t", "operations": [{"kind": "transfer", "from": c.at(0, &a), "to": c.at(1, &b), "amount": 100}]})).await;
+    assert_eq!(v["status"], "committed");
+    let after = scrape(0).await;
+    let committed = "bank_events_total{event=\"committed\"}";
+    assert_eq!(value(&after, committed) - value(&before, committed), 2.0, "two packages committed here:\n{after}");
+    assert!(value(&after, "bank_package_seconds_count") >= 2.0, "{after}");
+    assert!(value(&after, "bank_group_commit_writes_count") > value(&before, "bank_group_commit_writes_count"), "{after}");
+    assert!(value(&after, "bank_token_rotation_seconds_count") > 0.0, "{after}");
+    assert!(after.contains("# TYPE bank_package_seconds histogram") && after.ends_with("# EOF\n"), "Prometheus text: {after}");
+    assert!(!after.contains(&cpf(71)), "nothing about customers");
+}

@@ -342,6 +342,14 @@ impl Cluster {
         panic!("ring did not form; logs:\n{}", (0..self.addrs.len()).map(|i| self.log(i)).collect::<Vec<_>>().join("\n---\n"));
     }
 
+    /// A GET at bank `i` whose answer is text, not JSON (`/metrics`).
+    pub async fn get_text(&self, i: usize, path: &str) -> (u16, String) {
+        match self.transport.call(&self.addrs[i], Call::new(Method::GET, path, None, Duration::from_secs(20))).await {
+            Ok(r) => (r.status.as_u16(), String::from_utf8_lossy(&r.body).into_owned()),
+            Err(_) => (0, String::new()),
+        }
+    }
+
     pub async fn raw(&self, i: usize, method: Method, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
         self.raw_with(i, method, path, body, vec![]).await
     }

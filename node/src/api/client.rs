@@ -38,6 +38,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/status", get(status))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
 }
 
 fn cpf(s: &str) -> Result<Cpf, Error> {
@@ -379,6 +380,15 @@ async fn holdings(node: &Arc<Node>, who: &Reader, p: &Package) -> Result<Vec<Str
 
 async fn status(State(node): S) -> Result<Json<StatusView>, ApiError> {
     Ok(Json(node.status().await?))
+}
+
+/// Prometheus's scrape: what `/status` counts, the live gauges, and the histograms
+/// (`metrics`). Nothing about customers.
+async fn metrics(State(node): S) -> Result<([(axum::http::header::HeaderName, &'static str); 1], String), ApiError> {
+    let s = node.status().await?;
+    let gauges = crate::metrics::Gauges { peers_online: s.peers.iter().filter(|p| p.online).count() as i64, queued: s.queued as i64, in_doubt: s.in_doubt as i64 };
+    let text = node.ctx.metrics.render(&s.counters, &gauges);
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text))
 }
 
 /// The process answers: what a supervisor restarts on.

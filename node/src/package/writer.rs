@@ -83,8 +83,10 @@ pub async fn run(writer: Writer, after: Committer) {
             }
         }
         let (writes, replies): (Vec<Write>, Vec<_>) = group.into_iter().map(|j| (j.write, j.reply)).unzip();
+        let (n, began) = (writes.len(), tokio::time::Instant::now());
         match after.storage.db(move |s| s.write_group(writes)).await {
             Ok(answers) => {
+                after.ctx.metrics.group_committed(n, began.elapsed());
                 assert_eq!(answers.len(), replies.len(), "one answer per write");
                 for a in &answers {
                     after.committed(a);
@@ -109,6 +111,7 @@ impl Committer {
         match a {
             Written::Submit(Ok((r, true))) => {
                 self.intake.accepted(r, ctx.planted);
+                ctx.metrics.accepted(r.seq);
                 ctx.count(|c| c.submitted += 1);
                 ctx.report(crate::events::NodeEvent::PackageAccepted { key: r.key() });
                 (self.work_arrived)();
@@ -116,6 +119,7 @@ impl Committer {
             Written::Decide(each) => {
                 for (r, how) in each.iter().filter_map(|d| d.as_ref().ok()) {
                     if *how == Decided::Now {
+                        ctx.metrics.decided(r.seq);
                         ctx.count(|c| match r.status {
                             Status::Committed => c.committed += 1,
                             _ => c.aborted += 1,
