@@ -40,9 +40,15 @@ pub struct Metrics {
     group_size: Histogram,
     commit_seconds: Histogram,
     rotation_seconds: Histogram,
+    /// A two-phase-commit call's round trip, by phase (prepare, decide, finish).
+    phase_seconds: Family<Labels, Histogram>,
     /// Packages accepted and not yet decided here, by acceptance order: when they came.
     accepted: Mutex<BTreeMap<u64, Instant>>,
     last_sighting: Mutex<Option<Instant>>,
+}
+
+fn phase_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
 }
 
 impl std::fmt::Debug for Metrics {
@@ -76,6 +82,8 @@ impl Metrics {
         registry.register("group_commit_seconds", "How long a group commit took (the disk's fsync included)", commit_seconds.clone());
         let rotation_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         registry.register("token_rotation_seconds", "Time between this bank's sightings of the token", rotation_seconds.clone());
+        let phase_seconds = Family::<Labels, Histogram>::new_with_constructor(phase_histogram as fn() -> Histogram);
+        registry.register("phase_seconds", "A two-phase-commit call's round trip from this bank, by phase (prepare, decide, finish; to itself included)", phase_seconds.clone());
         Metrics {
             registry,
             counters,
@@ -88,6 +96,7 @@ impl Metrics {
             group_size,
             commit_seconds,
             rotation_seconds,
+            phase_seconds,
             accepted: Mutex::new(BTreeMap::new()),
             last_sighting: Mutex::new(None),
         }
@@ -108,6 +117,11 @@ impl Metrics {
     pub fn group_committed(&self, writes: usize, took: std::time::Duration) {
         self.group_size.observe(writes as f64);
         self.commit_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A two-phase-commit call of `phase` took `took`.
+    pub fn phase(&self, phase: &str, took: std::time::Duration) {
+        self.phase_seconds.get_or_create(&vec![("phase".to_string(), phase.to_string())]).observe(took.as_secs_f64());
     }
 
     /// This bank took the token.
@@ -174,9 +188,11 @@ mod tests {
         m.decided(7);
         m.decided(8); // never accepted here (before a restart): not observed
         m.group_committed(4, std::time::Duration::from_millis(3));
+        m.phase("prepare", std::time::Duration::from_millis(2));
         let third = m.render(&c, &Gauges::default());
         assert!(third.contains("bank_package_seconds_count 1"), "{third}");
         assert!(third.contains("bank_group_commit_writes_count 1"), "{third}");
         assert!(third.contains("bank_group_commit_writes_sum 4.0"), "{third}");
+        assert!(third.contains("bank_phase_seconds_count{phase=\"prepare\"} 1"), "{third}");
     }
 }

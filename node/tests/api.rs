@@ -184,6 +184,16 @@ async fn metrics_count_what_the_bank_did() {
     assert!(value(&after, "bank_package_seconds_count") >= 2.0, "{after}");
     assert!(value(&after, "bank_group_commit_writes_count") > value(&before, "bank_group_commit_writes_count"), "{after}");
     assert!(value(&after, "bank_token_rotation_seconds_count") > 0.0, "{after}");
+    // Whichever bank held the token ran the two phases: count them over all banks.
+    let mut all = String::new();
+    for i in 0..3 {
+        all.push_str(&scrape(i).await);
+    }
+    for phase in ["prepare", "decide", "finish"] {
+        let series = format!("bank_phase_seconds_count{{phase=\"{phase}\"}}");
+        let n: f64 = all.lines().filter(|l| l.starts_with(&series)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum();
+        assert!(n > 0.0, "{phase}: {all}");
+    }
     assert!(after.contains("# TYPE bank_package_seconds histogram") && after.ends_with("# EOF\n"), "Prometheus text: {after}");
     assert!(!after.contains(&cpf(71)), "nothing about customers");
 }

@@ -170,30 +170,42 @@ pub async fn decide_here(&self, from: &str, items: Vec<Decide>) -> Result<Vec<Pa
 }
 
 async fn prepare_at(self, bank: String, items: Vec<Prepare>) -> Result<Vec<Votes>, String> {
-    if bank == self.ctx.me {
+    let began = tokio::time::Instant::now();
+    let r = if bank == self.ctx.me {
         let me = self.ctx.me.clone();
-        return self.prepare_here(&me, items).await.map_err(|e| e.message);
-    }
-    self.peers.call(&bank, Method::POST, "/peer/prepare", Some(&items)).await.map_err(|e| match e {
-        PeerError::Unreachable(_) => format!("bank {bank} unreachable"),
-        PeerError::Refused(s, m) => format!("bank {bank} refused ({s}): {m}"),
-    })
+        self.prepare_here(&me, items).await.map_err(|e| e.message)
+    } else {
+        self.peers.call(&bank, Method::POST, "/peer/prepare", Some(&items)).await.map_err(|e| match e {
+            PeerError::Unreachable(_) => format!("bank {bank} unreachable"),
+            PeerError::Refused(s, m) => format!("bank {bank} refused ({s}): {m}"),
+        })
+    };
+    self.ctx.metrics.phase("prepare", began.elapsed());
+    r
 }
 
 pub async fn decide_at(&self, origin: &str, items: Vec<Decide>) -> Result<Vec<PackageView>, PeerError> {
-    if origin == self.ctx.me {
-        return self.decide_here(origin, items).await.map_err(|e| PeerError::Refused(e.status(), e.message));
-    }
-    self.peers.call(origin, Method::POST, "/peer/decide", Some(&items)).await
+    let began = tokio::time::Instant::now();
+    let r = if origin == self.ctx.me {
+        self.decide_here(origin, items).await.map_err(|e| PeerError::Refused(e.status(), e.message))
+    } else {
+        self.peers.call(origin, Method::POST, "/peer/decide", Some(&items)).await
+    };
+    self.ctx.metrics.phase("decide", began.elapsed());
+    r
 }
 
 /// Tells one bank the outcomes; a failure is left to that bank's resolver.
 pub async fn finish_at(self, bank: String, items: Vec<Finish>) -> bool {
-    if bank == self.ctx.me {
+    let began = tokio::time::Instant::now();
+    let ok = if bank == self.ctx.me {
         let me = self.ctx.me.clone();
-        return self.finish_here(&me, items).await.is_ok();
-    }
-    self.peers.call::<_, usize>(&bank, Method::POST, "/peer/finish", Some(&items)).await.is_ok()
+        self.finish_here(&me, items).await.is_ok()
+    } else {
+        self.peers.call::<_, usize>(&bank, Method::POST, "/peer/finish", Some(&items)).await.is_ok()
+    };
+    self.ctx.metrics.phase("finish", began.elapsed());
+    ok
 }
 
 /// Runs one batch of independent packages to their end, as far as the network allows
