@@ -85,8 +85,16 @@ fn templates(c: &Cluster, acct: &str) -> Vec<(Method, String, Value)> {
         (Method::GET, "/peer/ring/probe".into(), Value::Null),
         // A key rotation of the account's holder, signed by a key that is not theirs.
         (Method::GET, format!("/peer/users/{}/key", cpf(5)), Value::Null),
-        (Method::POST, format!("/peer/users/{}/key", cpf(5)), json!({"public_key": c.user_key(&cpf(6)).public().to_hex(), "seq": 1, "sig": "00".repeat(64)})),
+        (Method::POST, format!("/peer/users/{}/key", cpf(5)), json!({"rotations": [{"public_key": c.user_key(&cpf(6)).public().to_hex(), "seq": 1, "sig": "00".repeat(64)}]})),
+        (Method::POST, format!("/peer/users/{}/accounts", cpf(5)), json!({"statement": read_statement(c, &cpf(5))})),
     ]
+}
+
+/// A consortium-wide lookup's statement for `cpf`, signed by that user, as bank 1 forwards it.
+fn read_statement(c: &Cluster, cpf: &str) -> String {
+    use node::trust::read::{scope_consortium, ReadStatement, Reader};
+    let who = node::domain::Cpf::parse(cpf).unwrap();
+    ReadStatement::sign(Reader::User(who.clone()), &c.user_key(cpf), &c.addrs[1], &scope_consortium(&who), SystemClock.now_ms(), [4; 16]).to_header()
 }
 
 fn nasty_number(rng: &mut ChaCha8Rng) -> Value {
@@ -513,6 +521,10 @@ async fn approvals_and_resets_need_the_banks_operator() {
         let (code, e) = c.post(0, &path, body).await;
         assert_eq!((code, e["error"]["code"].as_str()), (403, Some("bad_operator_signature")), "{what}: {e}");
     }
+    let (code, e) = c.post(0, &path, json!({"public_key": "zz", "sig": ""})).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (400, Some("bad_key")), "not a key: {e}");
+    let (code, e) = c.post(0, &path, json!({"public_key": k2_hex, "sig": "00", "extra": 1})).await;
+    assert_eq!(code, 400, "unknown fields: {e}");
     let good = reset(0, &op0, &k1_hex);
     let (code, u) = c.post(0, &path, good.clone()).await;
     assert_eq!((code, u["public_key"].as_str()), (200, Some(k2_hex.as_str())), "{u}");
