@@ -209,15 +209,9 @@ async fn consortium_accounts(State(node): S, headers: HeaderMap, Path(c): Path<S
     if stmt.reader != Reader::User(c.clone()) {
         return Err(read::not_yours("user's accounts (the consortium-wide lookup is the user's own)").into());
     }
-    let cc = c.clone();
-    let known_here = node.storage.db(move |s| s.user(&cc)).await?.is_some();
-    if known_here {
-        reader(&node, &headers, &scope).await?;
-    } else {
-        // Nothing to check the signature with here; the others check it. The statement must
-        // still be for this lookup, here, now.
-        stmt.check(&scope, &node.ctx.me, node.ctx.clock.now_ms())?;
-    }
+    // A user this bank does not know: nothing to check the signature with here, the others
+    // check it (the statement is still checked for this lookup, here, now).
+    let known_here = node.reads.reader_if_known(statement(&headers), &scope, &node.ctx.me).await?.is_some();
     let forwarded = ForwardedRead { statement: stmt.to_header() };
     let mut tasks = Vec::new();
     for bank in node.ctx.members() {

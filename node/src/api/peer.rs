@@ -178,11 +178,9 @@ async fn forwarded_accounts(
 ) -> Result<Json<crate::wire::AccountList>, ApiError> {
     use consortium_core::trust::read::{self, Reader};
     let c = crate::domain::Cpf::parse(&cpf).map_err(|e| Error::bad_request("invalid_cpf", format!("invalid CPF: {e}")))?;
-    let cc = c.clone();
-    if node.storage.db(move |s| s.user(&cc)).await?.is_none() {
+    let Some(who) = node.reads.reader_if_known(Some(&f.statement), &read::scope_consortium(&c), &from).await? else {
         return Ok(Json(crate::wire::AccountList { accounts: vec![] }));
-    }
-    let who = node.reads.reader(Some(&f.statement), &read::scope_consortium(&c), &from).await?;
+    };
     if who != Reader::User(c.clone()) {
         return Err(read::not_yours("user's accounts").into());
     }

@@ -28,6 +28,21 @@ impl Reads {
     /// statement must name (this bank, or for a forwarded lookup the bank that forwarded it).
     /// Refusals are counted by reason.
     pub async fn reader(&self, statement: Option<&str>, scope: &str, audience: &str) -> Result<Reader, Error> {
+        let r = self.check(statement, scope, audience).await.and_then(|known| {
+            // Whether a CPF is registered here is no secret (registering it again says so);
+            // saying it plainly lets a user see they asked the wrong bank.
+            known.ok_or_else(|| Error::forbidden("unknown_reader", "the reader's CPF is not a user of this bank"))
+        });
+        if let Err(e) = &r {
+            self.ctx.count_refusal(e.code);
+        }
+        r
+    }
+
+    /// `reader`, for the consortium-wide lookup, where a user this bank does not know is the
+    /// usual case and no refusal: `None` then (the statement still checked for its scope,
+    /// audience and time, with no key to check its signature against).
+    pub async fn reader_if_known(&self, statement: Option<&str>, scope: &str, audience: &str) -> Result<Option<Reader>, Error> {
         let r = self.check(statement, scope, audience).await;
         if let Err(e) = &r {
             self.ctx.count_refusal(e.code);
@@ -35,7 +50,8 @@ impl Reads {
         r
     }
 
-    async fn check(&self, statement: Option<&str>, scope: &str, audience: &str) -> Result<Reader, Error> {
+    /// The reader the statement proves, or None if it names a user this bank does not know.
+    async fn check(&self, statement: Option<&str>, scope: &str, audience: &str) -> Result<Option<Reader>, Error> {
         let ctx = &self.ctx;
         let s = ReadStatement::parse(statement)?;
         let now = ctx.clock.now_ms();
@@ -49,9 +65,7 @@ impl Reads {
                 let cc = c.clone();
                 let key = self.storage.db(move |st| st.user(&cc)).await?.map(|u| u.key.as_deref().and_then(keys::PublicKey::from_hex));
                 match key {
-                    // Whether a CPF is registered here is no secret (registering it again says
-                    // so); saying it plainly lets a user see they asked the wrong bank.
-                    None => return Err(Error::forbidden("unknown_reader", format!("CPF {} is not a user of this bank", c.formatted()))),
+                    None => return Ok(None),
                     Some(k) => k.into_iter().collect(),
                 }
             }
@@ -65,6 +79,6 @@ impl Reads {
             Reader::Teller => "teller".to_string(),
         };
         self.nonces.lock().unwrap().first(s.time_ms, &who, s.nonce, now)?;
-        Ok(s.reader)
+        Ok(Some(s.reader))
     }
 }
