@@ -31,13 +31,17 @@ pub struct Timing {
     /// Longest pause between pings of an offline bank.
     pub ping_backoff_max_ms: u64,
     /// The shortest wait for a token pass's answer. The wait follows the measured round trips
-    /// (`ring::rtt`) up to `peer_timeout_ms`; this floor keeps a slow disk or a busy machine
+    /// (`consortium_core::rtt`) up to `peer_timeout_ms`; this floor keeps a slow disk or a busy machine
     /// from looking like a dead bank. Local to this bank, not a shared timing.
     pub pass_floor_ms: u64,
     /// The shortest time without the token before this bank suspects its loss (and asks the
-    /// others). The suspicion follows the measured rotation times (`ring::rtt`) up to
+    /// others). The suspicion follows the measured rotation times (`consortium_core::rtt`) up to
     /// `token_loss_ms` per bank. Local to this bank, not a shared timing.
     pub loss_floor_ms: u64,
+    /// The shortest wait for a prepare's, decide's or finish's answer. Like a pass's, the wait
+    /// follows the measured round trips of that kind of call to that bank (group commit
+    /// included) up to `peer_timeout_ms`. Local to this bank, not a shared timing.
+    pub call_floor_ms: u64,
 }
 
 impl Default for Timing {
@@ -55,6 +59,7 @@ impl Default for Timing {
             ping_backoff_max_ms: 2_000,
             pass_floor_ms: 250,
             loss_floor_ms: 500,
+            call_floor_ms: 250,
         }
     }
 }

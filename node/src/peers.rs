@@ -8,6 +8,7 @@ use crate::config::ms;
 use crate::context::Context;
 use crate::net::{Call, NetError, Transport};
 use crate::trust::request::{self, PairKeys};
+use consortium_core::rtt::Rtt;
 use hyper::Method;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -35,6 +36,26 @@ impl std::fmt::Display for PeerError {
     }
 }
 
+/// The calls of the two-phase commit, whose wait for each peer is measured apart
+/// (`call_measured`): a prepare's answer comes after the peer's group commit, a decide's after
+/// the origin's, a finish's after the legs are applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Prepare,
+    Decide,
+    Finish,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Prepare => "prepare",
+            Phase::Decide => "decide",
+            Phase::Finish => "finish",
+        }
+    }
+}
+
 /// What the rest of the bank does when a peer fails or comes back (wired by `node.rs`).
 pub trait Watch: Send + Sync + 'static {
     /// A call to `peer` failed (before it is marked offline).
@@ -58,6 +79,8 @@ pub struct PeersParts {
     /// the RNG that times the protocol.
     nonce_rng: Mutex<ChaCha8Rng>,
     table: Table,
+    /// The measured round trips of each peer's two-phase-commit answers.
+    waits: Mutex<BTreeMap<(String, Phase), Rtt>>,
     watch: Box<dyn Watch>,
 }
 
@@ -73,7 +96,7 @@ impl Peers {
     /// Every other bank starts offline: it must answer a ping first.
     pub fn new(ctx: Context, pairs: PairKeys, transport: Arc<dyn Transport>, nonce_rng: ChaCha8Rng, watch: impl Watch) -> Peers {
         let others: Vec<String> = ctx.members.iter().filter(|m| **m != ctx.me).cloned().collect();
-        Peers(Arc::new(PeersParts { ctx, pairs, transport, nonce_rng: Mutex::new(nonce_rng), table: Table::new(others), watch: Box::new(watch) }))
+        Peers(Arc::new(PeersParts { ctx, pairs, transport, nonce_rng: Mutex::new(nonce_rng), table: Table::new(others), waits: Mutex::new(BTreeMap::new()), watch: Box::new(watch) }))
     }
 
     pub fn is_online(&self, peer: &str) -> bool {
@@ -114,7 +137,7 @@ impl Peers {
     }
 
     /// `call` bounded by `timeout` (at most the peer timeout): a probe of the ring, whose wait
-    /// the ring measures (`ring::rtt`).
+    /// the ring measures (`consortium_core::rtt`).
     pub async fn call_within<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         peer: &str,
@@ -137,6 +160,37 @@ impl Peers {
         }
     }
 
+    /// `call`, waiting as long as `peer`'s answers to this kind of call have taken
+    /// (`consortium_core::rtt`, within [`call_floor_ms`, `peer_timeout_ms`]): the token's
+    /// holder waits on these calls, and the whole consortium with it, so a peer that stopped
+    /// answering must cost about its usual round trip, not the longest wait.
+    pub async fn call_measured<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        peer: &str,
+        phase: Phase,
+        path: &str,
+        body: &Req,
+    ) -> Result<Resp, PeerError> {
+        let timeout = self.wait_for(peer, phase);
+        let began = tokio::time::Instant::now();
+        let r = self.call_within(peer, Method::POST, path, Some(body), timeout).await;
+        let mut waits = self.waits.lock().unwrap();
+        let rtt = waits.entry((peer.to_string(), phase)).or_default();
+        match &r {
+            // A refusal is an answer too: it measures the round trip as well as a vote.
+            Ok(_) | Err(PeerError::Refused(..)) => rtt.sample(began.elapsed()),
+            Err(PeerError::Unreachable(_)) => rtt.failed(),
+        }
+        r
+    }
+
+    /// How long the next `phase` call to `peer` waits for its answer.
+    pub fn wait_for(&self, peer: &str, phase: Phase) -> Duration {
+        let t = &self.ctx.timing;
+        let rtt = self.waits.lock().unwrap().get(&(peer.to_string(), phase)).copied().unwrap_or_default();
+        rtt.timeout(ms(t.call_floor_ms), ms(t.peer_timeout_ms))
+    }
+
     /// A call that ignores (and does not change) the peer's online mark: pings, and reads a
     /// client asked for.
     pub async fn raw_call<Req: Serialize, Resp: DeserializeOwned>(
@@ -150,7 +204,7 @@ impl Peers {
     }
 
     /// `raw_call` bounded by `timeout` (at most the peer timeout): a token pass, whose wait
-    /// the ring measures (`ring::rtt`).
+    /// the ring measures (`consortium_core::rtt`).
     pub async fn raw_call_within<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         peer: &str,

@@ -65,6 +65,7 @@ pub struct TimingSpec {
     pub ping_backoff_max_ms: u64,
     pub pass_floor_ms: u64,
     pub loss_floor_ms: u64,
+    pub call_floor_ms: u64,
 }
 
 impl Default for TimingSpec {
@@ -82,6 +83,7 @@ impl Default for TimingSpec {
             ping_backoff_max_ms: 300,
             pass_floor_ms: 25,
             loss_floor_ms: 60,
+            call_floor_ms: 25,
         }
     }
 }
@@ -101,6 +103,7 @@ impl TimingSpec {
             ping_backoff_max_ms: self.ping_backoff_max_ms,
             pass_floor_ms: self.pass_floor_ms,
             loss_floor_ms: self.loss_floor_ms,
+            call_floor_ms: self.call_floor_ms,
         }
     }
 }

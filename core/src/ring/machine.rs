@@ -18,7 +18,7 @@ use crate::events::NodeEvent;
 use crate::package::PackageKey;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use super::rtt::Rtt;
+use crate::rtt::Rtt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 

@@ -8,7 +8,6 @@ pub mod token;
 
 pub mod machine;
 pub mod messages;
-pub mod rtt;
 
 pub use machine::{RingMachine, RingView};
 pub use messages::{Alert, Block, PassAnswer, Probe, TokenPass};

@@ -13,7 +13,7 @@ use super::{Outcome, Status};
 use crate::wire::{Decide, Finish, PackageView, Prepare, Votes};
 use crate::context::Context;
 use crate::error::Error;
-use crate::peers::{PeerError, Peers};
+use crate::peers::{PeerError, Peers, Phase};
 use crate::store::{Authority, Storage, Write, Written};
 use consortium_core::trust::decision::Decision;
 use consortium_core::ring::Queued;
@@ -175,12 +175,12 @@ async fn prepare_at(self, bank: String, items: Vec<Prepare>) -> Result<Vec<Votes
         let me = self.ctx.me.clone();
         self.prepare_here(&me, items).await.map_err(|e| e.message)
     } else {
-        self.peers.call(&bank, Method::POST, "/peer/prepare", Some(&items)).await.map_err(|e| match e {
+        self.peers.call_measured(&bank, Phase::Prepare, "/peer/prepare", &items).await.map_err(|e| match e {
             PeerError::Unreachable(_) => format!("bank {bank} unreachable"),
             PeerError::Refused(s, m) => format!("bank {bank} refused ({s}): {m}"),
         })
     };
-    self.ctx.metrics.phase("prepare", began.elapsed());
+    self.ctx.metrics.phase(Phase::Prepare.name(), began.elapsed());
     r
 }
 
@@ -189,9 +189,9 @@ pub async fn decide_at(&self, origin: &str, items: Vec<Decide>) -> Result<Vec<Pa
     let r = if origin == self.ctx.me {
         self.decide_here(origin, items).await.map_err(|e| PeerError::Refused(e.status(), e.message))
     } else {
-        self.peers.call(origin, Method::POST, "/peer/decide", Some(&items)).await
+        self.peers.call_measured(origin, Phase::Decide, "/peer/decide", &items).await
     };
-    self.ctx.metrics.phase("decide", began.elapsed());
+    self.ctx.metrics.phase(Phase::Decide.name(), began.elapsed());
     r
 }
 
@@ -202,9 +202,9 @@ pub async fn finish_at(self, bank: String, items: Vec<Finish>) -> bool {
         let me = self.ctx.me.clone();
         self.finish_here(&me, items).await.is_ok()
     } else {
-        self.peers.call::<_, usize>(&bank, Method::POST, "/peer/finish", Some(&items)).await.is_ok()
+        self.peers.call_measured::<_, usize>(&bank, Phase::Finish, "/peer/finish", &items).await.is_ok()
     };
-    self.ctx.metrics.phase("finish", began.elapsed());
+    self.ctx.metrics.phase(Phase::Finish.name(), began.elapsed());
     ok
 }
 

@@ -1,13 +1,16 @@
-//! How long a bank waits for a token pass's answer: measured, not fixed. A pass that is not
-//! answered makes the holder retry once and then give the token to the bank after, so this
-//! wait is what a paused, isolated or silent bank costs the ring. A fixed `peer_timeout` (2 s
-//! by default) cost 4 s per such pass; the round trip on a LAN is a few milliseconds.
+//! How long a bank waits for another bank's answer: measured, not fixed. A token pass that is
+//! not answered makes the holder retry once and then give the token to the bank after; a
+//! prepare, decide or finish that is not answered aborts (or leaves to the resolver) what it
+//! carried. While the token's holder waits, nobody else commits anything, so this wait is what a
+//! paused, isolated or silent bank costs the whole consortium. A fixed `peer_timeout` (2 s by
+//! default) cost 2 s per such call, 4 s per pass; the round trip on a LAN is a few ms.
 //!
-//! The estimate is RFC 6298's (smoothed round trip and its variation, per peer); the wait is
-//! `srtt + 4 * rttvar`, never below a floor (a local setting: a slow disk or a busy machine
-//! must not look like a dead bank) and never above the peer timeout. A peer with no sample
-//! yet, or whose last pass failed, gets the full peer timeout: a bank coming back is given
-//! time before it is judged again. A retry waits twice as long as the first try.
+//! The estimate is RFC 6298's (smoothed round trip and its variation), kept per peer and per
+//! kind of call (a prepare's round trip includes the peer's group commit, a pass's does not);
+//! the wait is `srtt + 4 * rttvar`, never below a floor (a local setting: a slow disk or a busy
+//! machine must not look like a dead bank) and never above the peer timeout. A peer with no
+//! sample yet, or whose last call failed, gets the full peer timeout: a bank coming back is
+//! given time before it is judged again. A pass's retry waits twice as long as the first try.
 
 use std::time::Duration;
 
