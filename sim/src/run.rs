@@ -660,7 +660,8 @@ pub fn run(scenario: &Scenario, planted: PlantedBug) -> RunOutput {
     let trace = std::mem::take(&mut st.trace);
     let violations = st.violations.clone();
     let timeline = std::mem::take(&mut st.timeline);
-    let end = Duration::from_millis(sc.duration_ms + sc.settle_ms).max(st.now);
+    // A run stops at its first broken invariant: its picture ends there, not at the schedule's end.
+    let end = if violations.is_empty() { Duration::from_millis(sc.duration_ms + sc.settle_ms).max(st.now) } else { st.now };
     RunOutput { report, trace, violations, wall, timeline, names, end }
 }
 
