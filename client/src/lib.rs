@@ -237,6 +237,15 @@ fn encode_segment(s: &str) -> String {
 
 // ---- the client ----
 
+/// A transport's reason, with what it means for the user where that is not obvious.
+fn explain(reason: String) -> String {
+    // Plain HTTP to a bank that speaks TLS: its TLS alert is not an HTTP answer.
+    if reason.contains("invalid HTTP version") {
+        return format!("{reason}: the bank speaks TLS, not plain HTTP (leave out --plain-http; give its CA with --ca or BANK_CA)");
+    }
+    reason
+}
+
 /// A client of one bank. Cheap to clone; clones share the connection pool.
 #[derive(Clone)]
 pub struct Client {
@@ -305,7 +314,7 @@ impl Client {
             wire.headers.push((read::HEADER.to_string(), s.to_header()));
         }
         let reply = self.transport.call(&bank, wire).await.map_err(|e| match e {
-            NetError::Unreachable(reason) => ClientError::Unreachable { bank: bank.clone(), reason },
+            NetError::Unreachable(reason) => ClientError::Unreachable { bank: bank.clone(), reason: explain(reason) },
             NetError::Timeout => ClientError::Timeout { bank: bank.clone(), after: self.timeout },
         })?;
         let status = reply.status.as_u16();

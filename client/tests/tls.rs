@@ -118,6 +118,7 @@ async fn banks_and_clients_over_tls() {
     }
     let r = bank(empty.path(), env(None), args(&["--plain-http", "--bank", &a, "status"])).await;
     assert_eq!(r.code, 3, "plain HTTP to a TLS bank: {}", r.err);
+    assert!(r.err.contains("cannot reach bank") && r.err.contains("speaks TLS") && r.err.contains("--plain-http"), "say why: {}", r.err);
     let (code, s) = get(c.client_transport().as_ref(), &a, "/status").await.unwrap();
     assert_eq!(code, 200);
     assert!(s["counters"]["refused"]["tls_handshake"].as_u64().unwrap_or(0) >= 1, "{s}");
