@@ -280,7 +280,7 @@ impl Package {
     /// whether an address is a member of the consortium.
     pub fn validate(&self, is_bank: impl Fn(&str) -> bool) -> Result<(), Error> {
         if self.id.is_empty() || self.id.len() > MAX_ID_LEN {
-            return Err(Error::bad_request("bad_id", format!("a package id has 1 to {MAX_ID_LEN} characters")));
+            return Err(Error::bad_request("bad_id", format!("a package id is 1 to {MAX_ID_LEN} bytes long")));
         }
         if !self.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
             return Err(Error::bad_request("bad_id", "a package id uses letters, digits and - _ . : only"));
@@ -327,7 +327,7 @@ impl Package {
                     return Err(Error::rule("unknown_bank", at(&format!("{} is not a bank of the consortium", r.bank))));
                 }
                 if r.account.is_empty() || r.account.len() > 64 {
-                    return Err(Error::bad_request("bad_account", at("account keys have 1 to 64 characters")));
+                    return Err(Error::bad_request("bad_account", at("account keys are 1 to 64 bytes long")));
                 }
             }
             if let (Some(f), Some(t)) = (&op.from, &op.to) {
@@ -370,6 +370,24 @@ mod tests {
 
     fn transfer(from: &str, to: &str, amount: u64) -> Operation {
         Operation { kind: OpKind::Transfer, from: r(from, "1"), to: r(to, "2"), amount: Cents(amount) }
+    }
+
+    /// The length limits count bytes (what is stored and signed), and their messages say so:
+    /// 70 two-byte characters are 140 bytes, over an id's 128 though under 128 characters.
+    #[test]
+    fn length_limits_count_bytes_and_say_so() {
+        let ok = |p: &Package| p.validate(|b| b == "a" || b == "b");
+        let mut p = Package { id: "é".repeat(70), operations: vec![transfer("a", "b", 5)], ..Default::default() };
+        let e = ok(&p).unwrap_err();
+        assert_eq!(e.code, "bad_id");
+        assert_eq!(e.message, "a package id is 1 to 128 bytes long");
+        p.id = "p".repeat(MAX_ID_LEN);
+        assert!(ok(&p).is_ok());
+        p.operations[0].from = r("a", &"é".repeat(40));
+        let e = ok(&p).unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), ("bad_account", "operation 0: account keys are 1 to 64 bytes long"));
+        p.operations[0].from = r("a", &"k".repeat(64));
+        assert!(ok(&p).is_ok());
     }
 
     #[test]
