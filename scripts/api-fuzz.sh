@@ -85,11 +85,12 @@ EOF
 }
 ready $(for p in $PORTS; do echo "127.0.0.1:$p"; done)
 
-# ---- a user with money: the fuzzer reads as them ----
+# ---- a user with money: the fuzzer reads as them (the CPF, account key and package id are
+# the document's examples, so its explicit examples read what exists) ----
 bank() { "$BIN/bank" --plain-http --keys "$DATA/keys" "$@" >/dev/null; }
 bank --bank "$FIRST" user register --cpf "$CPF" --name "Fuzz User"
 bank --bank "$FIRST" account open --kind personal --holder "$CPF"
-bank --bank "$FIRST" --teller-key "$DATA/tellers/127.0.0.1_$BASE.key" deposit --to "$FIRST/000001" --amount 100.00
+bank --bank "$FIRST" --teller-key "$DATA/tellers/127.0.0.1_$BASE.key" deposit --id deposit-1 --to "$FIRST/000001" --amount 100.00
 export API_FUZZ_KEY_FILE=$DATA/keys/$CPF.key API_FUZZ_CPF=$CPF API_FUZZ_BANK=$FIRST
 export PYTHONPATH=scripts
 
@@ -119,7 +120,7 @@ case "$before" in *'"127.0.0.1:'$BASE'", "000001", 10000, 0, 0'*) ;; *) echo "ap
 # ---- the fuzzer ----
 echo "api-fuzz: schemathesis against http://$FIRST/openapi.json (at most ${SECONDS_BUDGET} s, $EXAMPLES examples, seed $SEED)"
 status=0
-SCHEMATHESIS_HOOKS=api_fuzz_hook "$VENV/bin/schemathesis" run "http://$FIRST/openapi.json" \
+API_FUZZ_TALLY=$DIR/answers.json SCHEMATHESIS_HOOKS=api_fuzz_hook "$VENV/bin/schemathesis" run "http://$FIRST/openapi.json" \
   --checks "${API_FUZZ_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection}" \
   --max-examples "$EXAMPLES" --max-time "$SECONDS_BUDGET" --seed "$SEED" --workers 2 --no-color \
   --report junit --report-dir "$DIR/report" || status=$?
@@ -136,5 +137,8 @@ if grep -h -i "panicked" "$DATA"/bank-*.log >&2; then
   echo "api-fuzz: a bank panicked (logs in $DATA)" >&2
   status=1
 fi
+# What the fuzzer reached: answers by route and status, and the refusals by reason at the bank.
+"$PY" -c 'import json,sys; [print("api-fuzz:", k, v) for k, v in json.load(open(sys.argv[1]))["answers"].items()]' "$DIR/answers.json" || true
+"$PY" -c 'import json,sys,urllib.request; print("api-fuzz: refused at the fuzzed bank, by reason:", json.dumps(json.load(urllib.request.urlopen(sys.argv[1]))["counters"]["refused"], sort_keys=True))' "http://$FIRST/status"
 [ "$status" = 0 ] && echo "api-fuzz: passed (no server error, every answer as documented, no harm)"
 exit "$status"

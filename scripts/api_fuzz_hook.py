@@ -20,6 +20,7 @@ import secrets
 import struct
 import sys
 import time
+import urllib.parse
 
 from nacl.signing import SigningKey
 
@@ -71,7 +72,9 @@ def header_for(path: str, params: dict, seed: bytes, cpf: str, bank: str) -> str
     if scope_of is None:
         return None
     try:
-        scope = scope_of({k: str(v) for k, v in (params or {}).items()})
+        # Schemathesis hands the values over percent-encoded, as they go in the path; the
+        # bank decodes them before naming the scope.
+        scope = scope_of({k: urllib.parse.unquote(str(v)) for k, v in (params or {}).items()})
     except KeyError:
         return None
     if not scope.isprintable() or not scope.isascii():
@@ -85,6 +88,10 @@ def _self_test() -> None:
     want = SELF_TEST_HEADER
     assert got == want, f"the hook signs other bytes than the bank checks:\n got  {got}\n want {want}"
     assert bare_cpf(" 529.982.247-25 ") == "52998224725"
+    h = header_for("/accounts/{key}", {"key": "a%26b"}, bytes([7] * 32), "52998224725", "b:1")
+    assert h.endswith(" account/a&b"), h
+    assert header_for("/accounts/{key}", {"key": "%C3%A9"}, bytes([7] * 32), "52998224725", "b:1") is None
+    assert header_for("/status", {}, bytes([7] * 32), "52998224725", "b:1") is None
     print("api_fuzz_hook: self-test passed (the statement matches the Rust code's)")
 
 
@@ -125,3 +132,32 @@ elif "schemathesis" in sys.modules:
             if h is not None:
                 case.headers = dict(case.headers or {})
                 case.headers["authorization"] = h
+
+    # What the fuzzer reached: answers by operation and status, and the first few reads the
+    # bank refused for their scope (the hook and the bank naming one thing differently),
+    # written to API_FUZZ_TALLY when the run ends.
+    import atexit
+    import collections
+    import json
+    import threading
+
+    _LOCK = threading.Lock()
+    _TALLY: dict = collections.defaultdict(collections.Counter)
+    _SCOPE_REFUSED: list = []
+
+    @schemathesis.hook
+    def after_call(context, case, response):
+        op = f"{case.operation.method.upper()} {case.operation.path}"
+        with _LOCK:
+            _TALLY[op][str(response.status_code)] += 1
+            if response.status_code == 403 and len(_SCOPE_REFUSED) < 20:
+                text = getattr(response, "text", "")
+                if '"wrong_scope"' in text:
+                    _SCOPE_REFUSED.append({"path_parameters": {k: str(v) for k, v in case.path_parameters.items()}, "answer": text})
+
+    @atexit.register
+    def _write_tally():
+        out = os.environ.get("API_FUZZ_TALLY")
+        if out:
+            with open(out, "w") as f:
+                json.dump({"answers": {k: dict(v) for k, v in sorted(_TALLY.items())}, "scope_refused": _SCOPE_REFUSED}, f, indent=1)

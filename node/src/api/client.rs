@@ -105,6 +105,7 @@ async fn reader(node: &Arc<Node>, headers: &HeaderMap, scope: &str) -> Result<Re
     node.reads.reader(statement(headers), scope, &node.ctx.me).await
 }
 
+/// A user as this bank registered them, to that user or a teller.
 #[utoipa::path(get, path = "/users/{cpf}", tag = "users", params(("cpf" = String, Path, description = "the user's CPF (11 digits, or `123.456.789-09`)", example = "52998224725")), security(("read_statement" = [])), responses(
     (status = 200, description = "the user as this bank registered them", body = UserView),
     (status = 400, response = Bad), (status = 401, response = Unauthorized), (status = 403, response = Forbidden),
@@ -220,7 +221,7 @@ async fn open_account(State(node): S, Body(req): Body<NewAccount>) -> Result<(St
 
 /// An account, to a holder or a teller. An account that does not exist is answered like one
 /// the reader does not hold (to a user), so account keys cannot be probed.
-#[utoipa::path(get, path = "/accounts/{key}", tag = "accounts", params(("key" = String, Path, description = "the account's key at this bank")), security(("read_statement" = [])), responses(
+#[utoipa::path(get, path = "/accounts/{key}", tag = "accounts", params(("key" = String, Path, description = "the account's key at this bank", example = "000001")), security(("read_statement" = [])), responses(
     (status = 200, description = "the account", body = AccountView),
     (status = 401, response = Unauthorized), (status = 403, response = Forbidden),
     (status = 404, response = Missing), (status = 429, response = TooMany), (status = 500, response = Internal), (status = 503, response = Unavailable),
@@ -235,6 +236,7 @@ async fn get_account(State(node): S, headers: HeaderMap, Path(key): Path<String>
     }
 }
 
+/// A user's accounts at this bank, to that user or a teller.
 #[utoipa::path(get, path = "/users/{cpf}/accounts", tag = "accounts", params(("cpf" = String, Path, description = "the user's CPF (11 digits, or `123.456.789-09`)", example = "52998224725")), security(("read_statement" = [])), responses(
     (status = 200, description = "the user's accounts at this bank", body = AccountList),
     (status = 400, response = Bad), (status = 401, response = Unauthorized), (status = 403, response = Forbidden),
@@ -403,7 +405,7 @@ impl Drop for Waiting {
 
 /// A package's status, to one who signed it, a holder of one of this bank's accounts it
 /// touches, or a teller.
-#[utoipa::path(get, path = "/packages/{id}", tag = "packages", params(("id" = String, Path, description = "the package's id (its idempotency key)")), security(("read_statement" = [])), responses(
+#[utoipa::path(get, path = "/packages/{id}", tag = "packages", params(("id" = String, Path, description = "the package's id (its idempotency key)", example = "deposit-1")), security(("read_statement" = [])), responses(
     (status = 200, description = "the package's status", body = PackageView),
     (status = 401, response = Unauthorized), (status = 403, response = Forbidden),
     (status = 404, response = Missing), (status = 429, response = TooMany), (status = 500, response = Internal), (status = 503, response = Unavailable),
@@ -441,6 +443,7 @@ async fn holdings(node: &Arc<Node>, who: &Reader, p: &Package) -> Result<Vec<Str
     .await
 }
 
+/// This bank's view of the consortium: its peers, the token, its queues and counters.
 #[utoipa::path(get, path = "/status", tag = "operations", responses(
     (status = 200, description = "this bank's view: peers, token, queues, counters (nothing about customers)", body = StatusView),
     (status = 429, response = TooMany), (status = 500, response = Internal),
