@@ -54,15 +54,7 @@ impl Serialize for PackageDigest {
 impl<'de> Deserialize<'de> for PackageDigest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let bad = || serde::de::Error::custom("a package digest is 64 hex digits");
-        if s.len() != 64 {
-            return Err(bad());
-        }
-        let mut out = [0u8; 32];
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
-        }
-        Ok(PackageDigest(out))
+        crate::trust::unhex::<32>(&s).map(PackageDigest).ok_or_else(|| serde::de::Error::custom("a package digest is 64 hex digits"))
     }
 }
 
@@ -426,6 +418,8 @@ mod tests {
         let json = serde_json::to_string(&d).unwrap();
         assert_eq!(serde_json::from_str::<PackageDigest>(&json).unwrap(), d);
         assert!(serde_json::from_str::<PackageDigest>("\"zz\"").is_err());
+        let signed = format!("\"+{}\"", &d.hex()[1..]);
+        assert!(serde_json::from_str::<PackageDigest>(&signed).is_err(), "a sign is no hex digit");
     }
 
     #[test]
