@@ -77,7 +77,8 @@ def header_for(path: str, params: dict, seed: bytes, cpf: str, bank: str) -> str
         scope = scope_of({k: urllib.parse.unquote(str(v)) for k, v in (params or {}).items()})
     except KeyError:
         return None
-    if not scope.isprintable() or not scope.isascii():
+    # A header carries printable ASCII, and loses whitespace at its end.
+    if not scope.isprintable() or not scope.isascii() or scope != scope.rstrip():
         return None
     return statement(seed, cpf, bank, scope, int(time.time() * 1000), secrets.token_bytes(16))
 

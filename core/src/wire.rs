@@ -17,9 +17,11 @@ pub struct NewUser {
     pub cpf: String,
     pub name: String,
     /// The user's Ed25519 public key (hex), made by the client on the user's machine.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub public_key: String,
     /// The key's signature of `trust::user::register_message` for this bank: proof that the
     /// registrant holds the private key.
+    #[schema(pattern = "^[0-9a-fA-F]{128}$")]
     pub proof: String,
     /// An operator's signature of `trust::user::approve_message` (the person was checked at
     /// the counter): needed where the bank requires approval.
@@ -32,6 +34,7 @@ pub struct NewUser {
 #[serde(deny_unknown_fields)]
 pub struct HolderSignature {
     pub cpf: String,
+    #[schema(pattern = "^[0-9a-fA-F]{128}$")]
     pub sig: String,
 }
 
@@ -45,6 +48,8 @@ pub struct UserKeyView {
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
     pub kind: AccountKind,
+    /// The holders' CPFs: one for a personal account, two or more for a joint one.
+    #[schema(min_items = 1, max_items = 16)]
     pub holders: Vec<String>,
     /// When the holders signed (Unix ms): within 5 minutes of the bank's clock.
     pub time_ms: u64,
@@ -78,7 +83,9 @@ pub struct RotationChain {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyReset {
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub public_key: String,
+    #[schema(pattern = "^[0-9a-fA-F]{128}$")]
     pub sig: String,
 }
 

@@ -25,8 +25,10 @@ pub struct User {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRotation {
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub public_key: String,
     pub seq: u64,
+    #[schema(pattern = "^[0-9a-fA-F]{128}$")]
     pub sig: String,
 }
 

@@ -61,7 +61,10 @@ impl<'de> Deserialize<'de> for PackageDigest {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountRef {
+    /// The bank's address, as the consortium's manifest lists it.
     pub bank: String,
+    /// The account's key at that bank (1 to 64 bytes).
+    #[schema(min_length = 1, max_length = 64)]
     pub account: String,
 }
 
@@ -81,13 +84,18 @@ pub struct Operation {
     pub from: Option<AccountRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<AccountRef>,
+    /// Cents, more than zero.
+    #[schema(value_type = u64, minimum = 1)]
     pub amount: Cents,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Package {
+    /// The idempotency key: 1 to 128 of the ASCII letters, digits and `-_.:`.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     pub id: String,
+    #[schema(min_items = 1, max_items = 64)]
     pub operations: Vec<Operation>,
     /// Unix milliseconds after which no bank prepares it (at most `MAX_EXPIRY_MS` ahead of
     /// the time it was signed). Covered by the signatures.
@@ -97,6 +105,7 @@ pub struct Package {
     /// leaves, the bank's teller's for each cash deposit (`authority`). Not part of the
     /// content: a retry signed again is the same package.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 16)]
     pub signatures: Vec<PackageSignature>,
 }
 
@@ -110,6 +119,7 @@ pub struct PackageSignature {
     /// A bank's teller, by the bank's address, signing for cash handed over at that bank.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teller: Option<String>,
+    #[schema(pattern = "^[0-9a-fA-F]{128}$")]
     pub sig: String,
 }
 
@@ -292,7 +302,7 @@ impl Package {
                 (None, Some(b)) => is_bank(b),
                 _ => false,
             };
-            if !who_ok || s.sig.len() != 128 {
+            if !who_ok || crate::trust::unhex::<64>(&s.sig).is_none() {
                 return Err(Error::bad_request("bad_signature", "a signature names one CPF or one bank's teller, and has 128 hex digits"));
             }
         }
@@ -380,6 +390,18 @@ mod tests {
         assert_eq!((e.code, e.message.as_str()), ("bad_account", "operation 0: account keys are 1 to 64 bytes long"));
         p.operations[0].from = r("a", &"k".repeat(64));
         assert!(ok(&p).is_ok());
+    }
+
+    #[test]
+    fn a_signature_is_128_hex_digits() {
+        let mut p = Package { id: "p".into(), operations: vec![transfer("a", "b", 5)], ..Default::default() };
+        let sig = |s: String| PackageSignature { cpf: Some("52998224725".into()), teller: None, sig: s };
+        p.signatures = vec![sig("ab".repeat(64))];
+        assert!(p.validate(|b| b == "a" || b == "b").is_ok());
+        for bad in ["zz".repeat(64), "+a".repeat(64), "ab".repeat(63), "é".repeat(64)] {
+            p.signatures = vec![sig(bad.clone())];
+            assert_eq!(p.validate(|b| b == "a" || b == "b").unwrap_err().code, "bad_signature", "{bad}");
+        }
     }
 
     #[test]

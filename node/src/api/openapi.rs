@@ -179,6 +179,14 @@ mod tests {
         assert!(d["components"]["schemas"]["ErrorBody"]["properties"]["error"].is_object());
         // A body with an unknown field is refused, so the document says so.
         assert_eq!(d["components"]["schemas"]["Package"]["additionalProperties"], false);
+        // The limits the document states are the ones the rules enforce.
+        let schema = |name: &str, field: &str| d["components"]["schemas"][name]["properties"][field].clone();
+        use consortium_core::package::spec::{MAX_ID_LEN, MAX_OPERATIONS, MAX_SIGNATURES};
+        assert_eq!(schema("Package", "operations")["maxItems"], MAX_OPERATIONS);
+        assert_eq!(schema("Package", "signatures")["maxItems"], MAX_SIGNATURES);
+        assert_eq!(schema("Package", "id")["pattern"], format!("^[A-Za-z0-9._:-]{{1,{MAX_ID_LEN}}}$"));
+        assert_eq!(schema("NewAccount", "holders")["maxItems"], crate::domain::account::MAX_HOLDERS);
+        assert_eq!(schema("Operation", "amount")["minimum"], 1);
     }
 
     /// The routes are the document's own (`client::routes` routes each handler by its
