@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SEEDS ?= 2000
 
-.PHONY: run build release image docker-test test sim fuzz bench bench-target chaos availability clean
+.PHONY: run build release image docker-test test api-fuzz sim fuzz bench bench-target chaos availability clean
 
 ## run: a local consortium of 4 banks on 127.0.0.1:7001-7004, data in ./data (Ctrl-C stops)
 run: build
@@ -32,6 +32,12 @@ docker-test:
 ## test: every test of the workspace (unit, loopback end-to-end, simulator, snapshots, fuzz smoke)
 test:
 	$(CARGO) test --workspace --no-fail-fast
+
+## api-fuzz: a third-party API fuzzer (schemathesis, pinned, in a venv under target/api-fuzz) against
+## 4 banks on loopback, driven by their GET /openapi.json: no 5xx, every answer as documented, every
+## invalid request refused, no money moved (API_FUZZ_SECONDS=150, API_FUZZ_EXAMPLES=40, API_FUZZ_SEED=1)
+api-fuzz: build
+	./scripts/api-fuzz.sh
 
 ## sim: one simulated scenario (SCENARIO=scenarios/bank_crash.toml)
 sim:

@@ -489,7 +489,7 @@ pub fn parse_account_key(s: &str) -> Result<String, String> {
         return Err("the account key is empty".into());
     }
     if s.len() > 64 {
-        return Err(format!("account keys have at most 64 characters, {s:?} has {}", s.len()));
+        return Err(format!("account keys are at most 64 bytes long, {s:?} has {}", s.len()));
     }
     if s.contains(|c: char| c.is_whitespace() || c.is_control() || c == '/') {
         return Err(format!("{s:?} is not an account key"));

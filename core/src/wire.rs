@@ -9,15 +9,19 @@ use serde::{Deserialize, Serialize};
 
 // ---- client API ----
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    /// The user's CPF: 11 digits, or formatted `123.456.789-09`, with valid check digits.
+    #[schema(example = "52998224725")]
     pub cpf: String,
     pub name: String,
     /// The user's Ed25519 public key (hex), made by the client on the user's machine.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub public_key: String,
     /// The key's signature of `trust::user::register_message` for this bank: proof that the
     /// registrant holds the private key.
+    #[schema(pattern = "^[0-9a-fA-F]{128}$")]
     pub proof: String,
     /// An operator's signature of `trust::user::approve_message` (the person was checked at
     /// the counter): needed where the bank requires approval.
@@ -26,10 +30,11 @@ pub struct NewUser {
 }
 
 /// A holder's signature of a statement (an account opening).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HolderSignature {
     pub cpf: String,
+    #[schema(pattern = "^[0-9a-fA-F]{128}$")]
     pub sig: String,
 }
 
@@ -39,10 +44,12 @@ pub struct UserKeyView {
     pub key: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
     pub kind: AccountKind,
+    /// The holders' CPFs: one for a personal account, two or more for a joint one.
+    #[schema(min_items = 1, max_items = 16)]
     pub holders: Vec<String>,
     /// When the holders signed (Unix ms): within 5 minutes of the bank's clock.
     pub time_ms: u64,
@@ -50,7 +57,7 @@ pub struct NewAccount {
     pub signatures: Vec<HolderSignature>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserView {
     pub cpf: Cpf,
     pub name: String,
@@ -73,15 +80,17 @@ pub struct RotationChain {
 
 /// An operator replaces a lost key, at this bank only: signed with their teller key
 /// (`trust::user::reset_message`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyReset {
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub public_key: String,
+    #[schema(pattern = "^[0-9a-fA-F]{128}$")]
     pub sig: String,
 }
 
 /// An account as a client sees it (`held` is the money in prepared debits).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountView {
     pub bank: String,
     pub key: String,
@@ -107,12 +116,12 @@ pub struct ForwardedRead {
     pub statement: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountList {
     pub accounts: Vec<AccountView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BankAccounts {
     pub bank: String,
     pub reachable: bool,
@@ -121,12 +130,12 @@ pub struct BankAccounts {
     pub error: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConsortiumAccounts {
     pub banks: Vec<BankAccounts>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PackageView {
     pub id: String,
     pub status: Status,
@@ -138,13 +147,13 @@ pub struct PackageView {
     pub decision: Option<Decision>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PeerView {
     pub bank: String,
     pub online: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenView {
     /// `gen@creator`, or null before this bank saw any token.
     pub epoch: Option<String>,
@@ -152,7 +161,7 @@ pub struct TokenView {
     pub hop: u64,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Counters {
     pub submitted: u64,
     pub committed: u64,
@@ -174,7 +183,7 @@ pub struct Counters {
     pub refused: std::collections::BTreeMap<String, u64>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusView {
     pub bank: String,
     pub peers: Vec<PeerView>,

@@ -349,6 +349,11 @@ async fn openings_and_key_rotations_need_the_users_key() {
     assert_eq!((code, e["error"]["code"].as_str()), (404, Some("user_not_found")), "{e}");
     let (code, e) = c.post(0, &path, json!({"public_key": "zz", "seq": 1, "sig": ""})).await;
     assert_eq!((code, e["error"]["code"].as_str()), (400, Some("bad_key")), "{e}");
+    // Ana's current key at her current number, unsigned: no retry of a rotation, and no way
+    // around the signed read to her record (found by make api-fuzz: this was 200 with it).
+    let (code, e) = c.post(0, &path, json!({"public_key": ana_key.public().to_hex(), "seq": 0, "sig": "00".repeat(64)})).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (403, Some("bad_rotation")), "{e}");
+    assert!(e.get("name").is_none(), "{e}");
 
     // Signatures that are not signatures, in a package.
     let key = c.account(0, &cpf(34)).await;

@@ -22,11 +22,13 @@ pub struct User {
 }
 
 /// A user replaces their key: signed by the current key (`trust::user::rotate_message`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRotation {
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub public_key: String,
     pub seq: u64,
+    #[schema(pattern = "^[0-9a-fA-F]{128}$")]
     pub sig: String,
 }
 
@@ -52,7 +54,7 @@ impl User {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AccountKind {
     /// Exactly one holder; at most one per user per bank.

@@ -54,26 +54,21 @@ impl Serialize for PackageDigest {
 impl<'de> Deserialize<'de> for PackageDigest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let bad = || serde::de::Error::custom("a package digest is 64 hex digits");
-        if s.len() != 64 {
-            return Err(bad());
-        }
-        let mut out = [0u8; 32];
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
-        }
-        Ok(PackageDigest(out))
+        crate::trust::unhex::<32>(&s).map(PackageDigest).ok_or_else(|| serde::de::Error::custom("a package digest is 64 hex digits"))
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountRef {
+    /// The bank's address, as the consortium's manifest lists it.
     pub bank: String,
+    /// The account's key at that bank (1 to 64 bytes).
+    #[schema(min_length = 1, max_length = 64)]
     pub account: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OpKind {
     Transfer,
@@ -81,7 +76,7 @@ pub enum OpKind {
     Withdraw,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Operation {
     pub kind: OpKind,
@@ -89,13 +84,18 @@ pub struct Operation {
     pub from: Option<AccountRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<AccountRef>,
+    /// Cents, more than zero.
+    #[schema(value_type = u64, minimum = 1)]
     pub amount: Cents,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Package {
+    /// The idempotency key: 1 to 128 of the ASCII letters, digits and `-_.:`.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     pub id: String,
+    #[schema(min_items = 1, max_items = 64)]
     pub operations: Vec<Operation>,
     /// Unix milliseconds after which no bank prepares it (at most `MAX_EXPIRY_MS` ahead of
     /// the time it was signed). Covered by the signatures.
@@ -105,11 +105,12 @@ pub struct Package {
     /// leaves, the bank's teller's for each cash deposit (`authority`). Not part of the
     /// content: a retry signed again is the same package.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 16)]
     pub signatures: Vec<PackageSignature>,
 }
 
 /// Who signed a package, and the Ed25519 signature (hex).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PackageSignature {
     /// A user, by CPF (digits), signing for accounts they hold.
@@ -118,6 +119,7 @@ pub struct PackageSignature {
     /// A bank's teller, by the bank's address, signing for cash handed over at that bank.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teller: Option<String>,
+    #[schema(pattern = "^[0-9a-fA-F]{128}$")]
     pub sig: String,
 }
 
@@ -280,7 +282,7 @@ impl Package {
     /// whether an address is a member of the consortium.
     pub fn validate(&self, is_bank: impl Fn(&str) -> bool) -> Result<(), Error> {
         if self.id.is_empty() || self.id.len() > MAX_ID_LEN {
-            return Err(Error::bad_request("bad_id", format!("a package id has 1 to {MAX_ID_LEN} characters")));
+            return Err(Error::bad_request("bad_id", format!("a package id is 1 to {MAX_ID_LEN} bytes long")));
         }
         if !self.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
             return Err(Error::bad_request("bad_id", "a package id uses letters, digits and - _ . : only"));
@@ -300,7 +302,7 @@ impl Package {
                 (None, Some(b)) => is_bank(b),
                 _ => false,
             };
-            if !who_ok || s.sig.len() != 128 {
+            if !who_ok || crate::trust::unhex::<64>(&s.sig).is_none() {
                 return Err(Error::bad_request("bad_signature", "a signature names one CPF or one bank's teller, and has 128 hex digits"));
             }
         }
@@ -327,7 +329,7 @@ impl Package {
                     return Err(Error::rule("unknown_bank", at(&format!("{} is not a bank of the consortium", r.bank))));
                 }
                 if r.account.is_empty() || r.account.len() > 64 {
-                    return Err(Error::bad_request("bad_account", at("account keys have 1 to 64 characters")));
+                    return Err(Error::bad_request("bad_account", at("account keys are 1 to 64 bytes long")));
                 }
             }
             if let (Some(f), Some(t)) = (&op.from, &op.to) {
@@ -372,6 +374,36 @@ mod tests {
         Operation { kind: OpKind::Transfer, from: r(from, "1"), to: r(to, "2"), amount: Cents(amount) }
     }
 
+    /// The length limits count bytes (what is stored and signed), and their messages say so:
+    /// 70 two-byte characters are 140 bytes, over an id's 128 though under 128 characters.
+    #[test]
+    fn length_limits_count_bytes_and_say_so() {
+        let ok = |p: &Package| p.validate(|b| b == "a" || b == "b");
+        let mut p = Package { id: "é".repeat(70), operations: vec![transfer("a", "b", 5)], ..Default::default() };
+        let e = ok(&p).unwrap_err();
+        assert_eq!(e.code, "bad_id");
+        assert_eq!(e.message, "a package id is 1 to 128 bytes long");
+        p.id = "p".repeat(MAX_ID_LEN);
+        assert!(ok(&p).is_ok());
+        p.operations[0].from = r("a", &"é".repeat(40));
+        let e = ok(&p).unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), ("bad_account", "operation 0: account keys are 1 to 64 bytes long"));
+        p.operations[0].from = r("a", &"k".repeat(64));
+        assert!(ok(&p).is_ok());
+    }
+
+    #[test]
+    fn a_signature_is_128_hex_digits() {
+        let mut p = Package { id: "p".into(), operations: vec![transfer("a", "b", 5)], ..Default::default() };
+        let sig = |s: String| PackageSignature { cpf: Some("52998224725".into()), teller: None, sig: s };
+        p.signatures = vec![sig("ab".repeat(64))];
+        assert!(p.validate(|b| b == "a" || b == "b").is_ok());
+        for bad in ["zz".repeat(64), "+a".repeat(64), "ab".repeat(63), "é".repeat(64)] {
+            p.signatures = vec![sig(bad.clone())];
+            assert_eq!(p.validate(|b| b == "a" || b == "b").unwrap_err().code, "bad_signature", "{bad}");
+        }
+    }
+
     #[test]
     fn legs_split_by_bank() {
         let p = Package {
@@ -408,6 +440,8 @@ mod tests {
         let json = serde_json::to_string(&d).unwrap();
         assert_eq!(serde_json::from_str::<PackageDigest>(&json).unwrap(), d);
         assert!(serde_json::from_str::<PackageDigest>("\"zz\"").is_err());
+        let signed = format!("\"+{}\"", &d.hex()[1..]);
+        assert!(serde_json::from_str::<PackageDigest>(&signed).is_err(), "a sign is no hex digit");
     }
 
     #[test]

@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 
 const DECISION_DOMAIN: &[u8] = b"bank-consortium/decision/v1";
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
+    /// The package's digest (64 hex digits).
+    #[schema(value_type = String)]
     pub digest: PackageDigest,
     pub outcome: Outcome,
     /// The origin's Ed25519 signature, hex.

@@ -20,13 +20,31 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Exactly `2 * N` hex digits (either case), nothing else. Not `u8::from_str_radix`, which
+/// takes a sign too: `+f` would pass for a digit pair.
 pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != 2 * N || !s.is_ascii() {
+    if s.len() != 2 * N || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
+    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = [0u8; N];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    for (i, pair) in s.as_bytes().chunks(2).enumerate() {
+        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unhex_takes_hex_digits_only() {
+        assert_eq!(unhex::<2>("0aFf"), Some([0x0a, 0xff]));
+        assert_eq!(unhex::<2>(&hex(&[0xde, 0xad])), Some([0xde, 0xad]));
+        // A sign is no digit (from_str_radix would read "+a" as 10), nor is a space.
+        for bad in ["+a0b", "0a+b", "-a0b", " a0b", "0a0g", "0a0", "0a0bc", "é0b"] {
+            assert_eq!(unhex::<2>(bad), None, "{bad:?}");
+        }
+    }
 }

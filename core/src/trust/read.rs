@@ -204,6 +204,21 @@ mod tests {
         (Cpf::from_base(123_456_789), KeyPair::from_seed([1; 32]))
     }
 
+    /// The exact bytes: the API fuzz run's hook (scripts/api_fuzz_hook.py, in Python) signs
+    /// this same statement in its self-test and expects this same header. If the statement's
+    /// format changes, both change together.
+    #[test]
+    fn a_statement_signed_by_another_implementation_is_the_same() {
+        let key = KeyPair::from_seed([7; 32]);
+        let cpf = Cpf::parse("52998224725").unwrap();
+        let s = ReadStatement::sign(Reader::User(cpf.clone()), &key, "127.0.0.1:7001", &scope_user(&cpf), 1_700_000_000_000, [1; 16]);
+        let header = "Consortium-Read v1 52998224725 127.0.0.1:7001 1700000000000 01010101010101010101010101010101 \
+            e9f63f0ecfe2fd402010a73236f86fa0ccf3611e33347b318953a8ad67cc35d0dbeca32f7517526de465859cc0de3fc9c818aef2e74ce6035e61cfdcf45fcc0f user/52998224725";
+        assert_eq!(s.to_header(), header);
+        let parsed = ReadStatement::parse(Some(header)).unwrap();
+        assert!(parsed.signed_by_one_of(&[key.public()]));
+    }
+
     #[test]
     fn a_statement_round_trips_and_reads_one_thing_at_one_bank_for_a_short_while() {
         let (c, k) = ana();

@@ -125,6 +125,20 @@ pub fn check_rotation(user: &crate::domain::User, new_key_hex: &str, seq: u64, s
     Ok(Rotation::Apply)
 }
 
+/// A client's rotation (`POST /users/{cpf}/key`): as `check_rotation`, and one already
+/// applied is answered as done (a retry) only if it is the very rotation applied, signed as
+/// this bank keeps it. Naming the current key and number proves nothing: without this, an
+/// unsigned request naming them was answered 200 with the user's record (found by the API
+/// fuzz run, which read the key and number from a response and sent them back).
+pub fn check_rotation_request(user: &crate::domain::User, new_key_hex: &str, seq: u64, sig_hex: &str) -> Result<Rotation, crate::error::Error> {
+    let r = check_rotation(user, new_key_hex, seq, sig_hex)?;
+    let sig = unhex::<64>(sig_hex);
+    if r == Rotation::Done && !user.rotations.iter().any(|k| k.seq == seq && sig.is_some() && unhex::<64>(&k.sig) == sig) {
+        return Err(crate::error::Error::forbidden("bad_rotation", "the rotation is not the one this bank applied at this number (not its signature)"));
+    }
+    Ok(r)
+}
+
 /// The rotations of `chain` (another bank's, oldest first) that `user` as this bank knows
 /// them has not applied, each checked against the key before it. A chain that disagrees
 /// with this bank's key (another key at this bank's number, or a next rotation not signed
@@ -187,6 +201,13 @@ mod tests {
         u.key_seq = 1;
         assert_eq!(check_rotation(&u, &next_hex, 1, &rot).unwrap(), Rotation::Done, "the same rotation again");
         assert_eq!(check_rotation(&u, &key_hex, 1, &rot).unwrap_err().code, "stale_rotation", "back to the old key");
+        // From a client, "the same rotation again" must be the one applied, with its signature.
+        assert_eq!(check_rotation_request(&u, &next_hex, 1, &rot).unwrap_err().code, "bad_rotation", "no rotation kept at 1");
+        u.rotations.push(crate::domain::KeyRotation { public_key: next_hex.clone(), seq: 1, sig: rot.clone() });
+        assert_eq!(check_rotation_request(&u, &next_hex, 1, &rot).unwrap(), Rotation::Done, "a retry");
+        assert_eq!(check_rotation_request(&u, &next_hex, 1, &rot.to_uppercase()).unwrap(), Rotation::Done, "the same signature");
+        assert_eq!(check_rotation_request(&u, &next_hex, 1, &forged).unwrap_err().code, "bad_rotation", "another signature");
+        assert_eq!(check_rotation_request(&u, &next_hex, 1, &"00".repeat(64)).unwrap_err().code, "bad_rotation", "no signature");
         // An operator's reset: signed by an operator, for the key the bank holds now; good once.
         let op = UserKey::from_seed([9; 32]);
         let fresh = UserKey::from_seed([10; 32]).public().to_hex();

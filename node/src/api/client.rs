@@ -15,30 +15,38 @@ use crate::trust;
 use crate::trust::keys::PublicKey;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use super::openapi::{Bad, Conflict, Forbidden, Internal, Live, Missing, Ready, Refused, TooLarge, TooMany, Unauthorized, Unavailable};
+use crate::error::ErrorBody;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use hyper::Method;
 use std::sync::Arc;
 use std::time::Duration;
 
 type S = State<Arc<Node>>;
 
-pub fn routes() -> Router<Arc<Node>> {
-    Router::new()
-        .route("/users", post(register_user))
-        .route("/users/{cpf}", get(get_user))
-        .route("/users/{cpf}/accounts", get(user_accounts))
-        .route("/users/{cpf}/key", post(rotate_key))
-        .route("/users/{cpf}/reset", post(reset_key))
-        .route("/accounts", post(open_account))
-        .route("/accounts/{key}", get(get_account))
-        .route("/consortium/users/{cpf}/accounts", get(consortium_accounts))
-        .route("/packages", post(submit_package))
-        .route("/packages/{id}", get(get_package))
-        .route("/status", get(status))
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
+/// The client routes with their description: each handler is routed by its `#[utoipa::path]`
+/// (method and path come from it), so a route cannot exist without its entry in
+/// `/openapi.json`, nor differ from it. Add routes here only with `routes!`.
+pub fn routes() -> OpenApiRouter<Arc<Node>> {
+    OpenApiRouter::with_openapi(super::openapi::ApiDoc::openapi())
+        .routes(routes!(register_user))
+        .routes(routes!(get_user))
+        .routes(routes!(user_accounts))
+        .routes(routes!(rotate_key))
+        .routes(routes!(reset_key))
+        .routes(routes!(open_account))
+        .routes(routes!(get_account))
+        .routes(routes!(consortium_accounts))
+        .routes(routes!(submit_package))
+        .routes(routes!(get_package))
+        .routes(routes!(status))
+        .routes(routes!(live))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
+        .routes(routes!(super::openapi::openapi_json))
 }
 
 fn cpf(s: &str) -> Result<Cpf, Error> {
@@ -49,6 +57,13 @@ fn cpf(s: &str) -> Result<Cpf, Error> {
 /// (a signature of the registration for this bank), and the reachable banks are asked what
 /// key they hold for the CPF: a different one is refused (advisory, not atomic: it stops the
 /// easy hijack of a CPF already registered elsewhere).
+#[utoipa::path(post, path = "/users", tag = "users", request_body = NewUser, responses(
+    (status = 201, description = "registered", body = UserView),
+    (status = 400, response = Bad),
+    (status = 403, description = "`bad_proof` (not the key's signature of this registration), `approval_required` (this bank needs an operator's approval)", body = ErrorBody),
+    (status = 409, description = "`user_exists` here, or `key_conflict` (another bank holds another key for the CPF)", body = ErrorBody),
+    (status = 413, response = TooLarge), (status = 429, response = TooMany), (status = 500, response = Internal),
+))]
 async fn register_user(State(node): S, Body(req): Body<NewUser>) -> Result<(StatusCode, Json<UserView>), ApiError> {
     let mut user = User::new(cpf(&req.cpf)?, &req.name)?;
     let key = PublicKey::from_hex(&req.public_key).ok_or_else(|| Error::bad_request("bad_key", "public_key is not an Ed25519 public key (64 hex digits)"))?;
@@ -90,6 +105,12 @@ async fn reader(node: &Arc<Node>, headers: &HeaderMap, scope: &str) -> Result<Re
     node.reads.reader(statement(headers), scope, &node.ctx.me).await
 }
 
+/// A user as this bank registered them, to that user or a teller.
+#[utoipa::path(get, path = "/users/{cpf}", tag = "users", params(("cpf" = String, Path, description = "the user's CPF (11 digits, or `123.456.789-09`)", example = "52998224725")), security(("read_statement" = [])), responses(
+    (status = 200, description = "the user as this bank registered them", body = UserView),
+    (status = 400, response = Bad), (status = 401, response = Unauthorized), (status = 403, response = Forbidden),
+    (status = 404, response = Missing), (status = 429, response = TooMany), (status = 500, response = Internal), (status = 503, response = Unavailable),
+))]
 async fn get_user(State(node): S, headers: HeaderMap, Path(c): Path<String>) -> Result<Json<UserView>, ApiError> {
     let c = cpf(&c)?;
     let who = reader(&node, &headers, &read::scope_user(&c)).await?;
@@ -110,6 +131,14 @@ fn user_view(u: User) -> UserView {
 /// A user replaces their key, with a statement signed by the current one. The bank applies
 /// it and passes it on to the other banks, which check it against their own binding (one
 /// that is down gets it when it is back: `rotations`).
+#[utoipa::path(post, path = "/users/{cpf}/key", tag = "users", params(("cpf" = String, Path, description = "the user's CPF (11 digits, or `123.456.789-09`)", example = "52998224725")), request_body = KeyRotation, responses(
+    (status = 200, description = "the user with the new key (passed on to the other banks)", body = UserView),
+    (status = 400, response = Bad),
+    (status = 403, description = "`bad_rotation`: not signed by the user's current key", body = ErrorBody),
+    (status = 404, response = Missing),
+    (status = 409, description = "`stale_rotation` or `rotation_gap`: the number is not the next one", body = ErrorBody),
+    (status = 413, response = TooLarge), (status = 422, response = Refused), (status = 429, response = TooMany), (status = 500, response = Internal),
+))]
 async fn rotate_key(State(node): S, Path(c): Path<String>, Body(r): Body<KeyRotation>) -> Result<Json<UserView>, ApiError> {
     let c = cpf(&c)?;
     let (cc, rr) = (c.clone(), r.clone());
@@ -123,6 +152,12 @@ async fn rotate_key(State(node): S, Path(c): Path<String>, Body(r): Body<KeyRota
 
 /// An operator replaces a user's lost key, with their teller key's signature: at this bank
 /// only, never passed on (another bank's operator checks the person for itself).
+#[utoipa::path(post, path = "/users/{cpf}/reset", tag = "users", params(("cpf" = String, Path, description = "the user's CPF (11 digits, or `123.456.789-09`)", example = "52998224725")), request_body = KeyReset, responses(
+    (status = 200, description = "the user with the new key, at this bank only", body = UserView),
+    (status = 400, response = Bad),
+    (status = 403, description = "`bad_operator_signature`: not an operator of this bank's signature of this reset", body = ErrorBody),
+    (status = 404, response = Missing), (status = 413, response = TooLarge), (status = 429, response = TooMany), (status = 500, response = Internal),
+))]
 async fn reset_key(State(node): S, Path(c): Path<String>, Body(r): Body<KeyReset>) -> Result<Json<UserView>, ApiError> {
     let c = cpf(&c)?;
     let (me, ops) = (node.ctx.me.clone(), node.ctx.tellers.clone());
@@ -149,6 +184,14 @@ async fn peer_keys(node: &Arc<Node>, cpf: &Cpf) -> Vec<(String, String)> {
 
 /// Opens an account: every holder signs the opening (their keys as this bank registered
 /// them), within five minutes of this bank's clock.
+#[utoipa::path(post, path = "/accounts", tag = "accounts", request_body = NewAccount, responses(
+    (status = 201, description = "opened", body = AccountView),
+    (status = 400, response = Bad),
+    (status = 403, description = "`unsigned`: a holder did not sign this opening", body = ErrorBody),
+    (status = 404, response = Missing), (status = 409, response = Conflict), (status = 413, response = TooLarge),
+    (status = 422, description = "the holders break a rule (`no_holders`, `personal_one_holder`, ...) or signed more than 5 minutes from this bank's clock (`stale_signature`)", body = ErrorBody),
+    (status = 429, response = TooMany), (status = 500, response = Internal),
+))]
 async fn open_account(State(node): S, Body(req): Body<NewAccount>) -> Result<(StatusCode, Json<AccountView>), ApiError> {
     let holders = req.holders.iter().map(|h| cpf(h)).collect::<Result<Vec<_>, _>>()?;
     // The shape first (kind and holders), for a clear error; registration and personal
@@ -178,6 +221,11 @@ async fn open_account(State(node): S, Body(req): Body<NewAccount>) -> Result<(St
 
 /// An account, to a holder or a teller. An account that does not exist is answered like one
 /// the reader does not hold (to a user), so account keys cannot be probed.
+#[utoipa::path(get, path = "/accounts/{key}", tag = "accounts", params(("key" = String, Path, description = "the account's key at this bank", example = "000001")), security(("read_statement" = [])), responses(
+    (status = 200, description = "the account", body = AccountView),
+    (status = 401, response = Unauthorized), (status = 403, response = Forbidden),
+    (status = 404, response = Missing), (status = 429, response = TooMany), (status = 500, response = Internal), (status = 503, response = Unavailable),
+))]
 async fn get_account(State(node): S, headers: HeaderMap, Path(key): Path<String>) -> Result<Json<AccountView>, ApiError> {
     let who = reader(&node, &headers, &read::scope_account(&key)).await?;
     let k = key.clone();
@@ -188,6 +236,12 @@ async fn get_account(State(node): S, headers: HeaderMap, Path(key): Path<String>
     }
 }
 
+/// A user's accounts at this bank, to that user or a teller.
+#[utoipa::path(get, path = "/users/{cpf}/accounts", tag = "accounts", params(("cpf" = String, Path, description = "the user's CPF (11 digits, or `123.456.789-09`)", example = "52998224725")), security(("read_statement" = [])), responses(
+    (status = 200, description = "the user's accounts at this bank", body = AccountList),
+    (status = 400, response = Bad), (status = 401, response = Unauthorized), (status = 403, response = Forbidden),
+    (status = 429, response = TooMany), (status = 500, response = Internal), (status = 503, response = Unavailable),
+))]
 async fn user_accounts(State(node): S, headers: HeaderMap, Path(c): Path<String>) -> Result<Json<AccountList>, ApiError> {
     let c = cpf(&c)?;
     let who = reader(&node, &headers, &read::scope_accounts_of(&c)).await?;
@@ -202,6 +256,11 @@ async fn user_accounts(State(node): S, headers: HeaderMap, Path(c): Path<String>
 /// own registry (this one too, when it knows the user; one that does not has no accounts of
 /// theirs). A bank that does not answer in time is listed as unreachable; it never makes the
 /// whole answer fail.
+#[utoipa::path(get, path = "/consortium/users/{cpf}/accounts", tag = "accounts", params(("cpf" = String, Path, description = "the user's CPF (11 digits, or `123.456.789-09`)", example = "52998224725")), security(("read_statement" = [])), responses(
+    (status = 200, description = "the user's accounts at every bank; a bank that did not answer is listed with `reachable: false`", body = ConsortiumAccounts),
+    (status = 400, response = Bad), (status = 401, response = Unauthorized), (status = 403, response = Forbidden),
+    (status = 429, response = TooMany), (status = 500, response = Internal), (status = 503, response = Unavailable),
+))]
 async fn consortium_accounts(State(node): S, headers: HeaderMap, Path(c): Path<String>) -> Result<Json<ConsortiumAccounts>, ApiError> {
     let c = cpf(&c)?;
     let scope = read::scope_consortium(&c);
@@ -257,6 +316,13 @@ fn view(r: &Record) -> PackageView {
 
 /// Accepts a package (durably) and waits, bounded, for its outcome. A retry with the same id
 /// gets the same package, never a second execution.
+#[utoipa::path(post, path = "/packages", tag = "packages", request_body = Package, responses(
+    (status = 200, description = "decided: committed or aborted, with each operation's result", body = PackageView),
+    (status = 202, description = "accepted, not decided within `package_wait_ms`: ask `GET /packages/{id}`", body = PackageView),
+    (status = 400, response = Bad), (status = 409, response = Conflict), (status = 413, response = TooLarge),
+    (status = 422, description = "`unsigned`, `expired`, `unknown_bank`, `same_account`, or a signature that does not hold", body = ErrorBody),
+    (status = 429, response = TooMany), (status = 500, response = Internal), (status = 503, response = Unavailable),
+))]
 async fn submit_package(State(node): S, Body(p): Body<Package>) -> Result<(StatusCode, Json<PackageView>), ApiError> {
     p.validate(|b| node.ctx.is_member(b))?;
     if p.signatures.is_empty() {
@@ -339,6 +405,11 @@ impl Drop for Waiting {
 
 /// A package's status, to one who signed it, a holder of one of this bank's accounts it
 /// touches, or a teller.
+#[utoipa::path(get, path = "/packages/{id}", tag = "packages", params(("id" = String, Path, description = "the package's id (its idempotency key)", example = "deposit-1")), security(("read_statement" = [])), responses(
+    (status = 200, description = "the package's status", body = PackageView),
+    (status = 401, response = Unauthorized), (status = 403, response = Forbidden),
+    (status = 404, response = Missing), (status = 429, response = TooMany), (status = 500, response = Internal), (status = 503, response = Unavailable),
+))]
 async fn get_package(State(node): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<PackageView>, ApiError> {
     let who = reader(&node, &headers, &read::scope_package(&id)).await?;
     let i = id.clone();
@@ -372,12 +443,21 @@ async fn holdings(node: &Arc<Node>, who: &Reader, p: &Package) -> Result<Vec<Str
     .await
 }
 
+/// This bank's view of the consortium: its peers, the token, its queues and counters.
+#[utoipa::path(get, path = "/status", tag = "operations", responses(
+    (status = 200, description = "this bank's view: peers, token, queues, counters (nothing about customers)", body = StatusView),
+    (status = 429, response = TooMany), (status = 500, response = Internal),
+))]
 async fn status(State(node): S) -> Result<Json<StatusView>, ApiError> {
     Ok(Json(node.status().await?))
 }
 
 /// Prometheus's scrape: what `/status` counts, the live gauges, and the histograms
 /// (`metrics`). Nothing about customers.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus/OpenMetrics text", body = String, content_type = "application/openmetrics-text"),
+    (status = 429, response = TooMany), (status = 500, response = Internal),
+))]
 async fn metrics(State(node): S) -> Result<([(axum::http::header::HeaderName, &'static str); 1], String), ApiError> {
     let s = node.status().await?;
     let gauges = crate::metrics::Gauges { peers_online: s.peers.iter().filter(|p| p.online).count() as i64, queued: s.queued as i64, in_doubt: s.in_doubt as i64 };
@@ -386,13 +466,22 @@ async fn metrics(State(node): S) -> Result<([(axum::http::header::HeaderName, &'
 }
 
 /// The process answers: what a supervisor restarts on.
-async fn live() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"live": true}))
+#[utoipa::path(get, path = "/health/live", tag = "operations", responses(
+    (status = 200, description = "the process answers", body = Live),
+    (status = 429, response = TooMany),
+))]
+async fn live() -> Json<Live> {
+    Json(Live { live: true })
 }
 
 /// Whether this bank can serve: its storage answers, and it has seen a token (or is creating
 /// one). What a load balancer sends clients on; 503 with the reason otherwise.
-async fn ready(State(node): S) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(get, path = "/health/ready", tag = "operations", responses(
+    (status = 200, description = "this bank can serve", body = Ready),
+    (status = 429, response = TooMany),
+    (status = 503, description = "`not_ready`: storage does not answer, or no token ring seen yet", body = ErrorBody),
+))]
+async fn ready(State(node): S) -> Result<Json<Ready>, ApiError> {
     // A stuck call first: a read would only queue behind it.
     if let Some(age) = node.storage.stuck() {
         return Err(Error::unavailable("not_ready", format!("a storage call has taken {} ms", age.as_millis())).into());
@@ -401,5 +490,5 @@ async fn ready(State(node): S) -> Result<Json<serde_json::Value>, ApiError> {
     if !node.ring.view().seen() {
         return Err(Error::unavailable("not_ready", "this bank has not yet seen the token ring").into());
     }
-    Ok(Json(serde_json::json!({"ready": true})))
+    Ok(Json(Ready { ready: true }))
 }

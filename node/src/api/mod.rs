@@ -1,6 +1,7 @@
 //! HTTP routes: the client API (`client`) and the calls between banks (`peer`).
 
 pub mod client;
+pub mod openapi;
 pub mod peer;
 
 use crate::error::{Error, ErrorBody};
@@ -30,7 +31,7 @@ pub struct Remote(pub std::net::SocketAddr);
 
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
-        .merge(client::routes().layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).layer(axum::middleware::from_fn_with_state(node.clone(), rate_limit)))
+        .merge(Router::from(client::routes()).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).layer(axum::middleware::from_fn_with_state(node.clone(), rate_limit)))
         .nest("/peer", peer::routes(node.clone()).layer(DefaultBodyLimit::max(MAX_PEER_BODY_BYTES)))
         .fallback(|| async { ApiError(Error::not_found("no_route", "no such route (see README for the API)")) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -143,8 +144,9 @@ mod tests {
         router.oneshot(req).await.unwrap().status().as_u16()
     }
 
-    #[tokio::test]
-    async fn big_tokens_pass_but_big_client_bodies_do_not() {
+    /// A bank `a:1` of a two-bank consortium (with `b:1`, keys from seeds 1 and 2), on simulated
+    /// storage and a fixed clock, not serving: for requests through `router`.
+    pub(crate) fn test_node() -> Arc<Node> {
         use crate::trust::keys::BankKey;
         use crate::trust::manifest::{BankEntry, Manifest};
         let (a, b) = (BankKey::from_seed([1; 32]), BankKey::from_seed([2; 32]));
@@ -161,7 +163,13 @@ mod tests {
             inline_storage: true,
             planted: Default::default(),
         };
-        let node = crate::node::Node::new(&config, identity, Store::open_backend(SimDisk::new(1).backend()).unwrap(), env).unwrap();
+        crate::node::Node::new(&config, identity, Store::open_backend(SimDisk::new(1).backend()).unwrap(), env).unwrap()
+    }
+
+    #[tokio::test]
+    async fn big_tokens_pass_but_big_client_bodies_do_not() {
+        let b = crate::trust::keys::BankKey::from_seed([2; 32]);
+        let node = test_node();
         // The ring's owner answers token passes (no ping loop: b never answers, and stays offline).
         tokio::spawn(crate::ring::driver::run(node.driver()));
         let op = Operation { kind: OpKind::Deposit, from: None, to: Some(AccountRef { bank: "a:1".into(), account: "000001".into() }), amount: Cents(1) };

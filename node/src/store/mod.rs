@@ -229,7 +229,7 @@ impl Store {
                 Some(v) => dec(v.value())?,
                 None => return Err(Error::not_found("user_not_found", format!("CPF {cpf} is not a user of this bank"))),
             };
-            let done = consortium_core::trust::user::check_rotation(&u, new_key_hex, seq, sig)?;
+            let done = consortium_core::trust::user::check_rotation_request(&u, new_key_hex, seq, sig)?;
             if done == consortium_core::trust::user::Rotation::Apply {
                 apply_rotation(&mut u, crate::domain::KeyRotation { public_key: new_key_hex.to_string(), seq, sig: sig.to_string() });
                 t.insert(cpf.as_str(), enc(&u).as_slice()).map_err(internal)?;
