@@ -7,6 +7,7 @@
 //! - `reconcile`: the rules of a restored bank's reconciliation (plain code);
 //! - `run`: the task that asks the other banks and applies those rules.
 
+pub mod cli;
 pub mod reconcile;
 pub mod run;
 
