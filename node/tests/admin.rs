@@ -34,6 +34,17 @@ async fn backup(c: &Cluster, i: usize, to: &Path) {
     std::fs::write(to, &r.body).unwrap();
 }
 
+/// A GET between banks, signed as bank `from` signs it for bank `to`.
+async fn peer_get(c: &Cluster, from: usize, to: usize, path: &str) -> (u16, Value) {
+    use node::clock::WallClock;
+    let (key, _) = node::trust::keyfile::load_or_create(&c.data_dir(from)).unwrap();
+    let manifest = node::trust::manifest::Manifest::from_toml(&std::fs::read_to_string(c.manifest_path()).unwrap()).unwrap();
+    let keys = node::trust::request::PairKeys::new(&c.addrs[from], &key, &manifest);
+    let mut call = Call::new(Method::GET, path, None, Duration::from_secs(5));
+    node::trust::request::sign_call(&keys, &c.addrs[to], &mut call, node::clock::SystemClock.now_ms(), rand::random());
+    c.raw_with(to, Method::GET, path, None, call.headers).await
+}
+
 fn transfer(c: &Cluster, id: &str, from: (usize, &str), to: (usize, &str), amount: u64) -> Value {
     json!({"id": id, "operations": [{"kind": "transfer", "from": c.at(from.0, from.1), "to": c.at(to.0, to.1), "amount": amount}]})
 }
@@ -184,6 +195,18 @@ async fn a_restored_bank_reconciles_before_it_accepts_packages_and_no_money_is_m
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, v) = admin(&c, 0, "reconcile").await;
     assert_eq!(v["reconciling"], true, "bank 2 has not answered: {v}");
+    // An id it does not know may be one it lost: "not yet", never the 404 that lets a
+    // participant abort its legs.
+    let (code, v) = peer_get(&c, 1, 0, "/peer/outcome/never-seen").await;
+    assert_eq!((code, v["error"]["code"].as_str()), (503, Some("reconciling")), "{v}");
+    // What names a bank is told only to that bank, signed.
+    let (code, _) = c.get(1, "/peer/reconcile").await;
+    assert_eq!(code, 401);
+    let (code, v) = peer_get(&c, 0, 1, "/peer/reconcile").await;
+    assert_eq!(code, 200, "{v}");
+    let ids: Vec<&str> = v["participated"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"a1") && !ids.contains(&"b1"), "bank 0's packages bank 1 took part in: {ids:?}");
+    assert!(v["participated"].as_array().unwrap().iter().all(|p| p["kept"]["decision"].is_object()), "kept with their decisions: {v}");
 
     // Bank 2 is back: bank 0 re-learns and opens.
     c.spawn(2);
@@ -207,6 +230,8 @@ async fn a_restored_bank_reconciles_before_it_accepts_packages_and_no_money_is_m
     assert_eq!((code, v["status"].as_str()), (200, Some("committed")), "{v}");
     let (code, v) = c.submit(0, transfer(&c, "a1", (0, &x), (1, &y), 999)).await;
     assert_eq!((code, v["error"]["code"].as_str()), (409, Some("id_reused")), "{v}");
+    let (code, _) = peer_get(&c, 1, 0, "/peer/outcome/never-seen").await;
+    assert_eq!(code, 404, "reconciled: an unknown id is one nobody can commit");
     // And it takes packages again.
     c.wait_ring().await;
     let (code, v) = c.submit(0, transfer(&c, "after", (0, &x), (1, &y), 5)).await;
