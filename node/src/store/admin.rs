@@ -302,7 +302,15 @@ impl Store {
             for s in steps {
                 match s {
                     Step::AdoptRecord { package, outcome } => {
-                        let (r, _) = submit_in(tx, package, me)?;
+                        // Refused before writing (a content conflict): a note, and the rest goes on.
+                        let r = match submit_in(tx, package, me) {
+                            Ok((r, _)) => r,
+                            Err(e) if e.kind != crate::error::Kind::Internal => {
+                                problem(tx, &format!("{}: its signed {outcome:?} could not be recorded here: {}", package.key(me), e.message))?;
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        };
                         if r.outcome().is_none() {
                             // A commit had every operation's votes; the per-operation reasons
                             // of an abort are not kept by the others, and not re-invented.
