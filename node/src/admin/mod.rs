@@ -4,6 +4,11 @@
 //! compare across banks. The account statement (`statement`) joins them with the per-account
 //! journal.
 //!
+//! Each operation has one name, shared by the route (`/admin/{name}`), the teller's signed
+//! statement's scope (`admin/{name}`), `node admin {name}` and `bank admin {name}`:
+//! `in-doubt`, `backup`, `fingerprints`, `reconcile` (and `restore`, stopped bank only).
+//!
+//! - `cli`: `node admin`;
 //! - `reconcile`: the rules of a restored bank's reconciliation (plain code);
 //! - `run`: the task that asks the other banks and applies those rules.
 
@@ -18,10 +23,6 @@ use consortium_core::trust::fingerprint;
 use consortium_core::trust::keys::PublicKey;
 use consortium_core::trust::manifest::Manifest;
 use std::path::Path;
-
-/// The operator's operations, by the name the route (`/admin/{name}`), the read statement's
-/// scope (`admin/{name}`) and `node admin {name}` share. `statement` comes with the journal.
-pub const OPERATIONS: &[&str] = &["in-doubt", "backup", "fingerprints", "reconcile"];
 
 /// The in-doubt packages, oldest first, with their age on this bank's clock `now_ms`.
 pub fn in_doubt(store: &Store, me: &str, now_ms: u64) -> Result<InDoubtList, Error> {
