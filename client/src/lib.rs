@@ -217,6 +217,12 @@ impl ApiCall {
     }
 
     /// `GET /status`
+    /// An operator's route (`/admin/{what}`: in-doubt, backup, fingerprints, reconcile),
+    /// signed by the bank's teller as a read (`trust::read::scope_admin`).
+    pub fn admin(what: &str) -> ApiCall {
+        ApiCall::read(format!("/admin/{}", encode_segment(what)), Some(read::scope_admin(what)))
+    }
+
     pub fn status() -> ApiCall {
         ApiCall::get("/status".to_string())
     }
@@ -306,6 +312,16 @@ impl Client {
     /// Makes one call and decodes a 2xx answer as `T`. A non-2xx answer becomes
     /// `ClientError::Api` when it carries the API's error body.
     pub async fn call<T: DeserializeOwned>(&self, call: ApiCall) -> Result<Answer<T>, ClientError> {
+        let (status, body) = self.call_bytes(call).await?;
+        match serde_json::from_slice::<T>(&body) {
+            Ok(value) => Ok(Answer { status, value, raw: body }),
+            Err(e) => Err(ClientError::BadAnswer { bank: self.bank.clone(), status, problem: format!("{e}; body: {}", snippet(&body)) }),
+        }
+    }
+
+    /// Makes one call and gives a 2xx answer's body as received (a backup's bytes); errors
+    /// as `call`.
+    pub async fn call_bytes(&self, call: ApiCall) -> Result<(u16, Bytes), ClientError> {
         let bank = self.bank.clone();
         let mut wire = Call::new(call.method, call.path, call.body, self.timeout);
         if let (Some(scope), Some(r)) = (&call.scope, &self.reader) {
@@ -324,10 +340,7 @@ impl Client {
                 Err(_) => ClientError::BadAnswer { bank, status, problem: unexpected_body(status, &reply.body) },
             });
         }
-        match serde_json::from_slice::<T>(&reply.body) {
-            Ok(value) => Ok(Answer { status, value, raw: reply.body }),
-            Err(e) => Err(ClientError::BadAnswer { bank, status, problem: format!("{e}; body: {}", snippet(&reply.body)) }),
-        }
+        Ok((status, reply.body))
     }
 
     /// Registers a user at this bank (`201`; `409` if the CPF is already registered).

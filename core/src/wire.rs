@@ -195,6 +195,113 @@ pub struct StatusView {
     pub counters: Counters,
 }
 
+// ---- the operator's routes (/admin/...) ----
+
+/// A package with legs prepared at this bank whose outcome it has not learned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InDoubtView {
+    /// The bank that accepted the package: the only one that decides it.
+    pub origin: String,
+    pub id: String,
+    /// When this bank prepared it (its own clock, Unix ms), if it was prepared by a version
+    /// that keeps the time; and how long ago that is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepared_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<u64>,
+    /// This bank's prepared legs of it (the money held or blocked here).
+    pub legs: Vec<crate::package::Leg>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InDoubtList {
+    pub bank: String,
+    /// The bank's clock when it answered (Unix ms).
+    pub now_ms: u64,
+    pub in_doubt: Vec<InDoubtView>,
+    /// Set while the bank re-learns its decisions after a restore (`node admin restore`).
+    #[serde(default)]
+    pub reconciling: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyFingerprint {
+    pub bank: String,
+    pub fingerprint: String,
+}
+
+/// What operators compare across banks: the same manifest hash everywhere, each bank's key as
+/// everyone holds it, and this bank's tellers' keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprints {
+    pub bank: String,
+    /// The manifest's hash (hex, in full) and its fingerprint.
+    pub manifest_hash: String,
+    pub manifest: String,
+    pub banks: Vec<KeyFingerprint>,
+    /// This bank's tellers' public keys' fingerprints, as configured.
+    pub tellers: Vec<String>,
+}
+
+// ---- a restored bank's reconciliation (/peer/reconcile) ----
+
+/// What a participant keeps of a package it prepared: the package, and its origin's signed
+/// decision once it arrived.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeptPackage {
+    pub package: Package,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+}
+
+/// What a bank knows of one package of the asking (restored) origin it took part in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Participated {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<crate::package::PackageDigest>,
+    /// The outcome this bank applied, if it learned one (unsigned: a claim).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// This bank voted no on a leg: the package cannot have committed.
+    #[serde(default)]
+    pub refused: bool,
+    /// The package and the origin's signed decision, where this bank kept them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<KeptPackage>,
+}
+
+/// One of the answering bank's own decided packages with a leg at the asking bank.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecidedRecord {
+    pub package: Package,
+    pub decision: Decision,
+}
+
+/// A bank's answer to a restored bank's `POST /peer/reconcile`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileAnswer {
+    pub participated: Vec<Participated>,
+    pub records: Vec<DecidedRecord>,
+}
+
+/// A restored bank's reconciliation, as the operator sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileView {
+    pub reconciling: bool,
+    /// The other banks that answered (all of them, when done).
+    pub answered: Vec<String>,
+    /// This bank's packages whose outcome it cannot know: (id, why). Their ids stay taken;
+    /// the operators settle them.
+    pub lost: Vec<(String, String)>,
+    /// What it could not re-apply, for the operators.
+    pub problems: Vec<String>,
+}
+
 // ---- between banks (/peer/...) ----
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -38,6 +38,10 @@ pub struct ContextParts {
     pub counters: Mutex<Counters>,
     /// Histograms and the Prometheus registry (`/metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// Restored from a backup and still re-learning its decisions from the other banks
+    /// (`admin::run`): no package is accepted, prepared or decided here meanwhile. Mirrors
+    /// the store's durable flag.
+    pub reconciling: std::sync::atomic::AtomicBool,
     /// Times the background loops' pauses (`jitter`). The ring's jitter and the nonces of
     /// requests have streams of their own.
     rng: Mutex<ChaCha8Rng>,
@@ -79,6 +83,7 @@ impl Context {
             events,
             counters: Mutex::new(Counters::default()),
             metrics: crate::metrics::Metrics::new(),
+            reconciling: std::sync::atomic::AtomicBool::new(false),
             rng: Mutex::new(rng),
         }))
     }
@@ -124,6 +129,19 @@ impl Context {
 
     pub fn count(&self, f: impl FnOnce(&mut Counters)) {
         f(&mut self.counters.lock().unwrap());
+    }
+
+    pub fn is_reconciling(&self) -> bool {
+        self.reconciling.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The refusal of what a reconciling bank does not do yet.
+    pub fn refuse_while_reconciling(&self, what: &str) -> Result<(), Error> {
+        if self.is_reconciling() {
+            self.count_refusal("reconciling");
+            return Err(Error::unavailable("reconciling", format!("this bank was restored from a backup and is re-learning its decisions from the other banks: it {what} once they have all answered")));
+        }
+        Ok(())
     }
 
     pub fn members(&self) -> Vec<String> {

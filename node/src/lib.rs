@@ -8,6 +8,7 @@
 pub use consortium_core::{domain, error, ledger, wire};
 pub use consortium_net as net;
 
+pub mod admin;
 pub mod api;
 pub mod certs;
 pub mod clock;

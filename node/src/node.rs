@@ -128,7 +128,9 @@ impl Node {
         let machine = RingMachine::new(&me, &members, floor, ring_timing(&timing), env.rng_seed ^ 0x7269_6e67, env.planted == PlantedBug::AcceptStaleToken);
         let mut store = store;
         store.planted = env.planted;
-        let intake = Intake::new(store.outbox()?);
+        // A restored bank executes nothing of its own until it has re-learned its decisions.
+        let reconciling = store.reconciling()?;
+        let intake = Intake::new(if reconciling { vec![] } else { store.outbox()? });
         let started_ms = env.clock.now_ms();
         let tellers = config.teller_keys.iter().filter_map(|k| crate::trust::keys::PublicKey::from_hex(k)).collect();
         let storage = Storage::new(store, env.inline_storage, env.disk_stall, ms(timing.peer_timeout_ms));
@@ -152,6 +154,7 @@ impl Node {
         let peers = Peers::new(ctx.clone(), pairs, env.transport, nonce_rng, watch);
         let writer = Writer::default();
         let executor = Executor { ctx: ctx.clone(), storage: storage.clone(), peers: peers.clone(), writer: writer.clone(), intake: intake.clone() };
+        ctx.reconciling.store(reconciling, std::sync::atomic::Ordering::Relaxed);
         Ok(Arc::new(Node {
             reads: Reads::new(ctx.clone(), storage.clone()),
             nonces: Mutex::new(Nonces::default()),

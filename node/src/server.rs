@@ -21,6 +21,9 @@ pub fn start(config: &Config, identity: Identity, store: Store, env: Env) -> Res
     tokio::spawn(crate::package::writer::run(node.writer.clone(), node.committer()));
     tokio::spawn(crate::ring::driver::run(node.driver()));
     tokio::spawn(crate::package::resolver::run(node.executor.clone()));
+    if node.ctx.is_reconciling() {
+        tokio::spawn(crate::admin::run::run(node.ctx.clone(), node.storage.clone(), node.peers.clone(), node.intake.clone()));
+    }
     Ok(node)
 }
 

@@ -34,6 +34,14 @@ pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// A short, comparable name for a key or a manifest: the first 8 bytes of the SHA-256 of its
+/// bytes, in hex. Operators compare them across banks (`node admin fingerprints`); two
+/// different keys share one only by a 2^-64 accident.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(bytes)[..8])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +54,14 @@ mod tests {
         for bad in ["+a0b", "0a+b", "-a0b", " a0b", "0a0g", "0a0", "0a0bc", "é0b"] {
             assert_eq!(unhex::<2>(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_fingerprint_is_16_hex_digits_and_differs_with_the_bytes() {
+        let a = fingerprint(b"key a");
+        assert_eq!(a.len(), 16);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(a, fingerprint(b"key a"));
+        assert_ne!(a, fingerprint(b"key b"));
     }
 }

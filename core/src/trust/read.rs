@@ -72,6 +72,17 @@ pub fn scope_consortium(cpf: &Cpf) -> String {
     format!("consortium/{}", cpf.as_str())
 }
 
+/// The operator's routes (`/admin/{what}`: `in-doubt`, `backup`, `fingerprints`, and later
+/// `statement`): the same signed statement as a read, with the bank's teller as its reader.
+pub fn scope_admin(what: &str) -> String {
+    format!("admin/{what}")
+}
+
+/// Whether `reader` may use the operator's routes: a teller of the bank, never a user.
+pub fn may_administer(reader: &Reader) -> bool {
+    *reader == Reader::Teller
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadStatement {
     pub reader: Reader,
@@ -254,6 +265,17 @@ mod tests {
             assert_eq!(ReadStatement::parse(h).unwrap_err().code, "unauthenticated", "{h:?}");
         }
         assert!(ReadStatement::parse(Some(&good)).is_ok());
+    }
+
+    #[test]
+    fn only_a_teller_administers_and_an_admin_statement_is_for_one_operation() {
+        let k = KeyPair::from_seed([3; 32]);
+        assert!(may_administer(&Reader::Teller));
+        assert!(!may_administer(&Reader::User(Cpf::from_base(123_456_789))));
+        let s = ReadStatement::sign(Reader::Teller, &k, "a:1", &scope_admin("in-doubt"), NOW, [1; 16]);
+        s.check(&scope_admin("in-doubt"), "a:1", NOW).unwrap();
+        assert_eq!(s.check(&scope_admin("backup"), "a:1", NOW).unwrap_err().code, "wrong_scope", "an in-doubt listing is no backup");
+        assert_ne!(scope_admin("in-doubt"), scope_package("in-doubt"));
     }
 
     #[test]

@@ -193,6 +193,8 @@ async fn peer_keys(node: &Arc<Node>, cpf: &Cpf) -> Vec<(String, String)> {
     (status = 429, response = TooMany), (status = 500, response = Internal),
 ))]
 async fn open_account(State(node): S, Body(req): Body<NewAccount>) -> Result<(StatusCode, Json<AccountView>), ApiError> {
+    // Account numbers after the backup are re-learned first: none is given twice.
+    node.ctx.refuse_while_reconciling("opens accounts")?;
     let holders = req.holders.iter().map(|h| cpf(h)).collect::<Result<Vec<_>, _>>()?;
     // The shape first (kind and holders), for a clear error; registration and personal
     // accounts are checked again where the account is written.
@@ -324,6 +326,7 @@ fn view(r: &Record) -> PackageView {
     (status = 429, response = TooMany), (status = 500, response = Internal), (status = 503, response = Unavailable),
 ))]
 async fn submit_package(State(node): S, Body(p): Body<Package>) -> Result<(StatusCode, Json<PackageView>), ApiError> {
+    node.ctx.refuse_while_reconciling("accepts packages")?;
     p.validate(|b| node.ctx.is_member(b))?;
     if p.signatures.is_empty() {
         return Err(Error::rule("unsigned", "a package needs the signatures of the holders of the accounts it takes money from (and a teller's for a deposit)").into());

@@ -1,5 +1,6 @@
 //! HTTP routes: the client API (`client`) and the calls between banks (`peer`).
 
+pub mod admin;
 pub mod client;
 pub mod openapi;
 pub mod peer;
@@ -31,7 +32,7 @@ pub struct Remote(pub std::net::SocketAddr);
 
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
-        .merge(Router::from(client::routes()).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).layer(axum::middleware::from_fn_with_state(node.clone(), rate_limit)))
+        .merge(Router::from(client::routes()).merge(admin::routes()).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).layer(axum::middleware::from_fn_with_state(node.clone(), rate_limit)))
         .nest("/peer", peer::routes(node.clone()).layer(DefaultBodyLimit::max(MAX_PEER_BODY_BYTES)))
         .fallback(|| async { ApiError(Error::not_found("no_route", "no such route (see README for the API)")) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

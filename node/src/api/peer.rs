@@ -38,6 +38,7 @@ pub fn routes(node: Arc<Node>) -> Router<Arc<Node>> {
         .route("/finish", post(finish))
         .route("/decide", post(decide))
         .route("/outcome/{id}", get(outcome))
+        .route("/reconcile", get(reconcile))
         .route("/settled", post(settled))
         .route("/users/{cpf}/key", get(user_key).post(rotated_key))
         .route("/users/{cpf}/accounts", post(forwarded_accounts))
@@ -205,10 +206,34 @@ async fn settled(State(node): S, Body(ids): Body<Vec<String>>) -> Json<bool> {
     Json(true)
 }
 
+/// A package's outcome at its origin. A 404 tells the asker nobody can ever commit it (it
+/// aborts its legs), so a restored bank never says it of a package it may have lost: while
+/// it reconciles, an unknown id is "not yet"; after, one it knows it lost is a conflict.
 async fn outcome(State(node): S, Path(id): Path<String>) -> Result<Json<PackageView>, ApiError> {
     let i = id.clone();
-    match node.storage.db(move |s| s.record(&i)).await? {
-        Some(r) => Ok(Json(node.executor.view(&r))),
-        None => Err(Error::not_found("package_not_found", format!("no package {id} at this origin")).into()),
+    let (record, lost) = node.storage.db(move |s| Ok((s.record(&i)?, s.lost_package(&i)?))).await?;
+    match (record, lost) {
+        (_, Some(why)) => Err(Error::conflict("lost_in_restore", format!("package {id}: this bank cannot know its outcome since a restore ({why}); its operator settles it")).into()),
+        (Some(r), None) => Ok(Json(node.executor.view(&r))),
+        (None, None) if node.ctx.is_reconciling() => Err(Error::unavailable("reconciling", format!("package {id}: this bank is re-learning its decisions after a restore; ask again later")).into()),
+        (None, None) => Err(Error::not_found("package_not_found", format!("no package {id} at this origin")).into()),
     }
+}
+
+/// A restored bank (the sender) re-learns what names it: the packages it originated that
+/// this bank took part in (with its decisions as kept here), and this bank's decided packages
+/// with legs at it (with this bank's signed decision). Only about the sender: a member
+/// learns nothing here it did not take part in.
+async fn reconcile(State(node): S, Extension(Sender(from)): From) -> Result<Json<crate::wire::ReconcileAnswer>, ApiError> {
+    let f = from.clone();
+    let (participated, records) = node.storage.db(move |s| Ok((s.participated_of(&f)?, s.records_touching(&f)?))).await?;
+    let records = records
+        .into_iter()
+        .filter_map(|r| {
+            let v = node.executor.view(&r);
+            v.decision.map(|decision| crate::wire::DecidedRecord { package: r.package, decision })
+        })
+        .collect();
+    node.ctx.emit("reconcile_asked", format!("{from} asked what names it"));
+    Ok(Json(crate::wire::ReconcileAnswer { participated, records }))
 }

@@ -117,6 +117,13 @@ enum Command {
         #[arg(long)]
         out_dir: PathBuf,
     },
+    /// The operator's tools on a stopped bank (a running bank holds its database: use
+    /// `bank admin ... --as-teller` then): in-doubt packages, backup, restore, reconciliation,
+    /// fingerprints.
+    Admin {
+        #[command(subcommand)]
+        cmd: node::admin::cli::AdminCmd,
+    },
 }
 
 fn init(data_dir: &std::path::Path, address: &str) -> Result<(), String> {
@@ -157,6 +164,7 @@ fn main() {
                 eprintln!("{} the consortium's CA {} (its key: {})", if created { "created" } else { "kept" }, ca.display(), out_dir.join(node::certs::CA_KEY).display());
                 println!("{}", ca.display());
             }),
+            Command::Admin { cmd } => node::admin::cli::run(cmd),
             Command::TlsCert { ca_dir, address, out_dir } => node::certs::make_cert(ca_dir, address, out_dir).map(|(cert, key)| {
                 eprintln!("issued the certificate of {address}: {} (key {})", cert.display(), key.display());
                 println!("tls_cert = \"{}\"\ntls_key = \"{}\"\ntls_ca = \"{}\"", cert.display(), key.display(), ca_dir.join(node::certs::CA_CERT).display());

@@ -58,6 +58,8 @@ pub async fn prepare_here(&self, from: &str, items: Vec<Prepare>) -> Result<Vec<
     if let Err(e) = too_many(items.len()) {
         return Err(self.ctx.refuse(from, e));
     }
+    // Its balances are not final until its reconciliation re-applies what it lost.
+    self.ctx.refuse_while_reconciling("prepares legs")?;
     let mut writes = Vec::with_capacity(items.len());
     for p in items {
         match legs_here(&self.ctx, &p) {
@@ -97,9 +99,22 @@ pub async fn finish_here(&self, from: &str, items: Vec<Finish>) -> Result<usize,
             self.ctx.refused(from, &Error::forbidden("unsigned_decision", format!("finish of {key}: no valid decision signed by its origin")));
             continue;
         }
-        writes.push((key, f.decision.outcome, f.decision.digest));
+        writes.push((key, f.decision));
     }
-    self.apply_outcomes(from, writes).await
+    self.apply_signed(from, writes).await
+}
+
+/// `apply_outcomes`, keeping each (verified) decision beside the package prepared here.
+async fn apply_signed(&self, from: &str, writes: Vec<(PackageKey, Decision)>) -> Result<usize, Error> {
+    if writes.is_empty() {
+        return Ok(0);
+    }
+    let shown: Vec<(PackageKey, Outcome)> = writes.iter().map(|(k, d)| (k.clone(), d.outcome)).collect();
+    let each = match self.writer.write(Write::FinishSigned(writes)).await? {
+        Written::Finish(each) => each,
+        other => unreachable!("a finish answered {other:?}"),
+    };
+    self.count_finished(from, shown, each)
 }
 
 /// Aborts this bank's legs of a package its origin says it never recorded (so nobody can
@@ -120,6 +135,10 @@ async fn apply_outcomes(&self, from: &str, writes: Vec<(PackageKey, Outcome, sup
         Written::Finish(each) => each,
         other => unreachable!("a finish answered {other:?}"),
     };
+    self.count_finished(from, shown, each)
+}
+
+fn count_finished(&self, from: &str, shown: Vec<(PackageKey, Outcome)>, each: Vec<Result<usize, Error>>) -> Result<usize, Error> {
     let mut moved = 0;
     for r in each {
         match r {
@@ -146,6 +165,9 @@ pub async fn decide_here(&self, from: &str, items: Vec<Decide>) -> Result<Vec<Pa
     if let Err(e) = too_many(items.len()) {
         return Err(self.ctx.refuse(from, e));
     }
+    // A record restored from a backup may have been decided after it: not again, until
+    // reconciliation has learned how.
+    self.ctx.refuse_while_reconciling("decides its packages")?;
     if let Some(d) = items.iter().find(|d| d.origin != self.ctx.me) {
         return Err(self.ctx.refuse(from, Error::rule("not_the_origin", format!("decide of {}@{} sent to {}: only a package's origin decides it", d.id, d.origin, self.ctx.me))));
     }

@@ -50,6 +50,12 @@ impl Intake {
         }
     }
 
+    /// The outbox as the store now holds it (after a restore's reconciliation, which decides
+    /// or sets aside records without the writer).
+    pub fn resync(&self, pending: Vec<Record>) {
+        *self.outbox.lock().unwrap() = pending.into_iter().map(|r| (r.seq, Queued { package: r.package, origin: r.origin })).collect();
+    }
+
     /// A new record committed: it joins the outbox.
     pub fn accepted(&self, r: &Record, planted: crate::planted::PlantedBug) {
         if planted == crate::planted::PlantedBug::ForgetOutbox && r.seq % 5 == 0 {

@@ -7,6 +7,8 @@
 pub mod simdisk;
 mod storage;
 pub use storage::Storage;
+mod admin;
+pub use admin::{InDoubt, Kept, Participated, ReconcileState};
 
 use crate::domain::account::check_new_account;
 use crate::domain::{Account, AccountKind, Cents, Cpf, User};
@@ -68,6 +70,9 @@ pub enum Write {
     Decide(Vec<(String, Outcome, Vec<OpResult>, String)>),
     /// Apply outcomes to legs held here: (package, outcome, digest of the package decided).
     Finish(Vec<(PackageKey, Outcome, PackageDigest)>),
+    /// `Finish` with the origin's signed decisions (verified), kept beside the packages
+    /// prepared here: a restored origin re-learns its decisions from them.
+    FinishSigned(Vec<(PackageKey, consortium_core::trust::decision::Decision)>),
 }
 
 /// The answer to each `Write`, in the same slot.
@@ -175,6 +180,9 @@ impl Store {
             tx.open_table(PARTS).map_err(internal)?;
             tx.open_table(IN_DOUBT).map_err(internal)?;
             tx.open_table(META).map_err(internal)?;
+            tx.open_table(admin::IN_DOUBT_SINCE).map_err(internal)?;
+            tx.open_table(admin::KEPT).map_err(internal)?;
+            tx.open_table(admin::RECONCILE).map_err(internal)?;
         }
         tx.commit().map_err(internal)?;
         Ok(Store { db: Arc::new(db), planted: Default::default() })
@@ -430,6 +438,18 @@ impl Store {
                     Write::Finish(items) => Written::Finish(
                         items.iter().map(|(k, o, d)| slot(finish_in(tx, k, *o, *d, self.planted))).collect::<Result<_, _>>()?,
                     ),
+                    Write::FinishSigned(items) => Written::Finish(
+                        items
+                            .iter()
+                            .map(|(k, d)| {
+                                let r = slot(finish_in(tx, k, d.outcome, d.digest, self.planted))?;
+                                if r.is_ok() {
+                                    admin::keep_decision(tx, k, d)?;
+                                }
+                                Ok(r)
+                            })
+                            .collect::<Result<_, Error>>()?,
+                    ),
                 });
             }
             Ok(out)
@@ -582,12 +602,17 @@ fn prepare_in(tx: &redb::WriteTransaction, auth: &Authority, origin: &str, packa
     }
     if any_prepared && outcome.is_none() {
         tx.open_table(IN_DOUBT).map_err(internal)?.insert((key.origin.as_str(), key.id.as_str()), ()).map_err(internal)?;
+        admin::mark_in_doubt_since(tx, &key, auth.now_ms)?;
+        admin::keep_package(tx, &key, package)?;
     }
     Ok(votes)
 }
 
 /// Refuses before writing anything, so a refusal leaves the transaction usable.
 fn submit_in(tx: &redb::WriteTransaction, package: &Package, origin: &str) -> Result<(Record, bool), Error> {
+    if let Some(why) = admin::lost_in(tx, &package.id)? {
+        return Err(Error::conflict("id_reused", format!("package id {} was this bank's before a restore, and its outcome is unknown here ({why})", package.id)));
+    }
     let mut records = tx.open_table(RECORDS).map_err(internal)?;
     if let Some(v) = records.get(package.id.as_str()).map_err(internal)? {
         let r: Record = dec(v.value())?;
@@ -613,6 +638,11 @@ fn decide_in(tx: &redb::WriteTransaction, id: &str, outcome: Outcome, results: V
     };
     if no_cas {
         r.status = consortium_core::package::Status::Pending; // the planted bug: no compare-and-set
+    }
+    if r.outcome().is_none() {
+        if let Some(why) = admin::lost_in(tx, id)? {
+            return Err(Error::conflict("lost_in_restore", format!("package {id}: this bank cannot know its outcome since a restore ({why}); its operator settles it")));
+        }
     }
     let d = r.decide(outcome, results, by)?;
     if d == Decided::Now {
@@ -665,6 +695,7 @@ fn finish_in(tx: &redb::WriteTransaction, key: &PackageKey, outcome: Outcome, di
     }
     put_part(tx, key, &Participation { digest: part.digest, outcome: Some(outcome) })?;
     tx.open_table(IN_DOUBT).map_err(internal)?.remove((key.origin.as_str(), key.id.as_str())).map_err(internal)?;
+    admin::clear_in_doubt_since(tx, key)?;
     Ok(moved)
 }
 

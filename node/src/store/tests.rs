@@ -333,3 +333,6 @@ fn a_database_of_the_layout_before_scoped_ids_is_refused_with_a_reason() {
     let e = Store::open_backend(disk.backend()).err().expect("refused");
     assert!(e.message.contains("older version"), "{e}");
 }
+
+/// The operator tools' storage (`store/admin.rs`).
+mod admin;

@@ -202,6 +202,12 @@ pub(crate) enum Cmd {
     /// Show the bank's state: peers online, token, queue, counters
     Status,
 
+    /// (operator) The bank's operator tools, signed with its teller key (--as-teller)
+    ///
+    /// The same operations as `node admin` on a stopped bank, on a running one.
+    #[command(subcommand)]
+    Admin(AdminCmd),
+
     /// Interactive menu: register, log in with CPF and bank, open accounts, list them, deposit,
     /// withdraw, transfer
     ///
@@ -213,6 +219,25 @@ pub(crate) enum Cmd {
     /// `0`, `q` or end of input quits. --json does not apply here.
     #[command(after_help = ref_help!())]
     Shell,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum AdminCmd {
+    /// Packages with legs prepared at the bank whose outcome it has not learned: origin,
+    /// package id, age (the bank's clock), the legs
+    InDoubt,
+    /// Download a consistent copy of the bank's database, made now while it runs
+    Backup {
+        /// Where the copy goes (a new file; never over an existing one).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// The manifest's hash and the fingerprints of every bank's key and of the bank's
+    /// tellers' keys: compare them across banks
+    Fingerprints,
+    /// A restored bank's reconciliation: done or not, who answered, what it cannot know
+    Reconcile,
+    // `statement --account KEY` comes with the per-account journal.
 }
 
 #[derive(Subcommand, Debug)]

@@ -337,7 +337,35 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Fail> {
             let a = c.call::<StatusView>(ApiCall::status()).await?;
             print_answer(ctx, &a, render_status);
         }
+        Cmd::Admin(cmd) => admin(ctx, cmd).await?,
         Cmd::Shell => unreachable!("the shell is run by main"),
+    }
+    Ok(())
+}
+
+/// `bank admin ...`: the bank's operator, with its teller key.
+async fn admin(ctx: &Ctx, cmd: AdminCmd) -> Result<(), Fail> {
+    if !ctx.keys.as_teller {
+        return Err(Fail::Usage("the admin commands are the bank's operator's: sign them with its teller key (--as-teller, and --teller-key FILE)".into()));
+    }
+    let c = ctx.keys.reader(&ctx.client, None).map_err(Fail::Usage)?;
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    match cmd {
+        AdminCmd::InDoubt => print_answer(ctx, &c.call::<serde_json::Value>(ApiCall::admin("in-doubt")).await?, pretty),
+        AdminCmd::Fingerprints => print_answer(ctx, &c.call::<serde_json::Value>(ApiCall::admin("fingerprints")).await?, pretty),
+        AdminCmd::Reconcile => print_answer(ctx, &c.call::<serde_json::Value>(ApiCall::admin("reconcile")).await?, pretty),
+        AdminCmd::Backup { out } => {
+            if out.exists() {
+                return Err(Fail::Usage(format!("{} exists already; the backup writes a new file", out.display())));
+            }
+            let (_, bytes) = c.call_bytes(ApiCall::admin("backup")).await?;
+            let tmp = out.with_extension("partial");
+            std::fs::write(&tmp, &bytes)
+                .and_then(|_| std::fs::File::open(&tmp).and_then(|f| f.sync_all()))
+                .and_then(|_| std::fs::rename(&tmp, &out))
+                .map_err(|e| Fail::Usage(format!("cannot write {}: {e}", out.display())))?;
+            say(&format!("wrote {} ({} bytes): a consistent copy of {}'s database", out.display(), bytes.len(), c.bank()));
+        }
     }
     Ok(())
 }
