@@ -145,6 +145,9 @@ impl Metrics {
             ("duplicate_tokens_dropped", counters.duplicates_dropped),
             ("ring_faults", counters.faults),
             ("key_mismatches", counters.key_mismatches),
+            ("compacted_records", counters.compacted_records),
+            ("compacted_participations", counters.compacted_participations),
+            ("in_doubt_compacted", counters.in_doubt_compacted),
         ];
         {
             let mut carried = self.carried.lock().unwrap();

@@ -21,6 +21,7 @@ pub fn start(config: &Config, identity: Identity, store: Store, env: Env) -> Res
     tokio::spawn(crate::package::writer::run(node.writer.clone(), node.committer()));
     tokio::spawn(crate::ring::driver::run(node.driver()));
     tokio::spawn(crate::package::resolver::run(node.executor.clone()));
+    tokio::spawn(crate::package::compactor::run(node.executor.clone()));
     Ok(node)
 }
 

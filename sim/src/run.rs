@@ -1239,4 +1239,7 @@ pub(crate) fn add_counters(total: &mut Counters, c: &Counters) {
     total.duplicates_dropped += c.duplicates_dropped;
     total.faults += c.faults;
     total.presumed_aborts += c.presumed_aborts;
+    total.compacted_records += c.compacted_records;
+    total.compacted_participations += c.compacted_participations;
+    total.in_doubt_compacted += c.in_doubt_compacted;
 }

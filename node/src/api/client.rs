@@ -32,6 +32,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/users/{cpf}/reset", post(reset_key))
         .route("/accounts", post(open_account))
         .route("/accounts/{key}", get(get_account))
+        .route("/accounts/{key}/statement", get(get_statement))
         .route("/consortium/users/{cpf}/accounts", get(consortium_accounts))
         .route("/packages", post(submit_package))
         .route("/packages/{id}", get(get_package))
@@ -188,6 +189,34 @@ async fn get_account(State(node): S, headers: HeaderMap, Path(key): Path<String>
     }
 }
 
+/// Paging of a statement: `?from=N&limit=M` (entries from N, 1 = the first; at most M).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    from: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// An account's statement (its journal), to its holders only, a page at a time. Like a
+/// balance read, an account that does not exist is answered as one the reader does not hold.
+async fn get_statement(
+    State(node): S,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    page: Result<axum::extract::Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<consortium_core::domain::journal::Statement>, ApiError> {
+    let page = page.map_err(|e| Error::bad_request("bad_page", format!("bad paging: {e}")))?.0;
+    let (from, limit) = (page.from.unwrap_or(1), page.limit.unwrap_or(100));
+    consortium_core::domain::journal::check_page(from, limit)?;
+    let who = reader(&node, &headers, &read::scope_statement(&key)).await?;
+    let k = key.clone();
+    match node.storage.db(move |s| s.account(&k)).await? {
+        Some(a) if read::may_read_statement(&who, &a) => {}
+        _ => return Err(read::not_yours("statement").into()),
+    }
+    Ok(Json(node.storage.db(move |s| s.statement(&key, from, limit)).await?))
+}
+
 async fn user_accounts(State(node): S, headers: HeaderMap, Path(c): Path<String>) -> Result<Json<AccountList>, ApiError> {
     let c = cpf(&c)?;
     let who = reader(&node, &headers, &read::scope_accounts_of(&c)).await?;
@@ -262,7 +291,7 @@ async fn submit_package(State(node): S, Body(p): Body<Package>) -> Result<(Statu
     if p.signatures.is_empty() {
         return Err(Error::rule("unsigned", "a package needs the signatures of the holders of the accounts it takes money from (and a teller's for a deposit)").into());
     }
-    if let Err(why) = authority::check_expiry(&p, node.ctx.clock.now_ms()) {
+    if let Err(why) = authority::check_expiry_within(&p, node.ctx.clock.now_ms(), node.ctx.timing.clock_skew_ms) {
         // A retry of a package recorded before it expired still gets its outcome.
         let id = p.id.clone();
         if let Some(r) = node.storage.db(move |s| s.record(&id)).await?.filter(|r| r.package.same_content(&p)) {

@@ -11,6 +11,8 @@ use crate::node::Node;
 use crate::ring::driver;
 use crate::ring::machine::{Answer, Event};
 use crate::trust::request::{self, AUTH_HEADER};
+use crate::store::Lookup;
+use consortium_core::package::compact::{Ack, Unknown};
 use super::Remote;
 use axum::extract::{ConnectInfo, Extension, OriginalUri, Path, Request, State};
 use axum::middleware::{self, Next};
@@ -39,6 +41,7 @@ pub fn routes(node: Arc<Node>) -> Router<Arc<Node>> {
         .route("/decide", post(decide))
         .route("/outcome/{id}", get(outcome))
         .route("/settled", post(settled))
+        .route("/acks", post(acks))
         .route("/users/{cpf}/key", get(user_key).post(rotated_key))
         .route("/users/{cpf}/accounts", post(forwarded_accounts))
         .layer(middleware::from_fn_with_state(node, authenticate))
@@ -205,10 +208,37 @@ async fn settled(State(node): S, Body(ids): Body<Vec<String>>) -> Json<bool> {
     Json(true)
 }
 
-async fn outcome(State(node): S, Path(id): Path<String>) -> Result<Json<PackageView>, ApiError> {
+/// What a participant asking about a package knows of it: its expiry (`compact::lookup_unknown`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutcomeQuery {
+    expires_ms: Option<u64>,
+}
+
+/// The outcome of one of this origin's packages. 404 means never recorded here (the asker
+/// aborts its legs); a package that may have been recorded and compacted since gets 410.
+async fn outcome(
+    State(node): S,
+    Path(id): Path<String>,
+    q: Result<axum::extract::Query<OutcomeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PackageView>, ApiError> {
+    let expires = q.map_err(|e| Error::bad_request("bad_query", format!("bad query: {e}")))?.0.expires_ms;
     let i = id.clone();
-    match node.storage.db(move |s| s.record(&i)).await? {
-        Some(r) => Ok(Json(node.executor.view(&r))),
-        None => Err(Error::not_found("package_not_found", format!("no package {id} at this origin")).into()),
+    match node.storage.db(move |s| s.lookup(&i, expires)).await? {
+        Lookup::Found(r) => Ok(Json(node.executor.view(&r))),
+        Lookup::Unknown(Unknown::NeverRecorded) => Err(Error::not_found("package_not_found", format!("no package {id} was ever recorded at this origin")).into()),
+        Lookup::Unknown(Unknown::MaybeCompacted) => {
+            Err(Error::new(crate::error::Kind::Gone, "package_compacted", format!("no record of {id} here now: it may have been decided, settled everywhere and compacted")).into())
+        }
     }
+}
+
+/// The origin of these packages asks whether this bank has their outcomes: each is applied
+/// here first (like a finish, with the origin's signed decision), then answered from this
+/// bank's row (`compact::ack_of`). Only the package's origin may ask.
+async fn acks(State(node): S, Extension(Sender(from)): From, Body(items): Body<Vec<Finish>>) -> Result<Json<Vec<Ack>>, ApiError> {
+    if let Some(f) = items.iter().find(|f| f.origin != from) {
+        return Err(impersonation(&node, &from, &f.origin, "an ack request").into());
+    }
+    Ok(Json(node.executor.acks_here(&from, items).await?))
 }
