@@ -131,6 +131,8 @@ pub struct Audit {
     pub in_doubt: Vec<PackageKey>,
     /// Each account's latest journal entry (None: no movement yet).
     pub last_entries: Vec<(String, Option<JournalEntry>)>,
+    /// The latest expiry of a record this origin compacted (0: none).
+    pub compacted_expiry: u64,
 }
 
 fn internal(e: impl std::fmt::Display) -> Error {
@@ -611,12 +613,16 @@ impl Store {
                     None => continue,
                 };
                 let acked = acked_of(&acks, id)?;
-                if compact::origin_verdict(&r, &acked, when.now_ms, when.skew_ms) != Verdict::Drop {
-                    continue;
+                let unacked = self.planted == crate::planted::PlantedBug::CompactUnacked;
+                match compact::origin_verdict(&r, &acked, when.now_ms, when.skew_ms) {
+                    Verdict::Drop => {}
+                    Verdict::Ask(_) if unacked => {}
+                    _ => continue,
                 }
-                // The watermark first: a lookup must never find neither the record nor a
-                // watermark covering it (both change in this one transaction anyway).
-                mark = mark.max(r.package.expires_ms);
+                // The watermark covers every dropped record: its lookup is never a 404.
+                if !unacked {
+                    mark = mark.max(r.package.expires_ms);
+                }
                 records.remove(id.as_str()).map_err(internal)?;
                 decided.remove((r.package.expires_ms, id.as_str())).map_err(internal)?;
                 for bank in &acked {
@@ -713,6 +719,7 @@ impl Store {
             for acc in &a.accounts {
                 a.last_entries.push((acc.key.clone(), last_entry(&j, &acc.key)?));
             }
+            a.compacted_expiry = tx.open_table(META).map_err(internal)?.get(META_COMPACTED_EXPIRY).map_err(internal)?.map(|v| v.value()).unwrap_or(0);
             Ok(a)
         })
     }
@@ -977,6 +984,20 @@ impl Audit {
             }
             if a.blocked.0 != b {
                 problems.push(format!("account {}/{}: blocked {} but prepared credits sum to {b}", a.bank, a.key, a.blocked.0));
+            }
+        }
+        problems
+    }
+
+    /// Checks each account's statement against its books: the journal's last running total
+    /// (each entry appended in the transaction that moved the money) is balance + held.
+    pub fn journal_check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (key, last) in &self.last_entries {
+            let Some(a) = self.accounts.iter().find(|a| a.key == *key) else { continue };
+            let total = last.as_ref().map_or(0, |e| e.total_after.0);
+            if total != a.balance.0 + a.held.0 {
+                problems.push(format!("account {}/{}: balance {} + held {} but its journal's running total is {total}", a.bank, a.key, a.balance.0, a.held.0));
             }
         }
         problems
