@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SEEDS ?= 2000
 
-.PHONY: run build release image docker-test test api-fuzz sim fuzz bench bench-target chaos availability clean
+.PHONY: run build release image docker-test test api-fuzz sim fuzz bench bench-target chaos availability soak clean
 
 ## run: a local consortium of 4 banks on 127.0.0.1:7001-7004, data in ./data (Ctrl-C stops)
 run: build
@@ -66,6 +66,11 @@ chaos: build
 ## slow, kill) 10 s fault-free, 10 s with one bank faulted, 5 s recovery, production timings (+ JSON)
 availability: build
 	./target/debug/bench availability --json availability.json $(AVAILABILITY_ARGS)
+
+## soak: 2 banks under a steady cross-bank load for 5 minutes (SECONDS=...), sampling each bank's
+## database size and resident memory: with compaction both level off (SOAK_FLAGS=--no-compact: without)
+soak: release
+	./target/release/bench soak --seconds $(or $(SECONDS),300) --json soak.json $(SOAK_FLAGS)
 
 clean:
 	rm -rf data

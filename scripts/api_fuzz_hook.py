@@ -61,6 +61,7 @@ SCOPES = {
     "/users/{cpf}/accounts": lambda p: "accounts-of/" + bare_cpf(p["cpf"]),
     "/consortium/users/{cpf}/accounts": lambda p: "consortium/" + bare_cpf(p["cpf"]),
     "/accounts/{key}": lambda p: "account/" + p["key"],
+    "/accounts/{key}/statement": lambda p: "statement/" + p["key"],
     "/packages/{id}": lambda p: "package/" + p["id"],
 }
 

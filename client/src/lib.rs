@@ -196,6 +196,12 @@ impl ApiCall {
         ApiCall::read(format!("/accounts/{}", encode_segment(key)), Some(read::scope_account(key)))
     }
 
+    /// `GET /accounts/{key}/statement?from=N&limit=M`: a page of the account's statement
+    /// (entries from N, 1 = the first; at most M), for a holder.
+    pub fn statement(key: &str, from: u64, limit: u32) -> ApiCall {
+        ApiCall::read(format!("/accounts/{}/statement?from={from}&limit={limit}", encode_segment(key)), Some(read::scope_statement(key)))
+    }
+
     /// `GET /users/{cpf}/accounts`
     pub fn accounts_of(cpf: &str) -> ApiCall {
         ApiCall::read(format!("/users/{}/accounts", encode_segment(cpf)), Cpf::parse(cpf).ok().map(|c| read::scope_accounts_of(&c)))
@@ -360,6 +366,11 @@ impl Client {
 
     pub async fn account(&self, key: &str) -> Result<AccountView, ClientError> {
         Ok(self.call(ApiCall::account(key)).await?.value)
+    }
+
+    /// A page of an account's statement (its holders only).
+    pub async fn statement(&self, key: &str, from: u64, limit: u32) -> Result<consortium_core::domain::journal::Statement, ClientError> {
+        Ok(self.call(ApiCall::statement(key, from, limit)).await?.value)
     }
 
     /// This bank's accounts of a user.

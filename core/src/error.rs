@@ -11,6 +11,8 @@ pub enum Kind {
     /// Valid credentials, but not allowed to do this.
     Forbidden,
     NotFound,
+    /// Was here once, may be gone for good (a compacted package: 410).
+    Gone,
     Conflict,
     Rule,
     TooLarge,
@@ -27,6 +29,7 @@ impl Kind {
             Kind::Unauthorized => 401,
             Kind::Forbidden => 403,
             Kind::NotFound => 404,
+            Kind::Gone => 410,
             Kind::Conflict => 409,
             Kind::Rule => 422,
             Kind::TooLarge => 413,

@@ -177,6 +177,16 @@ pub struct Counters {
     /// operators, who check the person and reset one of the keys.
     #[serde(default)]
     pub key_mismatches: u64,
+    /// Decided records this origin dropped after every participant acknowledged them.
+    #[serde(default)]
+    pub compacted_records: u64,
+    /// Packages this bank took part in whose legs and row it dropped after their expiry.
+    #[serde(default)]
+    pub compacted_participations: u64,
+    /// Lookups of an in-doubt package its origin answered "maybe compacted" (410): a broken
+    /// origin or a lost database; the legs stay held, for the operators.
+    #[serde(default)]
+    pub in_doubt_compacted: u64,
     /// Messages from the network refused because they contradict this bank's records or
     /// break the protocol's rules, by reason (each is also logged with its sender).
     #[serde(default)]

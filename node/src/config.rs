@@ -42,6 +42,14 @@ pub struct Timing {
     /// follows the measured round trips of that kind of call to that bank (group commit
     /// included) up to `peer_timeout_ms`. Local to this bank, not a shared timing.
     pub call_floor_ms: u64,
+    /// The largest clock skew allowed between banks: a package is prepared until its expiry
+    /// plus this, and history is compacted only after that (`compact`). Must be the same at
+    /// every bank and above the real skew.
+    pub clock_skew_ms: u64,
+    /// How often the compactor runs a step (0: never; history then grows forever).
+    pub compact_every_ms: u64,
+    /// Most packages one compaction step examines, per kind of history (the work per step).
+    pub compact_batch: usize,
 }
 
 impl Default for Timing {
@@ -60,6 +68,9 @@ impl Default for Timing {
             pass_floor_ms: 250,
             loss_floor_ms: 500,
             call_floor_ms: 250,
+            clock_skew_ms: consortium_core::package::authority::CLOCK_SKEW_MS,
+            compact_every_ms: 1_000,
+            compact_batch: 256,
         }
     }
 }
@@ -185,6 +196,9 @@ impl Config {
         let t = &self.timing;
         if t.presume_abort_ms <= t.resolve_after_ms {
             return Err("presume_abort_ms must be larger than resolve_after_ms".into());
+        }
+        if t.compact_every_ms > 0 && t.compact_batch == 0 {
+            return Err("compact_batch must be positive (or compact_every_ms 0 to turn compaction off)".into());
         }
         if t.peer_timeout_ms == 0 || t.token_loss_ms == 0 {
             return Err("timeouts must be positive".into());

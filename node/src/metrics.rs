@@ -25,6 +25,8 @@ pub struct Gauges {
     pub peers_online: i64,
     pub queued: i64,
     pub in_doubt: i64,
+    /// Rows of package history and statements (`Store::sizes`): what compaction bounds.
+    pub history: crate::store::Sizes,
 }
 
 pub struct Metrics {
@@ -36,6 +38,7 @@ pub struct Metrics {
     peers_online: Gauge,
     queued: Gauge,
     in_doubt: Gauge,
+    history: Family<Labels, Gauge>,
     package_seconds: Histogram,
     group_size: Histogram,
     commit_seconds: Histogram,
@@ -74,6 +77,8 @@ impl Metrics {
         registry.register("peers_online", "Other banks this bank reaches now", peers_online.clone());
         registry.register("queued_packages", "Packages accepted here and not yet decided", queued.clone());
         registry.register("in_doubt_legs", "Legs prepared here whose outcome is not yet known", in_doubt.clone());
+        let history = Family::<Labels, Gauge>::default();
+        registry.register("history_rows", "Rows of package history this bank keeps (origin records, participant legs and rows; compaction bounds them) and of statements (journal entries, kept forever)", history.clone());
         let package_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         registry.register("package_seconds", "A package from its acceptance to its decision, at its origin", package_seconds.clone());
         let group_size = Histogram::new(exponential_buckets(1.0, 2.0, 10));
@@ -92,6 +97,7 @@ impl Metrics {
             peers_online,
             queued,
             in_doubt,
+            history,
             package_seconds,
             group_size,
             commit_seconds,
@@ -145,6 +151,9 @@ impl Metrics {
             ("duplicate_tokens_dropped", counters.duplicates_dropped),
             ("ring_faults", counters.faults),
             ("key_mismatches", counters.key_mismatches),
+            ("compacted_records", counters.compacted_records),
+            ("compacted_participations", counters.compacted_participations),
+            ("in_doubt_compacted", counters.in_doubt_compacted),
         ];
         {
             let mut carried = self.carried.lock().unwrap();
@@ -162,6 +171,10 @@ impl Metrics {
         self.peers_online.set(gauges.peers_online);
         self.queued.set(gauges.queued);
         self.in_doubt.set(gauges.in_doubt);
+        let h = gauges.history;
+        for (table, rows) in [("records", h.records), ("legs", h.legs), ("participations", h.participations), ("journal", h.journal)] {
+            self.history.get_or_create(&vec![("table".to_string(), table.to_string())]).set(rows as i64);
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("encoding into a String cannot fail");
         out
@@ -177,7 +190,9 @@ mod tests {
         let m = Metrics::new();
         let mut c = Counters { committed: 3, ..Default::default() };
         c.refused.insert("bad_signature".into(), 2);
-        let first = m.render(&c, &Gauges { peers_online: 3, queued: 1, in_doubt: 0 });
+        let history = crate::store::Sizes { records: 4, legs: 5, participations: 6, journal: 7 };
+        let first = m.render(&c, &Gauges { peers_online: 3, queued: 1, in_doubt: 0, history });
+        assert!(first.contains("bank_history_rows{table=\"legs\"} 5") && first.contains("bank_history_rows{table=\"journal\"} 7"), "{first}");
         assert!(first.contains("bank_events_total{event=\"committed\"} 3"), "{first}");
         assert!(first.contains("bank_refused_total{reason=\"bad_signature\"} 2"), "{first}");
         assert!(first.contains("bank_peers_online 3"), "{first}");

@@ -24,4 +24,7 @@ pub enum PlantedBug {
     SkipSignatures,
     /// Read statements are taken at their word: the reader's signature is not checked (trust).
     SkipReadSignatures,
+    /// The origin compacts decided records without waiting for every participant's ack and
+    /// without a watermark: a participant still in doubt is told "never recorded" (compaction).
+    CompactUnacked,
 }

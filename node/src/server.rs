@@ -11,7 +11,8 @@ use crate::store::Store;
 use std::future::Future;
 use std::sync::Arc;
 
-/// Builds the node and starts its background tasks (writer, ring driver, resolver, ping loops).
+/// Builds the node and starts its background tasks (writer, ring driver, resolver, compactor,
+/// ping loops).
 /// The caller serves `api::router(node)` on its listener.
 pub fn start(config: &Config, identity: Identity, store: Store, env: Env) -> Result<Arc<Node>, Error> {
     config.check().map_err(|e| Error::bad_request("bad_config", e))?;
@@ -23,6 +24,9 @@ pub fn start(config: &Config, identity: Identity, store: Store, env: Env) -> Res
     tokio::spawn(crate::package::resolver::run(node.executor.clone()));
     if node.ctx.is_reconciling() {
         tokio::spawn(crate::admin::run::run(node.ctx.clone(), node.storage.clone(), node.peers.clone(), node.intake.clone()));
+    }
+    if node.ctx.timing.compact_every_ms > 0 {
+        tokio::spawn(crate::package::compactor::run(node.executor.clone()));
     }
     Ok(node)
 }

@@ -197,3 +197,50 @@ async fn metrics_count_what_the_bank_did() {
     assert!(after.contains("# TYPE bank_package_seconds histogram") && after.ends_with("# EOF\n"), "Prometheus text: {after}");
     assert!(!after.contains(&cpf(71)), "nothing about customers");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_is_for_holders_only_a_bounded_page_at_a_time() {
+    let c = common::start(2).await;
+    let (ana, bia) = (cpf(501), cpf(502));
+    let a = c.account(0, &ana).await;
+    let b = c.account(1, &bia).await;
+    assert_eq!(c.register(0, &bia, "Bia").await.0, 201, "bia is a user of bank 0 too, holding nothing there");
+    c.deposit(0, &a, 1_000, "st-fund").await;
+    let out = json!({"id": "st-out", "operations": [{"kind": "transfer", "from": c.at(0, &a), "to": c.at(1, &b), "amount": 300}]});
+    let (code, v) = c.submit(0, out).await;
+    assert_eq!((code, v["status"].as_str()), (200, Some("committed")), "{v}");
+
+    let path = |from: &str, limit: &str| format!("/accounts/{a}/statement?from={from}&limit={limit}");
+    let (code, p1) = c.get_as(0, &path("1", "1"), &ana).await;
+    assert_eq!(code, 200, "{p1}");
+    assert_eq!(p1["entries"].as_array().unwrap().len(), 1);
+    assert_eq!((p1["entries"][0]["n"].as_u64(), p1["entries"][0]["side"].as_str(), p1["entries"][0]["amount"].as_u64()), (Some(1), Some("credit"), Some(1_000)));
+    assert_eq!(p1["entries"][0]["package"], "st-fund");
+    assert_eq!(p1["next"], 2);
+    let (code, p2) = c.get_as(0, &path("2", "500"), &ana).await;
+    assert_eq!(code, 200, "{p2}");
+    let e = &p2["entries"][0];
+    assert_eq!((e["n"].as_u64(), e["side"].as_str(), e["amount"].as_u64(), e["total_after"].as_u64()), (Some(2), Some("debit"), Some(300), Some(700)));
+    assert!(p2["next"].is_null() && p2["entries"].as_array().unwrap().len() == 1);
+    let (code, whole) = c.get_as(0, &format!("/accounts/{a}/statement"), &ana).await;
+    assert_eq!((code, whole["entries"].as_array().unwrap().len()), (200, 2), "defaults: from 1, 100 entries");
+    // The money arrived at b's bank, in b's statement.
+    let (code, sb) = c.get_as(1, &format!("/accounts/{b}/statement"), &bia).await;
+    assert_eq!((code, sb["entries"][0]["amount"].as_u64(), sb["entries"][0]["origin"].as_str()), (200, Some(300), Some(c.addrs[0].as_str())));
+
+    // Holders only: not another user, not a teller's key over the network, not an account
+    // that does not exist (answered alike, so keys cannot be probed).
+    for (who, p) in [(bia.as_str(), path("1", "10")), (ana.as_str(), "/accounts/999999/statement".to_string())] {
+        let (code, e) = c.get_as(0, &p, who).await;
+        assert_eq!((code, e["error"]["code"].as_str()), (403, Some("not_yours")), "{who} {p}: {e}");
+    }
+    let (code, e) = c.get(0, &path("1", "10")).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (403, Some("not_yours")), "a teller: {e}");
+    let (code, e) = c.raw(0, Method::GET, &path("1", "10"), None).await;
+    assert_eq!(code, 401, "unsigned: {e}");
+    // Bad paging is a clear 400, before anything is read.
+    for bad in [path("0", "10"), path("1", "0"), path("1", "501"), path("x", "10"), path("1", "-1"), format!("/accounts/{a}/statement?from=1&color=red")] {
+        let (code, e) = c.get_as(0, &bad, &ana).await;
+        assert_eq!((code, e["error"]["code"].as_str()), (400, Some("bad_page")), "{bad}: {e}");
+    }
+}

@@ -82,6 +82,8 @@ fn templates(c: &Cluster, acct: &str) -> Vec<(Method, String, Value)> {
         (Method::POST, "/peer/decide".into(), json!([{"origin": me, "id": "f1", "outcome": "abort", "results": []}])),
         (Method::POST, "/peer/settled".into(), json!(["f1"])),
         (Method::GET, "/peer/outcome/f1".into(), Value::Null),
+        (Method::GET, "/peer/outcome/f1?expires_ms=5".into(), Value::Null),
+        (Method::POST, "/peer/acks".into(), json!([{"origin": other, "id": "f1", "decision": decision}])),
         (Method::GET, "/peer/ring/probe".into(), Value::Null),
         // A key rotation of the account's holder, signed by a key that is not theirs.
         (Method::GET, format!("/peer/users/{}/key", cpf(5)), Value::Null),

@@ -31,6 +31,11 @@ pub fn per_bank(b: &BankAudit) -> Vec<String> {
     b.audit.self_check().into_iter().map(|p| format!("books: {}: {}", b.name, p.replace(&format!("{}/", b.addr), ""))).collect()
 }
 
+/// Each account's statement (its journal) adds up to its money (`Audit::journal_check`).
+pub fn journals(b: &BankAudit) -> Vec<String> {
+    b.audit.journal_check().into_iter().map(|p| format!("statement: {}: {}", b.name, p.replace(&format!("{}/", b.addr), ""))).collect()
+}
+
 /// The outbox a bank keeps in memory (what its token visits queue) is exactly its pending
 /// records: one missing would never be executed, one extra would run again.
 pub fn outbox_mirror(b: &BankAudit, in_memory: &[u64]) -> Vec<String> {
@@ -43,6 +48,66 @@ pub fn outbox_mirror(b: &BankAudit, in_memory: &[u64]) -> Vec<String> {
         return vec![];
     }
     vec![format!("outbox: {}: pending records {on_disk:?} but the in-memory outbox holds {in_memory:?}", b.name)]
+}
+
+/// What the checks remember across audits when banks compact their history: every decided
+/// record and every finished leg they saw. Compaction may drop them from the books, never
+/// from the checks: money, atomicity and "decided once" are still checked against them.
+#[derive(Default)]
+pub struct History {
+    records: BTreeMap<PackageKey, Record>,
+    legs: Vec<BTreeMap<(PackageKey, u32, Side), LegRecord>>,
+}
+
+impl History {
+    /// Checks bank `i`'s audit against what was seen before, then fills in what it compacted
+    /// (so the other checks see the whole history): a decided record must never change or
+    /// come back pending, and may vanish only under its origin's watermark.
+    pub fn remember(&mut self, i: usize, name: &str, addr: &str, audit: &mut Audit) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.legs.len() <= i {
+            self.legs.resize_with(i + 1, BTreeMap::new);
+        }
+        let mut present = std::collections::BTreeSet::new();
+        for r in &audit.records {
+            let key = r.key();
+            present.insert(key.clone());
+            if let Some(old) = self.records.get(&key) {
+                if old.package.same_content(&r.package) && old.status != r.status {
+                    problems.push(format!("exactly once: {name} decided package {key} {:?}, and later it stands {:?}", old.status, r.status));
+                }
+            }
+            if r.status != Status::Pending {
+                self.records.insert(key, r.clone());
+            }
+        }
+        for (key, r) in self.records.iter().filter(|(k, _)| k.origin == addr && !present.contains(*k)) {
+            if r.package.expires_ms > audit.compacted_expiry {
+                problems.push(format!(
+                    "compaction: {name} no longer has decided package {key} (expires {}) but its watermark is {}: a lookup would answer \"never recorded\"",
+                    r.package.expires_ms, audit.compacted_expiry
+                ));
+            }
+            audit.records.push(r.clone());
+        }
+        let seen = &mut self.legs[i];
+        let mut here = std::collections::BTreeSet::new();
+        for l in &audit.legs {
+            let k = (l.key(), l.leg.index, l.leg.side);
+            here.insert(k.clone());
+            if l.state == LegState::Prepared {
+                seen.remove(&k);
+            } else {
+                seen.insert(k, l.clone());
+            }
+        }
+        for (k, l) in seen.iter() {
+            if !here.contains(k) {
+                audit.legs.push(l.clone());
+            }
+        }
+        problems
+    }
 }
 
 /// Every record of every bank, by package identity (origin, id).
@@ -239,7 +304,9 @@ pub fn acknowledged(banks: &[Option<BankAudit>], acks: &Acks, addrs: &[String]) 
 
 /// Once faults stop and the run settled: nothing pending, nothing in doubt, no money held or
 /// blocked, and every committed package has every leg committed.
-pub fn settled(banks: &[BankAudit]) -> Vec<String> {
+/// `compacted(r)`: the legs of `r` may have been compacted by now (then a missing leg is
+/// no evidence of anything).
+pub fn settled(banks: &[BankAudit], compacted: impl Fn(&Record) -> bool) -> Vec<String> {
     let mut problems = Vec::new();
     let recs = records(banks);
     for b in banks {
@@ -276,6 +343,7 @@ pub fn settled(banks: &[BankAudit]) -> Vec<String> {
                         l.account,
                         leg_state(&x.state)
                     )),
+                    None if compacted(r) => {}
                     None => problems.push(format!(
                         "atomicity: committed package {} never prepared its leg {} at {} account {}",
                         r.key(), l.index, b.name, l.account

@@ -68,6 +68,7 @@ pub fn generate(seed: u64) -> Scenario {
             let mut r = ChaCha8Rng::seed_from_u64(mix(seed, 0xead));
             if r.random_bool(0.33) { pct(&mut r, 50) } else { 0.0 }
         },
+        package_valid_ms: Workload::default().package_valid_ms,
     };
     let bank = |rng: &mut ChaCha8Rng| bank_name(rng.random_range(0..banks));
     let mut faults = Vec::new();

@@ -39,6 +39,7 @@ pub const PLANTED: &[(&str, PlantedBug)] = &[
     ("no-resolver", PlantedBug::NoResolver),
     ("skip-signatures", PlantedBug::SkipSignatures),
     ("skip-read-signatures", PlantedBug::SkipReadSignatures),
+    ("compact-unacked", PlantedBug::CompactUnacked),
 ];
 
 /// A planted bug by name (command line and fuzz files).

@@ -45,6 +45,9 @@ pub struct Report {
     pub reads: Option<(u64, u64)>,
     /// The rogue host's requests sent and refused; None when the scenario has none.
     pub rogue: Option<(u64, u64)>,
+    /// With compaction on: records and participations dropped, in-doubt lookups answered
+    /// "maybe compacted", and the records and participations left at the end.
+    pub compaction: Option<(u64, u64, u64, u64, u64)>,
     /// Answers to the rogue host's flood by status; None when the scenario has none.
     pub flood: Option<std::collections::BTreeMap<u16, u64>>,
 }
@@ -100,6 +103,16 @@ impl Report {
             flood: sh.scenario.faults.iter().any(|f| matches!(f, crate::scenario::Fault::Flood { .. })).then(|| st.acks.flood.clone()),
             ..Default::default()
         };
+        if sh.scenario.timing.compact_every_ms > 0 {
+            let sizes: Vec<node::store::Sizes> = nodes.iter().flatten().filter_map(|n| n.storage.store().sizes().ok()).collect();
+            r.compaction = Some((
+                r.counters.compacted_records,
+                r.counters.compacted_participations,
+                r.counters.in_doubt_compacted,
+                sizes.iter().map(|z| z.records).sum(),
+                sizes.iter().map(|z| z.participations).sum(),
+            ));
+        }
         for t in st.acks.packages.values() {
             r.submitted += 1;
             r.accepted += t.accepted as u64;
@@ -169,6 +182,9 @@ impl std::fmt::Display for Report {
             self.disk_dropped,
             self.disk_torn
         );
+        if let Some((records, parts, doubted, records_left, parts_left)) = self.compaction {
+            let _ = writeln!(w, "  compaction      {records} records and {parts} participations dropped ({records_left} and {parts_left} left); {doubted} in-doubt lookups answered compacted");
+        }
         if let Some((refused, elsewhere, forged)) = self.adversary {
             let _ = writeln!(w, "  adversary       {refused} reused ids with other content refused by their bank, {elsewhere} reused at other banks");
             let _ = writeln!(w, "                  {forged} packages without the holders' signatures for their bank stopped (none committed)");

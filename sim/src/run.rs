@@ -154,6 +154,8 @@ pub(crate) struct State {
     pub faults: BTreeMap<&'static str, u64>,
     pub checks: CheckCounts,
     pub liveness: crate::liveness::Liveness,
+    /// What the checks saw before banks compacted it (used only when they compact).
+    pub history: check::History,
     /// What the run's picture draws (`timeline`).
     pub timeline: crate::timeline::Timeline,
 }
@@ -583,6 +585,7 @@ pub fn run(scenario: &Scenario, planted: PlantedBug) -> RunOutput {
         checks: CheckCounts::default(),
         timeline: Default::default(),
         liveness: crate::liveness::Liveness::new(Duration::from_millis(sc.duration_ms)),
+        history: Default::default(),
     };
     let keys: Vec<BankKey> = (0..n)
         .map(|i| {
@@ -1135,7 +1138,7 @@ impl Harness<'_> {
             self.sh.lock().banks.iter().map(|b| if b.up { b.node.clone() } else { None }).collect();
         // A bank that is down is audited too, from what its disk kept (what it will restart
         // on), so money is checked across the consortium also while banks are down.
-        let audits: Vec<Option<Audit>> = nodes
+        let mut audits: Vec<Option<Audit>> = nodes
             .iter()
             .enumerate()
             .map(|(i, n)| match n {
@@ -1146,12 +1149,21 @@ impl Harness<'_> {
                 None => None,
             })
             .collect();
+        let mut problems = Vec::new();
+        let compacting = self.sh.scenario.timing.compact_every_ms > 0;
+        if compacting {
+            let mut st = self.sh.lock();
+            for (i, a) in audits.iter_mut().enumerate() {
+                if let Some(a) = a {
+                    problems.extend(st.history.remember(i, &self.sh.names[i], &self.sh.addrs[i], a));
+                }
+            }
+        }
         let banks: Vec<Option<BankAudit>> = audits
             .iter()
             .enumerate()
             .map(|(i, a)| a.as_ref().map(|audit| BankAudit { name: &self.sh.names[i], addr: &self.sh.addrs[i], audit }))
             .collect();
-        let mut problems = Vec::new();
         let mut counts = CheckCounts::default();
         for (b, n) in banks.iter().zip(&nodes) {
             let Some(b) = b else { continue };
@@ -1168,6 +1180,9 @@ impl Harness<'_> {
                 counts.global_down += 1;
             }
             problems.extend(check::global(all));
+        }
+        for b in banks.iter().flatten() {
+            problems.extend(check::journals(b));
         }
         {
             let st = self.sh.lock();
@@ -1192,7 +1207,13 @@ impl Harness<'_> {
         if last {
             counts.final_checks += 1;
             match &all {
-                Some(all) if nodes.iter().all(Option::is_some) => problems.extend(check::settled(all)),
+                Some(all) if nodes.iter().all(Option::is_some) => {
+                    // A participant may drop a finished leg once past expiry + skew on its
+                    // clock (a skew fault moves it by at most a few seconds).
+                    let skew = self.sh.scenario.timing.clock_skew_ms;
+                    let wall = sim_wall_ms();
+                    problems.extend(check::settled(all, |r| compacting && wall > r.package.expires_ms + skew + 10_000))
+                }
                 _ => {
                     for (i, n) in nodes.iter().enumerate() {
                         if n.is_none() {
@@ -1240,4 +1261,7 @@ pub(crate) fn add_counters(total: &mut Counters, c: &Counters) {
     total.duplicates_dropped += c.duplicates_dropped;
     total.faults += c.faults;
     total.presumed_aborts += c.presumed_aborts;
+    total.compacted_records += c.compacted_records;
+    total.compacted_participations += c.compacted_participations;
+    total.in_doubt_compacted += c.in_doubt_compacted;
 }

@@ -66,6 +66,13 @@ pub struct TimingSpec {
     pub pass_floor_ms: u64,
     pub loss_floor_ms: u64,
     pub call_floor_ms: u64,
+    /// The largest clock skew allowed between banks (compaction waits for it).
+    pub clock_skew_ms: u64,
+    /// The compactor's period; 0 (the default here) turns it off, so runs without it stay
+    /// as they were. With it on, the checks remember every decided record and finished leg
+    /// they saw, so that compaction cannot hide a broken rule.
+    pub compact_every_ms: u64,
+    pub compact_batch: usize,
 }
 
 impl Default for TimingSpec {
@@ -84,6 +91,9 @@ impl Default for TimingSpec {
             pass_floor_ms: 25,
             loss_floor_ms: 60,
             call_floor_ms: 25,
+            clock_skew_ms: 30_000,
+            compact_every_ms: 0,
+            compact_batch: 64,
         }
     }
 }
@@ -104,6 +114,9 @@ impl TimingSpec {
             pass_floor_ms: self.pass_floor_ms,
             loss_floor_ms: self.loss_floor_ms,
             call_floor_ms: self.call_floor_ms,
+            clock_skew_ms: self.clock_skew_ms,
+            compact_every_ms: self.compact_every_ms,
+            compact_batch: self.compact_batch,
         }
     }
 }
@@ -160,6 +173,8 @@ pub struct Workload {
     /// by its holder). The adversaries replay what they saw of those reads, and try reads of
     /// their own without the holder's key: none may be answered.
     pub reads: f64,
+    /// How long each package is valid (its signed expiry, from when it is signed).
+    pub package_valid_ms: u64,
 }
 
 impl Default for Workload {
@@ -177,6 +192,7 @@ impl Default for Workload {
             any_origin: 0.2,
             malicious_clients: 0,
             reads: 0.0,
+            package_valid_ms: 3_600_000,
         }
     }
 }

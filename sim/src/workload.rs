@@ -454,7 +454,7 @@ fn sign_as_thief(sh: &Shared, m: usize, origin: usize, p: &mut Package) {
     sign_with(sh, origin, p, holder, |_| Some(own.clone()));
 }
 
-/// Valid for an hour, signed by whom `holder` and `teller` say (what they cannot sign stays
+/// Valid for `package_valid_ms` (an hour by default), signed by whom `holder` and `teller` say (what they cannot sign stays
 /// unsigned: the banks refuse it, which is what the run checks).
 fn sign_with(
     sh: &Shared,
@@ -463,7 +463,7 @@ fn sign_with(
     holder: impl Fn(&AccountRef) -> Option<(String, node::trust::keys::UserKey)>,
     teller: impl Fn(&str) -> Option<node::trust::keys::KeyPair>,
 ) {
-    p.expires_ms = crate::run::sim_wall_ms() + 3_600_000;
+    p.expires_ms = crate::run::sim_wall_ms() + sh.scenario.workload.package_valid_ms;
     p.signatures.clear();
     let _ = p.sign_for(&sh.addrs[origin], holder, teller);
 }

@@ -41,6 +41,8 @@ pub struct Signer {
     pub tellers: Vec<KeyPair>,
     users: Mutex<BTreeMap<String, UserKey>>,
     holders: Mutex<BTreeMap<(String, String), Vec<String>>>,
+    /// How long the packages it signs are valid (an hour unless a test says otherwise).
+    pub valid_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Short protocol timings so faults are noticed and repaired within a test's patience (the
@@ -122,6 +124,7 @@ impl Cluster {
                 tellers: (0..n).map(|_| random_key()).collect(),
                 users: Mutex::new(BTreeMap::new()),
                 holders: Mutex::new(BTreeMap::new()),
+                valid_ms: std::sync::atomic::AtomicU64::new(3_600_000),
             }),
             proxies: Vec::new(),
         };
@@ -163,6 +166,7 @@ impl Cluster {
                 tellers: (0..n).map(|_| random_key()).collect(),
                 users: Mutex::new(BTreeMap::new()),
                 holders: Mutex::new(BTreeMap::new()),
+                valid_ms: std::sync::atomic::AtomicU64::new(3_600_000),
             }),
             proxies,
         };
@@ -464,6 +468,7 @@ impl Cluster {
 /// The scope of a read of a user's data at `path` (and the CPF it names), as a client signs
 /// it (`trust::read`); `None` for a path that needs no statement.
 pub fn read_scope(path: &str) -> Option<(String, Option<Cpf>)> {
+    let path = path.split('?').next().unwrap_or(path);
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let cpf = |s: &str| Cpf::parse(s).ok();
     match parts.as_slice() {
@@ -471,6 +476,7 @@ pub fn read_scope(path: &str) -> Option<(String, Option<Cpf>)> {
         ["users", c, "accounts"] => cpf(c).map(|c| (read::scope_accounts_of(&c), Some(c))),
         ["consortium", "users", c, "accounts"] => cpf(c).map(|c| (read::scope_consortium(&c), Some(c))),
         ["accounts", k] => Some((read::scope_account(k), None)),
+        ["accounts", k, "statement"] => Some((read::scope_statement(k), None)),
         ["packages", id] => Some((read::scope_package(id), None)),
         _ => None,
     }
@@ -488,7 +494,7 @@ impl Signer {
     /// teller's of each bank a deposit goes to. Returns it as is if it is not a package.
     pub fn sign(&self, origin: usize, body: Value) -> Value {
         let Ok(mut p) = serde_json::from_value::<Package>(body.clone()) else { return body };
-        p.expires_ms = now_ms() + 3_600_000;
+        p.expires_ms = now_ms() + self.valid_ms.load(std::sync::atomic::Ordering::Relaxed);
         p.signatures.clear();
         let holder = |from: &AccountRef| {
             let h = self.holders.lock().unwrap().get(&(from.bank.clone(), from.account.clone())).and_then(|h| h.first().cloned())?;

@@ -7,3 +7,4 @@ pub mod bench;
 pub mod chaos_picture;
 pub mod cluster;
 pub mod proxy;
+pub mod soak;

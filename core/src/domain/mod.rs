@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod cpf;
+pub mod journal;
 pub mod money;
 
 pub use account::{Account, AccountKind, KeyRotation, User};

@@ -19,13 +19,19 @@ pub const CLOCK_SKEW_MS: u64 = 30_000;
 /// The package's validity on this bank's clock (`now_ms`): not expired, and not valid for
 /// longer than `MAX_EXPIRY_MS` from now (a signature meant to live forever).
 pub fn check_expiry(p: &Package, now_ms: u64) -> Result<(), String> {
+    check_expiry_within(p, now_ms, CLOCK_SKEW_MS)
+}
+
+/// `check_expiry` with the consortium's configured clock skew (`clock_skew_ms`): compaction
+/// relies on a bank refusing every package past `expires_ms + skew_ms` on its clock.
+pub fn check_expiry_within(p: &Package, now_ms: u64, skew_ms: u64) -> Result<(), String> {
     if p.expires_ms == 0 {
         return Err("the package has no expiry: its holders must sign it with one".into());
     }
-    if now_ms > p.expires_ms.saturating_add(CLOCK_SKEW_MS) {
+    if now_ms > p.expires_ms.saturating_add(skew_ms) {
         return Err(format!("the package expired {} s ago", (now_ms - p.expires_ms) / 1000));
     }
-    if p.expires_ms > now_ms.saturating_add(super::spec::MAX_EXPIRY_MS + CLOCK_SKEW_MS) {
+    if p.expires_ms > now_ms.saturating_add(super::spec::MAX_EXPIRY_MS + skew_ms) {
         return Err("the package claims to be valid for more than 24 hours".into());
     }
     Ok(())

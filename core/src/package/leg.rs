@@ -84,6 +84,14 @@ pub fn prepare(package: &str, origin: &str, leg: &Leg, account: Option<&mut Acco
 pub struct Participation {
     pub digest: Option<PackageDigest>,
     pub outcome: Option<Outcome>,
+    /// The package's expiry, once prepared here (0: not known, a tombstone or an old row):
+    /// what compaction and the resolver's lookups go by (`compact`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub expires_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// A prepare of `key` with content `digest` meets what this bank recorded about it. Refuses
@@ -255,16 +263,16 @@ mod tests {
     fn a_participant_refuses_what_contradicts_its_records() {
         let key = PackageKey::new("o", "p");
         let (d1, d2) = (PackageDigest([1; 32]), PackageDigest([2; 32]));
-        let prepared = Participation { digest: Some(d1), outcome: None };
+        let prepared = Participation { digest: Some(d1), outcome: None, expires_ms: 0 };
         assert_eq!(check_prepare(&key, None, d1).unwrap(), None);
         assert_eq!(check_prepare(&key, Some(&prepared), d2).unwrap_err().code, "package_mismatch");
-        let tomb = Participation { digest: None, outcome: Some(Outcome::Abort) };
+        let tomb = Participation { digest: None, outcome: Some(Outcome::Abort), expires_ms: 0 };
         assert_eq!(check_prepare(&key, Some(&tomb), d1).unwrap(), Some(Outcome::Abort), "a late prepare after an abort");
         assert_eq!(judge_finish(&key, None, Outcome::Abort, d1).unwrap(), FinishAs::Tombstone);
         assert_eq!(judge_finish(&key, None, Outcome::Commit, d1).unwrap_err().code, "outcome_contradicts_legs", "a commit needs this bank's vote");
         assert_eq!(judge_finish(&key, Some(&prepared), Outcome::Commit, d2).unwrap_err().code, "package_mismatch");
         assert_eq!(judge_finish(&key, Some(&prepared), Outcome::Commit, d1).unwrap(), FinishAs::Apply);
-        let committed = Participation { digest: Some(d1), outcome: Some(Outcome::Commit) };
+        let committed = Participation { digest: Some(d1), outcome: Some(Outcome::Commit), expires_ms: 0 };
         assert_eq!(judge_finish(&key, Some(&committed), Outcome::Commit, d1).unwrap(), FinishAs::Done, "a repeat");
         assert_eq!(judge_finish(&key, Some(&committed), Outcome::Abort, d1).unwrap_err().code, "outcome_contradicts_legs");
         let leg = Leg { index: 0, side: Side::Debit, account: "1".into(), amount: crate::domain::Cents(1) };

@@ -3,6 +3,7 @@
 //! end). The node's `package` module adds the async shells (executor, resolver, intake).
 
 pub mod authority;
+pub mod compact;
 pub mod leg;
 pub mod record;
 pub mod round;

@@ -136,7 +136,7 @@ pub const MAX_SIGNATURES: usize = 16;
 const HOLDER_SIGNATURE_DOMAIN: &[u8] = b"bank-consortium/holder-signature/v1";
 const TELLER_SIGNATURE_DOMAIN: &[u8] = b"bank-consortium/teller-signature/v1";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     Debit,

@@ -62,6 +62,12 @@ pub fn scope_account(key: &str) -> String {
     format!("account/{key}")
 }
 
+/// `GET /accounts/{key}/statement` (every page: paging is not what is read, and the nonce
+/// already makes each statement good for one request).
+pub fn scope_statement(key: &str) -> String {
+    format!("statement/{key}")
+}
+
 /// `GET /packages/{id}`
 pub fn scope_package(id: &str) -> String {
     format!("package/{id}")
@@ -186,6 +192,15 @@ pub fn may_read_account(reader: &Reader, account: &Account) -> bool {
     }
 }
 
+/// Whether `reader` may read `account`'s statement over the client API: its holders only. (An
+/// operator reads statements at the bank itself, not with a teller's key over the network.)
+pub fn may_read_statement(reader: &Reader, account: &Account) -> bool {
+    match reader {
+        Reader::User(c) => account.holders.contains(c),
+        Reader::Teller => false,
+    }
+}
+
 /// Whether `reader` may read package `p`: one of its signers, a holder of one of this bank's
 /// accounts it touches (`holds`), or a teller.
 pub fn may_read_package(reader: &Reader, p: &Package, holds: impl Fn(&Cpf, &str) -> bool, me: &str) -> bool {
@@ -287,6 +302,10 @@ mod tests {
         let acc = Account { bank: "a:1".into(), key: "1".into(), kind: AccountKind::Joint, holders: vec![a.clone(), b.clone()], balance: Cents(0), blocked: Cents(0), held: Cents(0) };
         assert!(may_read_account(&Reader::User(b.clone()), &acc), "a joint holder");
         assert!(!may_read_account(&Reader::User(Cpf::from_base(333_333_333)), &acc));
+        assert!(may_read_statement(&Reader::User(a.clone()), &acc) && may_read_statement(&Reader::User(b.clone()), &acc), "every holder");
+        assert!(!may_read_statement(&Reader::User(Cpf::from_base(333_333_333)), &acc));
+        assert!(!may_read_statement(&Reader::Teller, &acc), "holders only: an operator reads it at the bank");
+        assert_ne!(scope_statement("1"), scope_account("1"), "a balance read cannot pass for a statement read");
         use crate::package::{AccountRef, OpKind, Operation};
         let p = Package {
             id: "p".into(),

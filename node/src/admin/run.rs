@@ -81,5 +81,6 @@ async fn apply(ctx: &Context, storage: &Storage, answers: &BTreeMap<String, Reco
     }
     let answered: Vec<String> = answers.keys().cloned().collect();
     let all = answered.clone();
-    storage.db(move |s| s.reconcile_apply(&me, &answered, &steps, &all)).await
+    let when = crate::store::When { now_ms: ctx.clock.now_ms(), skew_ms: ctx.timing.clock_skew_ms };
+    storage.db(move |s| s.reconcile_apply(&me, when, &answered, &steps, &all)).await
 }

@@ -39,6 +39,7 @@ pub fn routes() -> OpenApiRouter<Arc<Node>> {
         .routes(routes!(reset_key))
         .routes(routes!(open_account))
         .routes(routes!(get_account))
+        .routes(routes!(get_statement))
         .routes(routes!(consortium_accounts))
         .routes(routes!(submit_package))
         .routes(routes!(get_package))
@@ -238,6 +239,44 @@ async fn get_account(State(node): S, headers: HeaderMap, Path(key): Path<String>
     }
 }
 
+/// Paging of a statement: `?from=N&limit=M` (entries from N, 1 = the first; at most M).
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct Page {
+    /// The first entry of the page (1 = the account's first; default 1).
+    #[param(minimum = 1, example = 1)]
+    from: Option<u64>,
+    /// At most this many entries (1 to 500; default 100).
+    #[param(minimum = 1, maximum = 500, example = 100)]
+    limit: Option<u32>,
+}
+
+/// An account's statement (its journal), to its holders only, a page at a time. Like a
+/// balance read, an account that does not exist is answered as one the reader does not hold.
+#[utoipa::path(get, path = "/accounts/{key}/statement", tag = "accounts", params(("key" = String, Path, description = "the account's key at this bank", example = "000001"), Page), security(("read_statement" = [])), responses(
+    (status = 200, description = "a page of the account's statement: every committed movement of its money, oldest first", body = consortium_core::domain::journal::Statement),
+    (status = 400, response = Bad), (status = 401, response = Unauthorized), (status = 403, response = Forbidden),
+    (status = 429, response = TooMany), (status = 500, response = Internal), (status = 503, response = Unavailable),
+))]
+async fn get_statement(
+    State(node): S,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    page: Result<axum::extract::Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<consortium_core::domain::journal::Statement>, ApiError> {
+    let page = page.map_err(|e| Error::bad_request("bad_page", format!("bad paging: {e}")))?.0;
+    let (from, limit) = (page.from.unwrap_or(1), page.limit.unwrap_or(100));
+    consortium_core::domain::journal::check_page(from, limit)?;
+    let who = reader(&node, &headers, &read::scope_statement(&key)).await?;
+    let k = key.clone();
+    match node.storage.db(move |s| s.account(&k)).await? {
+        Some(a) if read::may_read_statement(&who, &a) => {}
+        _ => return Err(read::not_yours("statement").into()),
+    }
+    Ok(Json(node.storage.db(move |s| s.statement(&key, from, limit)).await?))
+}
+
 /// A user's accounts at this bank, to that user or a teller.
 #[utoipa::path(get, path = "/users/{cpf}/accounts", tag = "accounts", params(("cpf" = String, Path, description = "the user's CPF (11 digits, or `123.456.789-09`)", example = "52998224725")), security(("read_statement" = [])), responses(
     (status = 200, description = "the user's accounts at this bank", body = AccountList),
@@ -331,7 +370,7 @@ async fn submit_package(State(node): S, Body(p): Body<Package>) -> Result<(Statu
     if p.signatures.is_empty() {
         return Err(Error::rule("unsigned", "a package needs the signatures of the holders of the accounts it takes money from (and a teller's for a deposit)").into());
     }
-    if let Err(why) = authority::check_expiry(&p, node.ctx.clock.now_ms()) {
+    if let Err(why) = authority::check_expiry_within(&p, node.ctx.clock.now_ms(), node.ctx.timing.clock_skew_ms) {
         // A retry of a package recorded before it expired still gets its outcome.
         let id = p.id.clone();
         if let Some(r) = node.storage.db(move |s| s.record(&id)).await?.filter(|r| r.package.same_content(&p)) {
@@ -463,7 +502,8 @@ async fn status(State(node): S) -> Result<Json<StatusView>, ApiError> {
 ))]
 async fn metrics(State(node): S) -> Result<([(axum::http::header::HeaderName, &'static str); 1], String), ApiError> {
     let s = node.status().await?;
-    let gauges = crate::metrics::Gauges { peers_online: s.peers.iter().filter(|p| p.online).count() as i64, queued: s.queued as i64, in_doubt: s.in_doubt as i64 };
+    let history = node.storage.db(|s| s.sizes()).await?;
+    let gauges = crate::metrics::Gauges { peers_online: s.peers.iter().filter(|p| p.online).count() as i64, queued: s.queued as i64, in_doubt: s.in_doubt as i64, history };
     let text = node.ctx.metrics.render(&s.counters, &gauges);
     Ok(([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text))
 }

@@ -43,7 +43,7 @@ impl Modify for ReadStatement {
         let how = "The reader's signed read statement: `Consortium-Read v1 READER AUDIENCE TIME_MS NONCE SIG SCOPE`. \
 READER is the CPF's 11 digits or `teller` (this bank's operator); AUDIENCE the bank's address as the manifest lists it; \
 TIME_MS Unix milliseconds (within 30 s of the bank's clock); NONCE 32 hex digits (used once); \
-SCOPE what is read: `user/CPF`, `accounts-of/CPF`, `account/KEY`, `package/ID` or `consortium/CPF`; \
+SCOPE what is read: `user/CPF`, `accounts-of/CPF`, `account/KEY`, `statement/KEY`, `package/ID` or `consortium/CPF`; \
 SIG 128 hex digits, the reader's Ed25519 signature (see `consortium_core::trust::read`). \
 Missing or malformed: 401 `unauthenticated`; signed by another key, for another scope or bank, or not the reader's data: 403.";
         components.add_security_scheme("read_statement", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description("authorization", how))));
@@ -204,6 +204,7 @@ mod tests {
         listed.sort();
         let expected = [
             "GET /accounts/{key}",
+            "GET /accounts/{key}/statement",
             "GET /consortium/users/{cpf}/accounts",
             "GET /health/live",
             "GET /health/ready",

@@ -11,6 +11,8 @@ use crate::node::Node;
 use crate::ring::driver;
 use crate::ring::machine::{Answer, Event};
 use crate::trust::request::{self, AUTH_HEADER};
+use crate::store::Lookup;
+use consortium_core::package::compact::{Ack, Unknown};
 use super::Remote;
 use axum::extract::{ConnectInfo, Extension, OriginalUri, Path, Request, State};
 use axum::middleware::{self, Next};
@@ -40,6 +42,7 @@ pub fn routes(node: Arc<Node>) -> Router<Arc<Node>> {
         .route("/outcome/{id}", get(outcome))
         .route("/reconcile", get(reconcile))
         .route("/settled", post(settled))
+        .route("/acks", post(acks))
         .route("/users/{cpf}/key", get(user_key).post(rotated_key))
         .route("/users/{cpf}/accounts", post(forwarded_accounts))
         .layer(middleware::from_fn_with_state(node, authenticate))
@@ -206,17 +209,36 @@ async fn settled(State(node): S, Body(ids): Body<Vec<String>>) -> Json<bool> {
     Json(true)
 }
 
+/// What a participant asking about a package knows of it: its expiry (`compact::lookup_unknown`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutcomeQuery {
+    expires_ms: Option<u64>,
+}
+
 /// A package's outcome at its origin. A 404 tells the asker nobody can ever commit it (it
-/// aborts its legs), so a restored bank never says it of a package it may have lost: while
-/// it reconciles, an unknown id is "not yet"; after, one it knows it lost is a conflict.
-async fn outcome(State(node): S, Path(id): Path<String>) -> Result<Json<PackageView>, ApiError> {
+/// aborts its legs), so it means "never recorded here": a package that may have been recorded
+/// and compacted since gets 410, and a restored bank never says it of a package it may have
+/// lost: while it reconciles, an unknown id is "not yet"; after, one it knows it lost is a
+/// conflict.
+async fn outcome(
+    State(node): S,
+    Path(id): Path<String>,
+    q: Result<axum::extract::Query<OutcomeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PackageView>, ApiError> {
+    let expires = q.map_err(|e| Error::bad_request("bad_query", format!("bad query: {e}")))?.0.expires_ms;
     let i = id.clone();
-    let (record, lost) = node.storage.db(move |s| Ok((s.record(&i)?, s.lost_package(&i)?))).await?;
-    match (record, lost) {
+    let (lookup, lost) = node.storage.db(move |s| Ok((s.lookup(&i, expires)?, s.lost_package(&i)?))).await?;
+    match (lookup, lost) {
         (_, Some(why)) => Err(Error::conflict("lost_in_restore", format!("package {id}: this bank cannot know its outcome since a restore ({why}); its operator settles it")).into()),
-        (Some(r), None) => Ok(Json(node.executor.view(&r))),
-        (None, None) if node.ctx.is_reconciling() => Err(Error::unavailable("reconciling", format!("package {id}: this bank is re-learning its decisions after a restore; ask again later")).into()),
-        (None, None) => Err(Error::not_found("package_not_found", format!("no package {id} at this origin")).into()),
+        (Lookup::Found(r), None) => Ok(Json(node.executor.view(&r))),
+        (Lookup::Unknown(Unknown::MaybeCompacted), None) => {
+            Err(Error::new(crate::error::Kind::Gone, "package_compacted", format!("no record of {id} here now: it may have been decided, settled everywhere and compacted")).into())
+        }
+        (Lookup::Unknown(Unknown::NeverRecorded), None) if node.ctx.is_reconciling() => {
+            Err(Error::unavailable("reconciling", format!("package {id}: this bank is re-learning its decisions after a restore; ask again later")).into())
+        }
+        (Lookup::Unknown(Unknown::NeverRecorded), None) => Err(Error::not_found("package_not_found", format!("no package {id} was ever recorded at this origin")).into()),
     }
 }
 
@@ -236,4 +258,14 @@ async fn reconcile(State(node): S, Extension(Sender(from)): From) -> Result<Json
         .collect();
     node.ctx.emit("reconcile_asked", format!("{from} asked what names it"));
     Ok(Json(crate::wire::ReconcileAnswer { participated, records }))
+}
+
+/// The origin of these packages asks whether this bank has their outcomes: each is applied
+/// here first (like a finish, with the origin's signed decision), then answered from this
+/// bank's row (`compact::ack_of`). Only the package's origin may ask.
+async fn acks(State(node): S, Extension(Sender(from)): From, Body(items): Body<Vec<Finish>>) -> Result<Json<Vec<Ack>>, ApiError> {
+    if let Some(f) = items.iter().find(|f| f.origin != from) {
+        return Err(impersonation(&node, &from, &f.origin, "an ack request").into());
+    }
+    Ok(Json(node.executor.acks_here(&from, items).await?))
 }

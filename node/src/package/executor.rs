@@ -14,8 +14,9 @@ use crate::wire::{Decide, Finish, PackageView, Prepare, Votes};
 use crate::context::Context;
 use crate::error::Error;
 use crate::peers::{PeerError, Peers, Phase};
-use crate::store::{Authority, Storage, Write, Written};
+use crate::store::{Authority, Storage, When, Write, Written};
 use consortium_core::trust::decision::Decision;
+use consortium_core::package::compact::Ack;
 use consortium_core::ring::Queued;
 use hyper::Method;
 
@@ -67,7 +68,7 @@ pub async fn prepare_here(&self, from: &str, items: Vec<Prepare>) -> Result<Vec<
             Err(e) => return Err(self.ctx.refuse(from, e)),
         }
     }
-    let auth = Authority { me: self.ctx.me.clone(), now_ms: self.ctx.clock.now_ms(), tellers: self.ctx.tellers.clone() };
+    let auth = Authority { me: self.ctx.me.clone(), now_ms: self.ctx.clock.now_ms(), tellers: self.ctx.tellers.clone(), skew_ms: self.ctx.timing.clock_skew_ms };
     match self.writer.write(Write::Prepare(auth, writes)).await? {
         Written::Prepare(each) => Ok(each
             .into_iter()
@@ -110,11 +111,30 @@ async fn apply_signed(&self, from: &str, writes: Vec<(PackageKey, Decision)>) ->
         return Ok(0);
     }
     let shown: Vec<(PackageKey, Outcome)> = writes.iter().map(|(k, d)| (k.clone(), d.outcome)).collect();
-    let each = match self.writer.write(Write::FinishSigned(writes)).await? {
+    let when = When { now_ms: self.ctx.clock.now_ms(), skew_ms: self.ctx.timing.clock_skew_ms };
+    let each = match self.writer.write(Write::FinishSigned(when, writes)).await? {
         Written::Finish(each) => each,
         other => unreachable!("a finish answered {other:?}"),
     };
     self.count_finished(from, shown, each)
+}
+
+/// The origin of `items` asks whether this bank has their outcomes (`compact::Ack`). Those
+/// with a row here and no outcome yet are finished first (signature checked, like any
+/// finish); then each is answered from its row as it stands.
+pub async fn acks_here(&self, from: &str, items: Vec<Finish>) -> Result<Vec<Ack>, Error> {
+    if let Err(e) = too_many(items.len()) {
+        return Err(self.ctx.refuse(from, e));
+    }
+    let keys: Vec<(PackageKey, Outcome)> = items.iter().map(|f| (PackageKey::new(&f.origin, &f.id), f.decision.outcome)).collect();
+    let k = keys.clone();
+    let before = self.storage.db(move |s| s.acks(&k)).await?;
+    let open: Vec<Finish> = items.into_iter().zip(&before).filter(|(_, a)| **a == Ack::NotYet).map(|(f, _)| f).collect();
+    if open.is_empty() {
+        return Ok(before);
+    }
+    self.finish_here(from, open).await?;
+    self.storage.db(move |s| s.acks(&keys)).await
 }
 
 /// Aborts this bank's legs of a package its origin says it never recorded (so nobody can
@@ -131,7 +151,8 @@ async fn apply_outcomes(&self, from: &str, writes: Vec<(PackageKey, Outcome, sup
         return Ok(0);
     }
     let shown: Vec<(PackageKey, Outcome)> = writes.iter().map(|(k, o, _)| (k.clone(), *o)).collect();
-    let each = match self.writer.write(Write::Finish(writes)).await? {
+    let when = When { now_ms: self.ctx.clock.now_ms(), skew_ms: self.ctx.timing.clock_skew_ms };
+    let each = match self.writer.write(Write::Finish(when, writes)).await? {
         Written::Finish(each) => each,
         other => unreachable!("a finish answered {other:?}"),
     };

@@ -9,6 +9,7 @@
 
 pub use consortium_core::package::*;
 
+pub mod compactor;
 pub mod executor;
 pub mod intake;
 pub mod resolver;

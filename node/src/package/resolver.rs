@@ -8,6 +8,8 @@ use crate::wire::{Decide, Finish, PackageView};
 use consortium_core::trust::decision::Decision;
 use crate::config::ms;
 use crate::peers::PeerError;
+use crate::store::Lookup;
+use consortium_core::package::compact::Unknown;
 use hyper::Method;
 use std::collections::BTreeMap;
 use tokio::time::Instant;
@@ -41,6 +43,14 @@ pub async fn run(ex: Executor) {
                     ex.finish_here(&me, vec![f]).await.is_ok()
                 }
                 Some(Resolved::NeverRecorded) => ex.abort_orphan(&key).await.is_ok(),
+                Some(Resolved::MaybeCompacted) => {
+                    // Never an abort: the origin drops a record only after this bank
+                    // acknowledged its outcome, so this is a broken origin or a lost
+                    // database. The legs stay held; the operators are told.
+                    ctx.count(|c| c.in_doubt_compacted += 1);
+                    ctx.emit("in_doubt_compacted", format!("{key}: its origin no longer has a record of it; legs stay held"));
+                    false
+                }
                 None => false,
             };
             if done {
@@ -56,6 +66,9 @@ enum Resolved {
     /// The origin has no record of it, so nobody can ever commit it. (Until answers between
     /// banks are authenticated too, by TLS, this 404 is taken on the connection's word.)
     NeverRecorded,
+    /// The origin has no record of it now but may have had (it compacted records with this
+    /// package's expiry or later): not evidence that nobody committed it.
+    MaybeCompacted,
 }
 
 /// The outcome of a package according to its origin, deciding it as aborted if `presume` and
@@ -63,20 +76,26 @@ enum Resolved {
 async fn resolve(ex: &Executor, key: &PackageKey, presume: bool) -> Option<Resolved> {
     let ctx = &ex.ctx;
     let (id, origin) = (key.id.as_str(), key.origin.as_str());
+    // The package's expiry as prepared here: the origin answers a compacted package by it.
+    let k = key.clone();
+    let expires = ex.storage.db(move |s| s.participation(&k)).await.ok().flatten().map(|p| p.expires_ms).filter(|e| *e > 0);
     let asked: Result<PackageView, PeerError> = if origin == ctx.me {
         let i = id.to_string();
-        match ex.storage.db(move |s| s.record(&i)).await {
-            Ok(Some(r)) => Ok(ex.view(&r)),
-            Ok(None) => Err(PeerError::Refused(404, "unknown".into())),
+        match ex.storage.db(move |s| s.lookup(&i, expires)).await {
+            Ok(Lookup::Found(r)) => Ok(ex.view(&r)),
+            Ok(Lookup::Unknown(Unknown::NeverRecorded)) => Err(PeerError::Refused(404, "unknown".into())),
+            Ok(Lookup::Unknown(Unknown::MaybeCompacted)) => Err(PeerError::Refused(410, "compacted".into())),
             Err(e) => Err(PeerError::Unreachable(e.message)),
         }
     } else {
-        ex.peers.call::<(), _>(origin, Method::GET, &format!("/peer/outcome/{id}"), None).await
+        let query = expires.map(|e| format!("?expires_ms={e}")).unwrap_or_default();
+        ex.peers.call::<(), _>(origin, Method::GET, &format!("/peer/outcome/{id}{query}"), None).await
     };
     let v = match asked {
         Ok(v) if v.id == id => v,
         Ok(_) => return None, // an answer about another package: not an answer
         Err(PeerError::Refused(404, _)) => return Some(Resolved::NeverRecorded),
+        Err(PeerError::Refused(410, _)) => return Some(Resolved::MaybeCompacted),
         Err(_) => return None,
     };
     match v.status {

@@ -40,6 +40,10 @@ macro_rules! each_table {
         $f($($arg,)* IN_DOUBT_SINCE)?;
         $f($($arg,)* KEPT)?;
         $f($($arg,)* RECONCILE)?;
+        $f($($arg,)* JOURNAL)?;
+        $f($($arg,)* PARTS_DONE)?;
+        $f($($arg,)* DECIDED)?;
+        $f($($arg,)* ACKS)?;
     }};
 }
 
@@ -109,6 +113,13 @@ pub(super) fn keep_decision(tx: &redb::WriteTransaction, key: &PackageKey, decis
             t.insert((key.origin.as_str(), key.id.as_str()), enc(&k).as_slice()).map_err(internal)?;
         }
     }
+    Ok(())
+}
+
+/// Forgets the package kept here and its decision: compaction drops them with the leg's row
+/// (a restored origin cannot re-learn a package every bank settled and compacted).
+pub(super) fn forget_kept(tx: &redb::WriteTransaction, key: &PackageKey) -> Result<(), Error> {
+    tx.open_table(KEPT).map_err(internal)?.remove((key.origin.as_str(), key.id.as_str())).map_err(internal)?;
     Ok(())
 }
 
@@ -296,7 +307,7 @@ impl Store {
     /// transaction: records re-learned, legs re-applied, ids marked lost, the account number
     /// raised, and the banks that answered noted. The flag clears (and this returns true) once
     /// every bank of `done_after` has answered.
-    pub fn reconcile_apply(&self, me: &str, answered_now: &[String], steps: &[crate::admin::reconcile::Step], done_after: &[String]) -> Result<bool, Error> {
+    pub fn reconcile_apply(&self, me: &str, when: When, answered_now: &[String], steps: &[crate::admin::reconcile::Step], done_after: &[String]) -> Result<bool, Error> {
         use crate::admin::reconcile::Step;
         self.write(|tx| {
             for s in steps {
@@ -322,7 +333,7 @@ impl Store {
                         }
                     }
                     Step::ApplyLegs { key, package, outcome } => {
-                        reapply_in(tx, me, key, package, *outcome, self.planted)?;
+                        reapply_in(tx, me, &when, key, package, *outcome, self.planted)?;
                     }
                     Step::Lost { id, why } => {
                         note(tx, &format!("lost/{id}"), why)?;
@@ -381,7 +392,7 @@ fn note(tx: &redb::WriteTransaction, k: &str, text: &str) -> Result<(), Error> {
 /// a tombstone. Refuses (a problem note, nothing moved) a leg whose account is missing or
 /// whose debit the balance cannot cover: the backup lacks what made it possible, and the
 /// bank does not guess.
-fn reapply_in(tx: &redb::WriteTransaction, me: &str, key: &PackageKey, package: &Package, outcome: Outcome, planted: crate::planted::PlantedBug) -> Result<(), Error> {
+fn reapply_in(tx: &redb::WriteTransaction, me: &str, when: &When, key: &PackageKey, package: &Package, outcome: Outcome, planted: crate::planted::PlantedBug) -> Result<(), Error> {
     let digest = package.digest(&key.origin);
     let legs = package.legs_by_bank().remove(me).unwrap_or_default();
     if part_of(&tx.open_table(PARTS).map_err(internal)?, key)?.is_some_and(|p| p.outcome.is_some()) {
@@ -389,15 +400,19 @@ fn reapply_in(tx: &redb::WriteTransaction, me: &str, key: &PackageKey, package: 
     }
     if !legs_of(&tx.open_table(LEGS).map_err(internal)?, key)?.is_empty() {
         // Prepared before the backup: the ordinary finish, with its checks.
-        return match finish_in(tx, key, outcome, digest, planted) {
+        return match finish_in(tx, when, key, outcome, digest, planted) {
             Err(e) if e.kind != crate::error::Kind::Internal => problem(tx, &format!("{key}: its {outcome:?} did not apply here: {}", e.message)),
             other => other.map(|_| ()),
         };
     }
     let mut legs_t = tx.open_table(LEGS).map_err(internal)?;
+    let state = if outcome == Outcome::Commit { LegState::Committed } else { LegState::Aborted };
     if outcome == Outcome::Commit {
         let mut accounts = tx.open_table(ACCOUNTS).map_err(internal)?;
         let mut changed = Vec::new();
+        // Each leg with its account right after it: the statement's entries, written only
+        // once every leg is known to apply (a problem moves nothing).
+        let mut entries = Vec::new();
         for l in &legs {
             let mut a: Account = match accounts.get(l.account.as_str()).map_err(internal)? {
                 Some(v) => dec(v.value())?,
@@ -413,20 +428,25 @@ fn reapply_in(tx: &redb::WriteTransaction, me: &str, key: &PackageKey, package: 
                 Side::Debit => a.balance = Cents(a.balance.0 - l.amount.0),
                 Side::Credit => a.balance = Cents(a.balance.0 + l.amount.0),
             }
+            let rec = LegRecord { package: key.id.clone(), origin: key.origin.clone(), leg: l.clone(), state: state.clone() };
+            entries.push((a.clone(), rec));
             changed.push(a);
         }
         for a in changed {
             accounts.insert(a.key.as_str(), enc(&a).as_slice()).map_err(internal)?;
         }
+        for (a, rec) in &entries {
+            append_entry(tx, when, a, rec)?;
+        }
     }
-    let state = if outcome == Outcome::Commit { LegState::Committed } else { LegState::Aborted };
     if outcome == Outcome::Commit {
         for l in &legs {
             let rec = LegRecord { package: key.id.clone(), origin: key.origin.clone(), leg: l.clone(), state: state.clone() };
             legs_t.insert(leg_key(key, l), enc(&rec).as_slice()).map_err(internal)?;
         }
     }
-    put_part(tx, key, &Participation { digest: Some(digest), outcome: Some(outcome) })
+    put_part(tx, key, &Participation { digest: Some(digest), outcome: Some(outcome), expires_ms: package.expires_ms })?;
+    schedule_drop(tx, compact::participant_keep_until(package.expires_ms, when.skew_ms), key)
 }
 
 fn problem(tx: &redb::WriteTransaction, why: &str) -> Result<(), Error> {

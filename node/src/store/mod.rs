@@ -13,11 +13,14 @@ pub use admin::{InDoubt, Kept, Participated, ReconcileState};
 use crate::domain::account::check_new_account;
 use crate::domain::{Account, AccountKind, Cents, Cpf, User};
 use crate::error::Error;
+use consortium_core::domain::journal::{self, JournalEntry, Statement};
 use consortium_core::package::authority;
+use consortium_core::package::compact::{self, Ack, Verdict};
+use std::collections::BTreeSet;
 use consortium_core::package::leg::{self, FinishAs, LegRecord, LegState, LegVote, Participation};
 use consortium_core::package::record::{Decided, OpResult, Outcome, Record};
 use consortium_core::package::spec::{Leg, Package, PackageDigest, PackageKey, Side};
-use redb::{Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition, TableHandle};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, StorageBackend, TableDefinition, TableHandle};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -40,13 +43,30 @@ const PARTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("partic
 /// Packages with at least one prepared leg here whose outcome is not known: the in-doubt set.
 const IN_DOUBT: TableDefinition<(&str, &str), ()> = TableDefinition::new("participant_in_doubt");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// (account, entry number from 1) → journal entry: every committed movement of the account's
+/// money, appended in the transaction that moves it. Never compacted: it is the statement.
+const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journal");
+/// (keep until, origin, package id): participant rows whose outcome is applied, by the time
+/// (this bank's clock) after which they may be dropped (`compact::participant_keep_until`).
+const PARTS_DONE: TableDefinition<(u64, &str, &str), ()> = TableDefinition::new("participant_done");
+/// (expiry, package id): records of this origin decided and not yet dropped, by expiry.
+const DECIDED: TableDefinition<(u64, &str), ()> = TableDefinition::new("decided");
+/// (package id, bank): banks that acknowledged the outcome of a decided record of this origin.
+const ACKS: TableDefinition<(&str, &str), ()> = TableDefinition::new("acks");
 /// Tables of the layout before package identity was (origin, id). Such a database cannot be
 /// read safely by this version (its legs are filed by the client's id alone).
 const LEGACY_TABLES: &[&str] = &["legs", "outcomes", "in_doubt"];
 
+/// redb's page cache. Its default (1 GiB) let a running bank's memory grow with its database,
+/// about a kilobyte per package, until the gigabyte: bounded here. The hot pages (accounts,
+/// the outbox, recent packages) fit many times over.
+const DB_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 const META_ACCOUNT_SEQ: &str = "account_seq";
 const META_RECORD_SEQ: &str = "record_seq";
 const META_EPOCH_GEN: &str = "epoch_gen";
+/// The latest expiry of any record this origin dropped (`compact::lookup_unknown`).
+const META_COMPACTED_EXPIRY: &str = "compacted_expiry";
 
 /// What a prepare's legs are authorized against besides the registry of users' keys: this
 /// bank, its clock, its tellers' keys.
@@ -55,6 +75,23 @@ pub struct Authority {
     pub me: String,
     pub now_ms: u64,
     pub tellers: Vec<consortium_core::trust::keys::PublicKey>,
+    /// The consortium's largest allowed clock skew (`clock_skew_ms`).
+    pub skew_ms: u64,
+}
+
+/// This bank's clock and allowed skew, for writes that stamp or schedule what they write.
+#[derive(Clone, Copy, Debug)]
+pub struct When {
+    pub now_ms: u64,
+    pub skew_ms: u64,
+}
+
+/// What a lookup of one of this origin's packages finds.
+#[derive(Clone, Debug)]
+pub enum Lookup {
+    Found(Record),
+    /// No record: `compact::lookup_unknown` says whether that means never recorded.
+    Unknown(consortium_core::package::compact::Unknown),
 }
 
 /// One write of a group commit (`Store::write_group`): what a bank writes for packages.
@@ -69,10 +106,10 @@ pub enum Write {
     /// results, the bank asking).
     Decide(Vec<(String, Outcome, Vec<OpResult>, String)>),
     /// Apply outcomes to legs held here: (package, outcome, digest of the package decided).
-    Finish(Vec<(PackageKey, Outcome, PackageDigest)>),
+    Finish(When, Vec<(PackageKey, Outcome, PackageDigest)>),
     /// `Finish` with the origin's signed decisions (verified), kept beside the packages
     /// prepared here: a restored origin re-learns its decisions from them.
-    FinishSigned(Vec<(PackageKey, consortium_core::trust::decision::Decision)>),
+    FinishSigned(When, Vec<(PackageKey, consortium_core::trust::decision::Decision)>),
 }
 
 /// The answer to each `Write`, in the same slot.
@@ -102,6 +139,10 @@ pub struct Audit {
     pub records: Vec<Record>,
     pub legs: Vec<LegRecord>,
     pub in_doubt: Vec<PackageKey>,
+    /// Each account's latest journal entry (None: no movement yet).
+    pub last_entries: Vec<(String, Option<JournalEntry>)>,
+    /// The latest expiry of a record this origin compacted (0: none).
+    pub compacted_expiry: u64,
 }
 
 fn internal(e: impl std::fmt::Display) -> Error {
@@ -151,7 +192,7 @@ impl Store {
             // redb syncs the file, not the directory entry that names it.
             std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(internal)?;
         }
-        let db = Database::create(&path).map_err(internal)?;
+        let db = Database::builder().set_cache_size(DB_CACHE_BYTES).create(&path).map_err(internal)?;
         Store::init(db)
     }
 
@@ -183,6 +224,10 @@ impl Store {
             tx.open_table(admin::IN_DOUBT_SINCE).map_err(internal)?;
             tx.open_table(admin::KEPT).map_err(internal)?;
             tx.open_table(admin::RECONCILE).map_err(internal)?;
+            tx.open_table(JOURNAL).map_err(internal)?;
+            tx.open_table(PARTS_DONE).map_err(internal)?;
+            tx.open_table(DECIDED).map_err(internal)?;
+            tx.open_table(ACKS).map_err(internal)?;
         }
         tx.commit().map_err(internal)?;
         Ok(Store { db: Arc::new(db), planted: Default::default() })
@@ -409,8 +454,8 @@ impl Store {
 
     /// Applies the package's outcome to this bank's legs. Idempotent; returns how many legs
     /// moved money.
-    pub fn finish(&self, key: &PackageKey, outcome: Outcome, digest: PackageDigest) -> Result<usize, Error> {
-        self.write(|tx| finish_in(tx, key, outcome, digest, self.planted))
+    pub fn finish(&self, when: When, key: &PackageKey, outcome: Outcome, digest: PackageDigest) -> Result<usize, Error> {
+        self.write(|tx| finish_in(tx, &when, key, outcome, digest, self.planted))
     }
 
     pub fn participation(&self, key: &PackageKey) -> Result<Option<Participation>, Error> {
@@ -435,14 +480,14 @@ impl Store {
                     Write::Decide(items) => Written::Decide(
                         items.into_iter().map(|(id, o, r, by)| slot(decide_in(tx, &id, o, r, &by, self.no_cas()))).collect::<Result<_, _>>()?,
                     ),
-                    Write::Finish(items) => Written::Finish(
-                        items.iter().map(|(k, o, d)| slot(finish_in(tx, k, *o, *d, self.planted))).collect::<Result<_, _>>()?,
+                    Write::Finish(when, items) => Written::Finish(
+                        items.iter().map(|(k, o, d)| slot(finish_in(tx, &when, k, *o, *d, self.planted))).collect::<Result<_, _>>()?,
                     ),
-                    Write::FinishSigned(items) => Written::Finish(
+                    Write::FinishSigned(when, items) => Written::Finish(
                         items
                             .iter()
                             .map(|(k, d)| {
-                                let r = slot(finish_in(tx, k, d.outcome, d.digest, self.planted))?;
+                                let r = slot(finish_in(tx, &when, k, d.outcome, d.digest, self.planted))?;
                                 if r.is_ok() {
                                     admin::keep_decision(tx, k, d)?;
                                 }
@@ -490,6 +535,193 @@ impl Store {
         })
     }
 
+    // ---- statements ----
+
+    /// One page of an account's statement: its journal from entry `from` (1 = the first), at
+    /// most `limit` entries (`journal::check_page`). An unknown account is a NotFound.
+    pub fn statement(&self, account: &str, from: u64, limit: u32) -> Result<Statement, Error> {
+        journal::check_page(from, limit)?;
+        self.read(|tx| {
+            if tx.open_table(ACCOUNTS).map_err(internal)?.get(account).map_err(internal)?.is_none() {
+                return Err(Error::not_found("account_not_found", format!("account {account} not found")));
+            }
+            let t = tx.open_table(JOURNAL).map_err(internal)?;
+            let mut entries = Vec::new();
+            let mut next = None;
+            for row in t.range((account, from)..=(account, u64::MAX)).map_err(internal)? {
+                let (k, v) = row.map_err(internal)?;
+                if entries.len() == limit as usize {
+                    next = Some(k.value().1);
+                    break;
+                }
+                entries.push(dec(v.value())?);
+            }
+            Ok(Statement { account: account.to_string(), entries, next })
+        })
+    }
+
+    // ---- compaction (`consortium_core::package::compact`) ----
+
+    /// A lookup of one of this origin's packages by id; `expires_ms` is the package's expiry
+    /// as the asker knows it (a participant that prepared it), if it says.
+    pub fn lookup(&self, id: &str, expires_ms: Option<u64>) -> Result<Lookup, Error> {
+        self.read(|tx| {
+            if let Some(v) = tx.open_table(RECORDS).map_err(internal)?.get(id).map_err(internal)? {
+                return Ok(Lookup::Found(dec(v.value())?));
+            }
+            let mark = tx.open_table(META).map_err(internal)?.get(META_COMPACTED_EXPIRY).map_err(internal)?.map(|v| v.value()).unwrap_or(0);
+            Ok(Lookup::Unknown(compact::lookup_unknown(mark, expires_ms)))
+        })
+    }
+
+    /// Decided records of this origin whose expiry is at most `max_expiry`, after `after` in
+    /// (expiry, id) order, at most `max`, each with the banks that acknowledged its outcome.
+    pub fn settling(&self, after: Option<(u64, String)>, max_expiry: u64, max: usize) -> Result<Vec<(Record, BTreeSet<String>)>, Error> {
+        self.read(|tx| {
+            let decided = tx.open_table(DECIDED).map_err(internal)?;
+            let records = tx.open_table(RECORDS).map_err(internal)?;
+            let acks = tx.open_table(ACKS).map_err(internal)?;
+            let mut out = Vec::new();
+            let rows = match &after {
+                Some((e, id)) => decided.range((*e, id.as_str())..(max_expiry.saturating_add(1), "")).map_err(internal)?,
+                None => decided.range((0, "")..(max_expiry.saturating_add(1), "")).map_err(internal)?,
+            };
+            for row in rows {
+                let (k, _) = row.map_err(internal)?;
+                let (e, id) = k.value();
+                if after.as_ref().is_some_and(|(ae, aid)| (*ae, aid.as_str()) == (e, id)) {
+                    continue;
+                }
+                if out.len() == max {
+                    break;
+                }
+                let Some(v) = records.get(id).map_err(internal)? else { continue };
+                out.push((dec(v.value())?, acked_of(&acks, id)?));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Records banks' acknowledgements of outcomes of this origin's records: (id, bank). Only
+    /// a decided record's own participants count; anything else is ignored.
+    pub fn record_acks(&self, acks: &[(String, String)]) -> Result<usize, Error> {
+        self.write(|tx| {
+            let records = tx.open_table(RECORDS).map_err(internal)?;
+            let mut t = tx.open_table(ACKS).map_err(internal)?;
+            let mut n = 0;
+            for (id, bank) in acks {
+                let Some(v) = records.get(id.as_str()).map_err(internal)? else { continue };
+                let r: Record = dec(v.value())?;
+                if r.outcome().is_some() && r.package.banks().contains(bank) {
+                    t.insert((id.as_str(), bank.as_str()), ()).map_err(internal)?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    /// Drops the records among `ids` that `compact::origin_verdict` says may go now (checked
+    /// again here, in the transaction that drops them), with their acks, and raises the
+    /// watermark. Returns how many went.
+    pub fn drop_records(&self, ids: &[String], when: When) -> Result<usize, Error> {
+        self.write(|tx| {
+            let mut records = tx.open_table(RECORDS).map_err(internal)?;
+            let mut decided = tx.open_table(DECIDED).map_err(internal)?;
+            let mut acks = tx.open_table(ACKS).map_err(internal)?;
+            let mut meta = tx.open_table(META).map_err(internal)?;
+            let mut mark = meta.get(META_COMPACTED_EXPIRY).map_err(internal)?.map(|v| v.value()).unwrap_or(0);
+            let mut n = 0;
+            for id in ids {
+                let r: Record = match records.get(id.as_str()).map_err(internal)? {
+                    Some(v) => dec(v.value())?,
+                    None => continue,
+                };
+                let acked = acked_of(&acks, id)?;
+                let unacked = self.planted == crate::planted::PlantedBug::CompactUnacked;
+                match compact::origin_verdict(&r, &acked, when.now_ms, when.skew_ms) {
+                    Verdict::Drop => {}
+                    Verdict::Ask(_) if unacked => {}
+                    _ => continue,
+                }
+                // The watermark covers every dropped record: its lookup is never a 404.
+                if !unacked {
+                    mark = mark.max(r.package.expires_ms);
+                }
+                records.remove(id.as_str()).map_err(internal)?;
+                decided.remove((r.package.expires_ms, id.as_str())).map_err(internal)?;
+                for bank in &acked {
+                    acks.remove((id.as_str(), bank.as_str())).map_err(internal)?;
+                }
+                n += 1;
+            }
+            meta.insert(META_COMPACTED_EXPIRY, mark).map_err(internal)?;
+            Ok(n)
+        })
+    }
+
+    /// The origin's compaction watermark: the latest expiry of a dropped record (0: none).
+    pub fn compacted_expiry(&self) -> Result<u64, Error> {
+        self.read(|tx| Ok(tx.open_table(META).map_err(internal)?.get(META_COMPACTED_EXPIRY).map_err(internal)?.map(|v| v.value()).unwrap_or(0)))
+    }
+
+    /// What this bank answers its origin about packages it takes part in: (key, outcome) →
+    /// `compact::ack_of` its row, as it stands.
+    pub fn acks(&self, items: &[(PackageKey, Outcome)]) -> Result<Vec<Ack>, Error> {
+        self.read(|tx| {
+            let t = tx.open_table(PARTS).map_err(internal)?;
+            items.iter().map(|(k, o)| Ok(compact::ack_of(part_of(&t, k)?.as_ref(), *o))).collect()
+        })
+    }
+
+    /// Drops participant rows (and their legs) whose outcome is applied and whose time has
+    /// come (`compact::participant_may_drop`), at most `max`. Returns how many went.
+    pub fn compact_participant(&self, now_ms: u64, max: usize) -> Result<usize, Error> {
+        self.write(|tx| {
+            let mut done = tx.open_table(PARTS_DONE).map_err(internal)?;
+            let mut parts = tx.open_table(PARTS).map_err(internal)?;
+            let mut legs = tx.open_table(LEGS).map_err(internal)?;
+            let mut due = Vec::new();
+            for row in done.range((0, "", "")..(now_ms, "", "")).map_err(internal)? {
+                if due.len() == max {
+                    break;
+                }
+                let (k, _) = row.map_err(internal)?;
+                let (until, o, id) = k.value();
+                due.push((until, o.to_string(), id.to_string()));
+            }
+            let mut n = 0;
+            for (until, o, id) in due {
+                done.remove((until, o.as_str(), id.as_str())).map_err(internal)?;
+                let key = PackageKey::new(&o, &id);
+                let Some(p) = part_of(&parts, &key)? else { continue };
+                if !compact::participant_may_drop(&p, until, now_ms) {
+                    continue;
+                }
+                parts.remove((o.as_str(), id.as_str())).map_err(internal)?;
+                admin::forget_kept(tx, &key)?;
+                let ks: Vec<_> = legs_of(&legs, &key)?.iter().map(|r| (r.leg.index, side_byte(r.leg.side))).collect();
+                for (i, side) in ks {
+                    legs.remove((o.as_str(), id.as_str(), i, side)).map_err(internal)?;
+                }
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
+    /// Row counts of the package tables (what compaction keeps bounded).
+    pub fn sizes(&self) -> Result<Sizes, Error> {
+        self.read(|tx| {
+            Ok(Sizes {
+                records: tx.open_table(RECORDS).map_err(internal)?.len().map_err(internal)?,
+                legs: tx.open_table(LEGS).map_err(internal)?.len().map_err(internal)?,
+                participations: tx.open_table(PARTS).map_err(internal)?.len().map_err(internal)?,
+                journal: tx.open_table(JOURNAL).map_err(internal)?.len().map_err(internal)?,
+            })
+        })
+    }
+
     // ---- audit ----
 
     pub fn audit(&self) -> Result<Audit, Error> {
@@ -509,9 +741,63 @@ impl Store {
                 let (origin, id) = k.value();
                 a.in_doubt.push(PackageKey::new(origin, id));
             }
+            let j = tx.open_table(JOURNAL).map_err(internal)?;
+            for acc in &a.accounts {
+                a.last_entries.push((acc.key.clone(), last_entry(&j, &acc.key)?));
+            }
+            a.compacted_expiry = tx.open_table(META).map_err(internal)?.get(META_COMPACTED_EXPIRY).map_err(internal)?.map(|v| v.value()).unwrap_or(0);
             Ok(a)
         })
     }
+}
+
+/// Row counts of the package tables and the journal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Sizes {
+    pub records: u64,
+    pub legs: u64,
+    pub participations: u64,
+    pub journal: u64,
+}
+
+fn acked_of(t: &impl ReadableTable<(&'static str, &'static str), ()>, id: &str) -> Result<BTreeSet<String>, Error> {
+    let mut out = BTreeSet::new();
+    for row in t.range((id, "")..=(id, "\u{10ffff}")).map_err(internal)? {
+        out.insert(row.map_err(internal)?.0.value().1.to_string());
+    }
+    Ok(out)
+}
+
+fn last_entry(t: &impl ReadableTable<(&'static str, u64), &'static [u8]>, account: &str) -> Result<Option<JournalEntry>, Error> {
+    match t.range((account, 0)..=(account, u64::MAX)).map_err(internal)?.next_back() {
+        Some(row) => Ok(Some(dec(row.map_err(internal)?.1.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Appends the committed leg `rec` to its account's journal; `a` is the account after it.
+fn append_entry(tx: &redb::WriteTransaction, when: &When, a: &Account, rec: &LegRecord) -> Result<(), Error> {
+    let mut t = tx.open_table(JOURNAL).map_err(internal)?;
+    let n = last_entry(&t, &a.key)?.map_or(0, |e| e.n) + 1;
+    let total = a.balance.checked_add(a.held).expect("balance + held fits: the ledger keeps it exact");
+    let e = JournalEntry {
+        n,
+        time_ms: when.now_ms,
+        side: rec.leg.side,
+        amount: rec.leg.amount,
+        origin: rec.origin.clone(),
+        package: rec.package.clone(),
+        index: rec.leg.index,
+        total_after: total,
+    };
+    t.insert((a.key.as_str(), n), enc(&e).as_slice()).map_err(internal)?;
+    Ok(())
+}
+
+/// Files a participant row whose outcome is applied for compaction after `keep_until`.
+fn schedule_drop(tx: &redb::WriteTransaction, keep_until: u64, key: &PackageKey) -> Result<(), Error> {
+    tx.open_table(PARTS_DONE).map_err(internal)?.insert((keep_until, key.origin.as_str(), key.id.as_str()), ()).map_err(internal)?;
+    Ok(())
 }
 
 /// The legs of `key` this bank holds, in key order.
@@ -560,7 +846,14 @@ fn prepare_in(tx: &redb::WriteTransaction, auth: &Authority, origin: &str, packa
         let u: User = dec(users.get(c.as_str()).ok()??.value()).ok()?;
         consortium_core::trust::keys::PublicKey::from_hex(u.key.as_deref()?)
     };
-    let expiry = authority::check_expiry(package, auth.now_ms);
+    let expiry = authority::check_expiry_within(package, auth.now_ms, auth.skew_ms);
+    if part.is_none() {
+        if let Err(why) = &expiry {
+            // Expired and unknown here: refused without a trace, so a prepare that arrives
+            // after this bank compacted the package (or a forged one) leaves nothing behind.
+            return Ok(legs.iter().map(|l| LegVote { index: l.index, side: l.side, ok: false, reason: Some(why.clone()) }).collect());
+        }
+    }
     let mut votes = Vec::with_capacity(legs.len());
     let mut any_prepared = false;
     for l in legs {
@@ -598,7 +891,7 @@ fn prepare_in(tx: &redb::WriteTransaction, auth: &Authority, origin: &str, packa
         votes.push(rec.vote());
     }
     if part.as_ref().and_then(|p| p.digest).is_none() {
-        put_part(tx, &key, &Participation { digest: Some(digest), outcome })?;
+        put_part(tx, &key, &Participation { digest: Some(digest), outcome, expires_ms: package.expires_ms })?;
     }
     if any_prepared && outcome.is_none() {
         tx.open_table(IN_DOUBT).map_err(internal)?.insert((key.origin.as_str(), key.id.as_str()), ()).map_err(internal)?;
@@ -648,6 +941,7 @@ fn decide_in(tx: &redb::WriteTransaction, id: &str, outcome: Outcome, results: V
     if d == Decided::Now {
         records.insert(id, enc(&r).as_slice()).map_err(internal)?;
         tx.open_table(OUTBOX).map_err(internal)?.remove(r.seq).map_err(internal)?;
+        tx.open_table(DECIDED).map_err(internal)?.insert((r.package.expires_ms, id), ()).map_err(internal)?;
     }
     Ok((r, d))
 }
@@ -657,7 +951,7 @@ fn decide_in(tx: &redb::WriteTransaction, id: &str, outcome: Outcome, results: V
 /// decision about other content than it prepared, a commit of a package it never prepared or
 /// of a leg it refused, or the other outcome than the one already applied. Those can only
 /// come from a forged or broken message.
-fn finish_in(tx: &redb::WriteTransaction, key: &PackageKey, outcome: Outcome, digest: PackageDigest, planted: crate::planted::PlantedBug) -> Result<usize, Error> {
+fn finish_in(tx: &redb::WriteTransaction, when: &When, key: &PackageKey, outcome: Outcome, digest: PackageDigest, planted: crate::planted::PlantedBug) -> Result<usize, Error> {
     use crate::planted::PlantedBug;
     let skip_refund = planted == PlantedBug::SkipRefund;
     // The planted atomicity bug moves prepared legs of an aborted package as if committed.
@@ -666,7 +960,8 @@ fn finish_in(tx: &redb::WriteTransaction, key: &PackageKey, outcome: Outcome, di
     let part = match (leg::judge_finish(key, part.as_ref(), outcome, digest)?, part) {
         (FinishAs::Done, _) => return Ok(0),
         (FinishAs::Tombstone, _) => {
-            put_part(tx, key, &Participation { digest: Some(digest), outcome: Some(outcome) })?;
+            put_part(tx, key, &Participation { digest: Some(digest), outcome: Some(outcome), expires_ms: 0 })?;
+            schedule_drop(tx, compact::tombstone_keep_until(when.now_ms, when.skew_ms), key)?;
             return Ok(0);
         }
         (FinishAs::Apply, Some(part)) => part,
@@ -689,11 +984,19 @@ fn finish_in(tx: &redb::WriteTransaction, key: &PackageKey, outcome: Outcome, di
         };
         if leg::finish(&mut rec, apply, &mut a, skip_refund) {
             moved += 1;
+            if rec.state == LegState::Committed {
+                append_entry(tx, when, &a, &rec)?;
+            }
         }
         accounts.insert(a.key.as_str(), enc(&a).as_slice()).map_err(internal)?;
         legs_t.insert(leg_key(key, &rec.leg), enc(&rec).as_slice()).map_err(internal)?;
     }
-    put_part(tx, key, &Participation { digest: part.digest, outcome: Some(outcome) })?;
+    put_part(tx, key, &Participation { digest: part.digest, outcome: Some(outcome), expires_ms: part.expires_ms })?;
+    let keep = match part.expires_ms {
+        0 => compact::tombstone_keep_until(when.now_ms, when.skew_ms),
+        e => compact::participant_keep_until(e, when.skew_ms),
+    };
+    schedule_drop(tx, keep, key)?;
     tx.open_table(IN_DOUBT).map_err(internal)?.remove((key.origin.as_str(), key.id.as_str())).map_err(internal)?;
     admin::clear_in_doubt_since(tx, key)?;
     Ok(moved)
@@ -718,6 +1021,20 @@ impl Audit {
             }
             if a.blocked.0 != b {
                 problems.push(format!("account {}/{}: blocked {} but prepared credits sum to {b}", a.bank, a.key, a.blocked.0));
+            }
+        }
+        problems
+    }
+
+    /// Checks each account's statement against its books: the journal's last running total
+    /// (each entry appended in the transaction that moved the money) is balance + held.
+    pub fn journal_check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (key, last) in &self.last_entries {
+            let Some(a) = self.accounts.iter().find(|a| a.key == *key) else { continue };
+            let total = last.as_ref().map_or(0, |e| e.total_after.0);
+            if total != a.balance.0 + a.held.0 {
+                problems.push(format!("account {}/{}: balance {} + held {} but its journal's running total is {total}", a.bank, a.key, a.balance.0, a.held.0));
             }
         }
         problems

@@ -25,7 +25,14 @@ const NOW_MS: u64 = 1_800_000_000_000;
 
 /// What this test bank ("me") authorizes legs against: its teller, a fixed clock.
 fn auth() -> Authority {
-    Authority { me: "me".into(), now_ms: NOW_MS, tellers: vec![teller().public()] }
+    Authority { me: "me".into(), now_ms: NOW_MS, tellers: vec![teller().public()], skew_ms: SKEW_MS }
+}
+
+const SKEW_MS: u64 = 30_000;
+
+/// This test bank's clock at `now_ms`.
+fn at_time(now_ms: u64) -> When {
+    When { now_ms, skew_ms: SKEW_MS }
 }
 
 /// `p` as its client signs it for `origin`: valid for a minute, by a holder of each account
@@ -74,7 +81,7 @@ fn key(origin: &str, id: &str) -> PackageKey {
 
 /// Applies `outcome` of `p` accepted at `origin`, as its origin decided it.
 fn fin(s: &Store, origin: &str, p: &Package, outcome: Outcome) -> Result<usize, Error> {
-    s.finish(&p.key(origin), outcome, p.digest(origin))
+    s.finish(at_time(NOW_MS), &p.key(origin), outcome, p.digest(origin))
 }
 
 fn funded(s: &Store, n: u32, cents: u64) -> Account {
@@ -291,7 +298,7 @@ fn a_group_commit_applies_writes_in_order_and_answers_each_in_its_slot() {
             (debit("a", 70)),
             sub("a", 70),
             Write::Decide(vec![("a".into(), Outcome::Commit, vec![OpResult { index: 0, ok: true, reason: None }], "me".into()), ("nobody".into(), Outcome::Abort, vec![], "me".into())]),
-            Write::Finish(vec![(key("me", "a"), Outcome::Commit, pkg("a", 70).digest("me")), (key("me", "never"), Outcome::Commit, pkg("never", 1).digest("me"))]),
+            Write::Finish(at_time(NOW_MS), vec![(key("me", "a"), Outcome::Commit, pkg("a", 70).digest("me")), (key("me", "never"), Outcome::Commit, pkg("never", 1).digest("me"))]),
             // After the finish in the same group: sees the balance the finish left.
             (debit("b", 40)),
             (debit("a", 71)),
@@ -336,3 +343,5 @@ fn a_database_of_the_layout_before_scoped_ids_is_refused_with_a_reason() {
 
 /// The operator tools' storage (`store/admin.rs`).
 mod admin;
+/// Compaction of package history and the journal (`store/mod.rs`).
+mod compaction;

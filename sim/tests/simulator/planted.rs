@@ -52,6 +52,8 @@ const CAUGHT: &[(PlantedBug, &str, &str)] = &[
     (PlantedBug::SkipSignatures, "malicious_client", "trust"),
     // Reads are answered to whoever the statement names: an adversary reads others' accounts.
     (PlantedBug::SkipReadSignatures, "malicious_client", "trust"),
+    // Decided records compacted before every participant acknowledged them, no watermark.
+    (PlantedBug::CompactUnacked, "compaction", "compaction"),
 ];
 
 #[test]

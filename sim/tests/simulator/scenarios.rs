@@ -49,6 +49,11 @@ fn crash_restart_storm() {
 }
 
 #[test]
+fn compaction() {
+    check("compaction");
+}
+
+#[test]
 fn regressions() {
     // Scenarios kept from bugs the simulator found (scenarios/regressions/): they must pass.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/regressions");

@@ -96,6 +96,33 @@ enum Cmd {
     /// recovery. Reports how the packages not naming that bank kept committing and how the
     /// ones naming it ended; then checks the books. See tools/src/availability.rs.
     Availability(AvailabilityArgs),
+    /// History that does not grow forever: a steady load of cross-bank packages for a while,
+    /// sampling each bank's database file size and resident memory every second. With
+    /// compaction on, both level off (only the statements keep growing, one entry per
+    /// committed leg); --no-compact shows the growth without it.
+    Soak {
+        #[arg(long, default_value_t = 2)]
+        banks: usize,
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Compaction off (compact_every_ms = 0): history grows forever.
+        #[arg(long)]
+        no_compact: bool,
+        /// How long each package is valid, milliseconds (history goes this plus twice the
+        /// skew after a package is signed).
+        #[arg(long, default_value_t = 1_000)]
+        valid_ms: u64,
+        /// The consortium's clock_skew_ms for the run.
+        #[arg(long, default_value_t = 1_000)]
+        skew_ms: u64,
+        /// Also write the samples as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long)]
+        node_bin: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -154,6 +181,18 @@ fn main() {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let code = match args.cmd {
+        Some(Cmd::Soak { banks, seconds, clients, no_compact, valid_ms, skew_ms, json, node_bin: bin }) => rt.block_on(async {
+            let o = tools::soak::SoakOptions { banks, seconds, clients, compact: !no_compact, valid_ms, skew_ms, ..Default::default() };
+            let r = tools::soak::soak(node_bin(bin), &o).await;
+            for s in &r.samples {
+                eprintln!("soak: t {:>6.1} s  packages {:>7}  database {:>8.2} MB  resident {:>7.1} MB  rows {:?}", s.t_s, s.packages, s.db_bytes as f64 / 1e6, s.rss_kb as f64 / 1e3, s.tables);
+            }
+            println!("{}", r.summary());
+            if let Some(f) = &json {
+                std::fs::write(f, serde_json::to_vec_pretty(&r).unwrap()).unwrap();
+            }
+            0
+        }),
         Some(Cmd::Chaos { banks, seconds, clients, seed, network, node_bin: bin, tls, html }) => rt.block_on(async {
             let c = if network {
                 Cluster::start_proxied(banks, node_bin(bin), tools::cluster::TEST_TIMING).await

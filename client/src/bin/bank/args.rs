@@ -363,6 +363,24 @@ pub(crate) enum AccountCmd {
         #[arg(long, value_name = "ACCOUNT")]
         key: String,
     },
+    /// Show an account's statement: every committed movement of its money, oldest first
+    ///
+    /// Entries are numbered from 1; each shows when the bank applied it, the amount in or
+    /// out, the package and operation that moved it, and the total (balance + held) after.
+    /// A page at a time: --from and --limit (at most 500); the answer says where the next
+    /// page starts. For a holder of the account (--as).
+    #[command(after_help = ref_help!())]
+    Statement {
+        /// The account key at --bank (or BANK/ACCOUNT, which then talks to that bank).
+        #[arg(long, value_name = "ACCOUNT")]
+        key: String,
+        /// The first entry to show (1 = the first ever).
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Most entries to show (1 to 500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

@@ -257,6 +257,12 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Fail> {
             let a = c.call::<AccountView>(ApiCall::account(&r.account)).await?;
             print_answer(ctx, &a, render_account);
         }
+        Cmd::Account(AccountCmd::Statement { key, from, limit }) => {
+            let r = parse_account_ref(&key, Some(&here)).map_err(Fail::Usage)?;
+            let c = ctx.keys.reader(&c.at(r.bank), None).map_err(Fail::Usage)?;
+            let a = c.call::<consortium_core::domain::journal::Statement>(ApiCall::statement(&r.account, from, limit)).await?;
+            print_answer(ctx, &a, render_statement);
+        }
         Cmd::Accounts { cpf } => {
             let c = ctx.keys.reader(c, Some(&cpf)).map_err(Fail::Usage)?;
             let a = c.call::<AccountList>(ApiCall::accounts_of(cpf.as_str())).await?;

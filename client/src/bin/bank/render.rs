@@ -77,6 +77,39 @@ pub(crate) fn render_account(v: &AccountView) -> String {
     rows.iter().map(|r| format!("{:<8} {}", r[0], r[1])).collect::<Vec<_>>().join("\n")
 }
 
+pub(crate) fn render_statement(s: &consortium_core::domain::journal::Statement) -> String {
+    if s.entries.is_empty() {
+        return format!("account {}: no entries here", s.account);
+    }
+    let mut out = vec![format!("{:>5}  {:<24} {:>14}  {:>14}  package", "#", "applied (UTC)", "amount", "total after")];
+    for e in &s.entries {
+        let sign = if e.side == consortium_core::package::Side::Credit { "+" } else { "-" };
+        let when = time_of(e.time_ms);
+        out.push(format!("{:>5}  {:<24} {:>14}  {:>14}  {}@{} op {}", e.n, when, format!("{sign}{}", e.amount), e.total_after.to_string(), e.package, e.origin, e.index));
+    }
+    if let Some(n) = s.next {
+        out.push(format!("more: --from {n}"));
+    }
+    out.join("\n")
+}
+
+/// Unix milliseconds as a UTC date and time.
+fn time_of(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
+}
+
 pub(crate) fn render_user(u: &UserView, bank: &str) -> String {
     format!("cpf   {}\nname  {}\nbank  {bank}", u.cpf.formatted(), u.name)
 }

@@ -39,7 +39,7 @@ fn a_participant_keeps_the_package_and_the_signed_decision_that_finished_it() {
     prep(&s, "o:1", &p).unwrap();
     let origin = consortium_core::trust::keys::BankKey::from_seed([9; 32]);
     let d = consortium_core::trust::decision::Decision::sign(&origin, &p.key("o:1"), p.digest("o:1"), Outcome::Commit);
-    let w = s.write_group(vec![Write::FinishSigned(vec![(p.key("o:1"), d.clone())])]).unwrap();
+    let w = s.write_group(vec![Write::FinishSigned(crate::store::When { now_ms: 1, skew_ms: 1_000 }, vec![(p.key("o:1"), d.clone())])]).unwrap();
     assert!(matches!(&w[0], Written::Finish(r) if r[0] == Ok(1)), "{w:?}");
     let seen = s.participated_of("o:1").unwrap();
     assert_eq!(seen.len(), 1);
@@ -157,12 +157,12 @@ fn reconciliation_adopts_records_reapplies_legs_marks_lost_ids_and_clears_only_w
         Step::RaiseAccountSeq(9),
     ];
     let all = vec!["b:1".to_string(), "c:1".to_string()];
-    assert!(!s.reconcile_apply("me", &all[..1], &steps, &all).unwrap(), "c has not answered");
+    assert!(!s.reconcile_apply("me", crate::store::When { now_ms: 1, skew_ms: 1_000 }, &all[..1], &steps, &all).unwrap(), "c has not answered");
     assert!(s.reconciling().unwrap());
     assert_eq!(s.record("p-mine").unwrap().unwrap().status, consortium_core::package::Status::Committed);
     assert_eq!(s.account(&a.key).unwrap().unwrap().balance, Cents(100 - 40 + 5), "each committed leg moved once");
     // Applying the same steps again (a restart mid-way) moves nothing twice.
-    assert!(s.reconcile_apply("me", &all[1..], &steps, &all).unwrap(), "everyone has answered");
+    assert!(s.reconcile_apply("me", crate::store::When { now_ms: 1, skew_ms: 1_000 }, &all[1..], &steps, &all).unwrap(), "everyone has answered");
     assert!(!s.reconciling().unwrap());
     assert_eq!(s.account(&a.key).unwrap().unwrap().balance, Cents(65));
     let state = s.reconcile_state().unwrap();
