@@ -222,13 +222,19 @@ impl ApiCall {
         ApiCall::read(format!("/packages/{}", encode_segment(id)), Some(read::scope_package(id)))
     }
 
-    /// `GET /status`
     /// An operator's route (`/admin/{what}`: in-doubt, backup, fingerprints, reconcile),
     /// signed by the bank's teller as a read (`trust::read::scope_admin`).
     pub fn admin(what: &str) -> ApiCall {
         ApiCall::read(format!("/admin/{}", encode_segment(what)), Some(read::scope_admin(what)))
     }
 
+    /// `GET /admin/statement/{key}?from=N&limit=M`: a page of any account's statement, for
+    /// the bank's operator (scope `admin/statement/{key}`).
+    pub fn admin_statement(key: &str, from: u64, limit: u32) -> ApiCall {
+        ApiCall::read(format!("/admin/statement/{}?from={from}&limit={limit}", encode_segment(key)), Some(read::scope_admin(&format!("statement/{key}"))))
+    }
+
+    /// `GET /status`
     pub fn status() -> ApiCall {
         ApiCall::get("/status".to_string())
     }

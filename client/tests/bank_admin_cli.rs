@@ -46,6 +46,23 @@ async fn bank_admin_needs_the_teller_and_shows_in_doubt_fingerprints_and_downloa
     assert_eq!(f0["banks"], f1["banks"]);
     assert_eq!(f0["manifest"].as_str().unwrap().len(), 16);
 
+    // Any account's statement, exported whole or from an entry on.
+    let k = c.account(0, &tools::cluster::cpf(1)).await;
+    for (n, amount) in [(1, 500), (2, 250), (3, 125)] {
+        c.deposit(0, &k, amount, &format!("dep-{n}")).await;
+    }
+    let r = bank(a, &t0, &["--as-teller", "admin", "statement", "--account", &k]).await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let v: serde_json::Value = serde_json::from_str(&r.out).unwrap();
+    let totals: Vec<u64> = v["entries"].as_array().unwrap().iter().map(|e| e["total_after"].as_u64().unwrap()).collect();
+    assert_eq!(totals, vec![500, 750, 875], "{v}");
+    let r = bank(a, &t0, &["--as-teller", "admin", "statement", "--account", &k, "--from", "2", "--limit", "1"]).await;
+    let v: serde_json::Value = serde_json::from_str(&r.out).unwrap();
+    assert_eq!((v["entries"].as_array().unwrap().len(), &v["entries"][0]["package"]), (1, &serde_json::json!("dep-2")), "{v}");
+    let r = bank(a, &t0, &["--as-teller", "admin", "statement", "--account", "nope"]).await;
+    assert_ne!(r.code, 0);
+    assert!(r.err.contains("account_not_found"), "{}", r.err);
+
     let out = home.path().join("a.redb");
     let r = bank(a, &t0, &["--as-teller", "admin", "backup", "--out", out.to_str().unwrap()]).await;
     assert_eq!(r.code, 0, "{}", r.err);

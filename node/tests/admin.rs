@@ -96,6 +96,21 @@ async fn admin_routes_are_the_teller_s_and_a_backup_under_load_is_consistent() {
     assert_eq!(f0["tellers"].as_array().unwrap().len(), 1);
     assert_ne!(f0["tellers"], f1["tellers"]);
 
+    // Any account's statement, to the teller only, for the account its statement names.
+    let (code, v) = admin(&c, 0, &format!("statement/{a}")).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["entries"][0]["package"], "fund-a", "{v}");
+    assert_eq!(v["entries"][0]["total_after"], 100_000, "{v}");
+    let (code, v) = c.raw_with(0, Method::GET, &format!("/admin/statement/{a}"), None, vec![teller_header(&c, 0, "statement/other")]).await;
+    assert_eq!((code, v["error"]["code"].as_str()), (403, Some("wrong_scope")), "a statement for another account: {v}");
+    let holder = ReadStatement::sign(Reader::User(consortium_core::domain::Cpf::parse(&cpf(1)).unwrap()), &c.user_key(&cpf(1)), &c.addrs[0], &read::scope_admin(&format!("statement/{a}")), now_ms(), rand::random());
+    let (code, v) = c.raw_with(0, Method::GET, &format!("/admin/statement/{a}"), None, vec![(read::HEADER.into(), holder.to_header())]).await;
+    assert_eq!((code, v["error"]["code"].as_str()), (403, Some("not_operator")), "even the holder: {v}");
+    let (code, v) = c.raw_with(0, Method::GET, &format!("/admin/statement/{a}?limit=501"), None, vec![teller_header(&c, 0, &format!("statement/{a}"))]).await;
+    assert_eq!((code, v["error"]["code"].as_str()), (400, Some("bad_page")), "{v}");
+    let (code, v) = admin(&c, 0, "statement/nope").await;
+    assert_eq!((code, v["error"]["code"].as_str()), (404, Some("account_not_found")), "{v}");
+
     // Backups while packages move both ways.
     let mover = {
         let (addrs, signer) = (c.addrs.clone(), c.signer.clone());
@@ -240,4 +255,27 @@ async fn a_restored_bank_reconciles_before_it_accepts_packages_and_no_money_is_m
     assert_eq!(c.balance(0, &x).await.0 + c.balance(1, &y).await.0 + c.balance(2, &z).await.0, 30_000);
     let (_, v) = admin(&c, 0, "in-doubt").await;
     assert_eq!(v["in_doubt"], json!([]), "{v}");
+
+    // The restored bank's statement of x holds every movement again, re-applied ones
+    // included, and adds up to its balance: from the route, and from `node admin` once stopped.
+    let (code, v) = admin(&c, 0, &format!("statement/{x}")).await;
+    assert_eq!(code, 200, "{v}");
+    let entries = v["entries"].as_array().unwrap().clone();
+    let packages: Vec<&str> = entries.iter().map(|e| e["package"].as_str().unwrap()).collect();
+    for id in ["fund-0", "a1", "a2", "b1", "c1", "a3", "after"] {
+        assert!(packages.contains(&id), "{id} in x's statement: {packages:?}");
+    }
+    let last = entries.last().unwrap()["total_after"].as_u64().unwrap();
+    assert_eq!(last, c.balance(0, &x).await.0, "the statement adds up to the balance");
+    c.kill(0);
+    let out = std::process::Command::new(&node_bin).args(["admin", "statement", "--account", &x, "--data"]).arg(c.data_dir(0)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exported: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(exported["entries"], json!(entries), "the stopped bank exports the same statement");
+    let out = std::process::Command::new(&node_bin).args(["admin", "statement", "--account", &x, "--from", "2", "--limit", "1", "--data"]).arg(c.data_dir(0)).output().unwrap();
+    let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(page["entries"], json!([entries[1]]), "{page}");
+    assert_eq!(page["next"], 3);
+    let out = std::process::Command::new(&node_bin).args(["admin", "statement", "--account", "no-such", "--data"]).arg(c.data_dir(0)).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not found"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -53,7 +53,22 @@ pub enum AdminCmd {
         #[arg(long = "teller-key", value_name = "HEX")]
         teller_keys: Vec<String>,
     },
-    // `statement --account KEY` comes with the per-account journal.
+    /// Export an account's statement from its journal: every committed movement of its
+    /// money, numbered from 1, with when, in or out, the package and the total after (JSON).
+    Statement {
+        /// The bank's data folder.
+        #[arg(long)]
+        data: PathBuf,
+        /// The account's key at this bank.
+        #[arg(long, value_name = "KEY")]
+        account: String,
+        /// The first entry (1 = the account's first).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        from: u64,
+        /// At most this many entries (default: all from --from on).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+    },
 }
 
 fn print(v: &impl serde::Serialize) {
@@ -79,6 +94,7 @@ pub fn run(cmd: &AdminCmd) -> Result<(), String> {
             let at = super::restore(from, data).map_err(|e| e.message)?;
             eprintln!("restored {} as {}: the bank reconciles with the other banks at its next start, and accepts packages once all have answered", from.display(), at.display());
         }
+        AdminCmd::Statement { data, account, from, limit } => print(&super::statement(&open(data)?, account, *from, *limit).map_err(|e| e.message)?),
         AdminCmd::Reconcile { data } => print(&super::reconcile_view(&open(data)?).map_err(|e| e.message)?),
         AdminCmd::Fingerprints { data, manifest, teller_keys } => {
             let text = std::fs::read_to_string(manifest).map_err(|e| format!("manifest {}: {e}", manifest.display()))?;

@@ -1,12 +1,13 @@
 //! The operator's tools, shared by `node admin ...` (a stopped bank: the database opened
 //! directly) and the `/admin/...` routes (a running one, which holds redb's lock): what is in
 //! doubt, a consistent backup, a restore into reconciliation, and the fingerprints operators
-//! compare across banks. The account statement (`statement`) joins them with the per-account
-//! journal.
+//! compare across banks, and any account's statement, exported from its journal.
 //!
 //! Each operation has one name, shared by the route (`/admin/{name}`), the teller's signed
 //! statement's scope (`admin/{name}`), `node admin {name}` and `bank admin {name}`:
-//! `in-doubt`, `backup`, `fingerprints`, `reconcile` (and `restore`, stopped bank only).
+//! `in-doubt`, `backup`, `fingerprints`, `reconcile`, `statement` (route and scope name the
+//! account: `/admin/statement/{key}`, `admin/statement/{key}`), and `restore` (stopped bank
+//! only).
 //!
 //! - `cli`: `node admin`;
 //! - `reconcile`: the rules of a restored bank's reconciliation (plain code);
@@ -19,10 +20,27 @@ pub mod run;
 use crate::error::Error;
 use crate::store::Store;
 use crate::wire::{Fingerprints, InDoubtList, InDoubtView, KeyFingerprint, ReconcileView};
+use consortium_core::domain::journal::{Statement, MAX_STATEMENT_PAGE};
 use consortium_core::trust::fingerprint;
 use consortium_core::trust::keys::PublicKey;
 use consortium_core::trust::manifest::Manifest;
 use std::path::Path;
+
+/// An account's statement from entry `from`: `limit` entries, or with `None` every one to the
+/// end (an export), read a page at a time so no read transaction holds more than a page.
+pub fn statement(store: &Store, account: &str, from: u64, limit: Option<u64>) -> Result<Statement, Error> {
+    let mut out = Statement { account: account.to_string(), entries: Vec::new(), next: Some(from) };
+    while let Some(at) = out.next {
+        let left = limit.map_or(u64::MAX, |l| l - out.entries.len() as u64);
+        if left == 0 {
+            break;
+        }
+        let page = store.statement(account, at, left.min(MAX_STATEMENT_PAGE as u64) as u32)?;
+        out.entries.extend(page.entries);
+        out.next = page.next;
+    }
+    Ok(out)
+}
 
 /// The in-doubt packages, oldest first, with their age on this bank's clock `now_ms`.
 pub fn in_doubt(store: &Store, me: &str, now_ms: u64) -> Result<InDoubtList, Error> {

@@ -7,7 +7,9 @@ use super::ApiError;
 use crate::error::Error;
 use crate::node::Node;
 use crate::wire::{Fingerprints, InDoubtList, ReconcileView};
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use consortium_core::domain::journal::Statement;
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -17,10 +19,10 @@ use std::sync::Arc;
 
 type S = State<Arc<Node>>;
 
-/// The route table; `GET /admin/statement/{account}` joins it with the per-account journal.
 pub fn routes() -> Router<Arc<Node>> {
     Router::new()
         .route("/admin/in-doubt", get(in_doubt))
+        .route("/admin/statement/{key}", get(statement))
         .route("/admin/fingerprints", get(fingerprints))
         .route("/admin/reconcile", get(reconcile))
         .route("/admin/backup", get(backup))
@@ -41,6 +43,30 @@ async fn in_doubt(State(node): S, headers: HeaderMap) -> Result<Json<InDoubtList
     operator(&node, &headers, "in-doubt").await?;
     let (me, now) = (node.ctx.me.clone(), node.ctx.clock.now_ms());
     Ok(Json(node.storage.db(move |s| crate::admin::in_doubt(s, &me, now)).await?))
+}
+
+/// Paging of an exported statement: `?from=N&limit=M` (entries from N; at most M, 1 to 500).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    from: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// Any account's statement, a page at a time (the operator's export; a holder reads their own
+/// at `/accounts/{key}/statement`). The scope names the account: a statement signed for one
+/// account reads no other.
+async fn statement(
+    State(node): S,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    page: Result<Query<Page>, QueryRejection>,
+) -> Result<Json<Statement>, ApiError> {
+    let page = page.map_err(|e| Error::bad_request("bad_page", format!("bad paging: {e}")))?.0;
+    let (from, limit) = (page.from.unwrap_or(1), page.limit.unwrap_or(100));
+    consortium_core::domain::journal::check_page(from, limit)?;
+    operator(&node, &headers, &format!("statement/{key}")).await?;
+    Ok(Json(node.storage.db(move |s| s.statement(&key, from, limit)).await?))
 }
 
 async fn fingerprints(State(node): S, headers: HeaderMap) -> Result<Json<Fingerprints>, ApiError> {

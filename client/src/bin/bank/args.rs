@@ -237,7 +237,19 @@ pub(crate) enum AdminCmd {
     Fingerprints,
     /// A restored bank's reconciliation: done or not, who answered, what it cannot know
     Reconcile,
-    // `statement --account KEY` comes with the per-account journal.
+    /// Export any account's statement at the bank (every committed movement of its money,
+    /// from --from on; all of them unless --limit), as JSON
+    Statement {
+        /// The account's key at the bank.
+        #[arg(long, value_name = "KEY")]
+        account: String,
+        /// The first entry (1 = the account's first).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        from: u64,
+        /// At most this many entries (default: all).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
