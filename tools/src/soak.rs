@@ -127,6 +127,25 @@ pub fn history_rows_of(metrics: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Every bank's database size, resident memory and rows of history, now.
+async fn sample(c: &Cluster, banks: usize, began: Instant, packages: u64) -> Sample {
+    let db_bytes = (0..banks).map(|i| std::fs::metadata(c.data_dir(i).join("bank.redb")).map_or(0, |m| m.len())).sum();
+    let rss = (0..banks).filter_map(|i| c.pid(i)).map(rss_kb).sum();
+    let (mut history_rows, mut journal_rows) = (0, 0);
+    let mut tables = std::collections::BTreeMap::new();
+    for i in 0..banks {
+        let (_, text) = c.get_text(i, "/metrics").await;
+        for (table, rows) in history_rows_of(&text) {
+            *tables.entry(table.clone()).or_default() += rows;
+            match table.as_str() {
+                "journal" => journal_rows += rows,
+                _ => history_rows += rows,
+            }
+        }
+    }
+    Sample { t_s: began.elapsed().as_secs_f64(), db_bytes, rss_kb: rss, packages, history_rows, journal_rows, tables }
+}
+
 /// Runs the soak with the `node` binary at `node_bin`.
 pub async fn soak(node_bin: PathBuf, o: &SoakOptions) -> SoakReport {
     let timing = format!(
@@ -165,21 +184,7 @@ pub async fn soak(node_bin: PathBuf, o: &SoakOptions) -> SoakReport {
     let mut samples = Vec::new();
     let end = began + Duration::from_secs(o.seconds);
     loop {
-        let db_bytes = (0..o.banks).map(|i| std::fs::metadata(c.data_dir(i).join("bank.redb")).map_or(0, |m| m.len())).sum();
-        let rss = (0..o.banks).filter_map(|i| c.pid(i)).map(rss_kb).sum();
-        let (mut history_rows, mut journal_rows) = (0, 0);
-        let mut tables = std::collections::BTreeMap::new();
-        for i in 0..o.banks {
-            let (_, text) = c.get_text(i, "/metrics").await;
-            for (table, rows) in history_rows_of(&text) {
-                *tables.entry(table.clone()).or_default() += rows;
-                match table.as_str() {
-                    "journal" => journal_rows += rows,
-                    _ => history_rows += rows,
-                }
-            }
-        }
-        samples.push(Sample { t_s: began.elapsed().as_secs_f64(), db_bytes, rss_kb: rss, packages: sent.load(Ordering::Relaxed), history_rows, journal_rows, tables });
+        samples.push(sample(&c, o.banks, began, sent.load(Ordering::Relaxed)).await);
         if Instant::now() >= end {
             break;
         }
@@ -189,5 +194,7 @@ pub async fn soak(node_bin: PathBuf, o: &SoakOptions) -> SoakReport {
     for t in tasks {
         let _ = t.await;
     }
+    // One more once the clients are done, so the last sample and the counts agree.
+    samples.push(sample(&c, o.banks, began, sent.load(Ordering::Relaxed)).await);
     SoakReport { compact: o.compact, banks: o.banks, seconds: o.seconds, packages: sent.load(Ordering::Relaxed), committed: committed.load(Ordering::Relaxed), samples }
 }
