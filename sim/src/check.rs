@@ -278,6 +278,11 @@ pub fn acknowledged(banks: &[Option<BankAudit>], acks: &Acks, addrs: &[String]) 
     }
     for ((_, id), t) in &acks.packages {
         let Some(b) = &banks[t.origin] else { continue };
+        if let (Some(why), Some(r)) = (&t.rejected, by_bank[t.origin].get(id.as_str())) {
+            if r.status == Status::Committed {
+                problems.push(format!("exactly once: package {id} was refused to its client ({why}) but {} committed it: a client told so would send it again", b.name));
+            }
+        }
         if !t.accepted {
             continue;
         }

@@ -256,7 +256,10 @@ async fn submit(sh: Arc<Shared>, t: Arc<dyn Transport>, origin: usize, p: Packag
                 sh.violation(format!("api: package {id} refused as a reused id by {}: the client never reused it", sh.names[origin]));
                 return None;
             }
-            Ok((code @ 400..=499, answer)) => {
+            // The package's record may have been compacted: its outcome is unknown to the
+            // client (the checks know it), not refused.
+            Ok((410, _)) => return None,
+            Ok((code @ 400..=499, answer)) if code != 429 => {
                 let why = String::from_utf8_lossy(&answer).into_owned();
                 if forged {
                     sh.lock().acks.forged_stopped += 1;

@@ -10,6 +10,8 @@ use crate::error::Error;
 use crate::node::Node;
 use crate::peers::PeerError;
 use crate::package::intake::Waiter;
+use crate::store::Lookup;
+use consortium_core::package::compact::Unknown;
 use crate::package::{authority, Package, Record};
 use crate::trust;
 use crate::trust::keys::PublicKey;
@@ -361,6 +363,7 @@ fn view(r: &Record) -> PackageView {
     (status = 200, description = "decided: committed or aborted, with each operation's result", body = PackageView),
     (status = 202, description = "accepted, not decided within `package_wait_ms`: ask `GET /packages/{id}`", body = PackageView),
     (status = 400, response = Bad), (status = 409, response = Conflict), (status = 413, response = TooLarge),
+    (status = 410, description = "`package_compacted`: the package expired, and this bank has compacted the history of packages that old: if it was accepted before it expired, its accounts' statements show its outcome", body = ErrorBody),
     (status = 422, description = "`unsigned`, `expired`, `unknown_bank`, `same_account`, or a signature that does not hold", body = ErrorBody),
     (status = 429, response = TooMany), (status = 500, response = Internal), (status = 503, response = Unavailable),
 ))]
@@ -371,12 +374,20 @@ async fn submit_package(State(node): S, Body(p): Body<Package>) -> Result<(Statu
         return Err(Error::rule("unsigned", "a package needs the signatures of the holders of the accounts it takes money from (and a teller's for a deposit)").into());
     }
     if let Err(why) = authority::check_expiry_within(&p, node.ctx.clock.now_ms(), node.ctx.timing.clock_skew_ms) {
-        // A retry of a package recorded before it expired still gets its outcome.
-        let id = p.id.clone();
-        if let Some(r) = node.storage.db(move |s| s.record(&id)).await?.filter(|r| r.package.same_content(&p)) {
-            return Ok((StatusCode::OK, Json(view(&r))));
-        }
-        return Err(Error::rule("expired", why).into());
+        // A retry of a package recorded before it expired still gets its outcome; one whose
+        // record may have been compacted is not told "expired", which would read as "never
+        // executed" to a client whose first answer was lost (it could pay twice).
+        let (id, expires) = (p.id.clone(), p.expires_ms);
+        return match node.storage.db(move |s| s.lookup(&id, Some(expires))).await? {
+            Lookup::Found(r) if r.package.same_content(&p) => Ok((StatusCode::OK, Json(view(&r)))),
+            Lookup::Unknown(Unknown::MaybeCompacted) => Err(Error::new(
+                crate::error::Kind::Gone,
+                "package_compacted",
+                format!("{why}, and this bank has since compacted the history of packages that old: if it was accepted here before it expired, its outcome is in its accounts' statements; check them before sending it again under a new id"),
+            )
+            .into()),
+            _ => Err(Error::rule("expired", why).into()),
+        };
     }
     let id = p.id.clone();
     // Registered before the package exists, so its decision cannot pass unseen.
@@ -455,8 +466,11 @@ impl Drop for Waiting {
 async fn get_package(State(node): S, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<PackageView>, ApiError> {
     let who = reader(&node, &headers, &read::scope_package(&id)).await?;
     let i = id.clone();
-    let Some(r) = node.storage.db(move |s| s.record(&i)).await? else {
+    let (record, compacted) = node.storage.db(move |s| Ok((s.record(&i)?, s.compacted_expiry()? > 0))).await?;
+    let Some(r) = record else {
         return match who {
+            // Once history was compacted, an unknown id may be a settled package's.
+            Reader::Teller if compacted => Err(Error::not_found("package_not_found", format!("no record of package {id} here: never submitted, or settled at every bank and compacted (its accounts' statements keep it)")).into()),
             Reader::Teller => Err(Error::not_found("package_not_found", format!("no package {id} was submitted to this bank")).into()),
             Reader::User(_) => Err(read::not_yours("package").into()),
         };
