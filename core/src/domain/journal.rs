@@ -47,10 +47,15 @@ pub struct Statement {
     pub next: Option<u64>,
 }
 
+/// The highest entry number a page may start from: 2^53 - 1, the largest integer every JSON
+/// reader holds exactly (no account comes near it; a larger `from` is a malformed request,
+/// as the published API document says).
+pub const MAX_FROM: u64 = (1 << 53) - 1;
+
 /// A page request: entries from `from` (1 = the first), at most `limit`.
 pub fn check_page(from: u64, limit: u32) -> Result<(), Error> {
-    if from == 0 {
-        return Err(Error::bad_request("bad_page", "entries are numbered from 1"));
+    if from == 0 || from > MAX_FROM {
+        return Err(Error::bad_request("bad_page", format!("entries are numbered from 1 to {MAX_FROM}")));
     }
     if limit == 0 || limit > MAX_STATEMENT_PAGE {
         return Err(Error::bad_request("bad_page", format!("limit is 1 to {MAX_STATEMENT_PAGE}")));
@@ -109,5 +114,7 @@ mod tests {
         assert_eq!(check_page(0, 10).unwrap_err().code, "bad_page");
         assert_eq!(check_page(1, 0).unwrap_err().code, "bad_page");
         assert_eq!(check_page(1, MAX_STATEMENT_PAGE + 1).unwrap_err().code, "bad_page");
+        assert!(check_page(MAX_FROM, 1).is_ok());
+        assert_eq!(check_page(MAX_FROM + 1, 1).unwrap_err().code, "bad_page", "past what the document allows");
     }
 }

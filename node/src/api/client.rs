@@ -247,7 +247,7 @@ async fn get_account(State(node): S, headers: HeaderMap, Path(key): Path<String>
 #[into_params(parameter_in = Query)]
 struct Page {
     /// The first entry of the page (1 = the account's first; default 1).
-    #[param(minimum = 1, example = 1)]
+    #[param(minimum = 1, maximum = 9007199254740991_u64, example = 1)]
     from: Option<u64>,
     /// At most this many entries (1 to 500; default 100).
     #[param(minimum = 1, maximum = 500, example = 100)]
