@@ -104,7 +104,8 @@ impl Timeline {
         self.marks
             .iter()
             .filter_map(|m| if let Mark::Accepted { key, .. } = m { Some(key.as_str()) } else { None })
-            .filter(|k| said.iter().any(|w| names_key(w, k)))
+            // Checks name a package by its key (`id@origin`) or by its id alone.
+            .filter(|k| said.iter().any(|w| names_key(w, k) || k.split_once('@').is_some_and(|(id, _)| names_key(w, id))))
             .collect()
     }
 
@@ -313,6 +314,9 @@ mod tests {
         let html = t.html("r", &["a".to_string(), "b".to_string()], 100 * MS);
         assert_eq!(html.matches("implicated\"").count(), 2, "the package's bar and its legs' tick");
         assert!(html.contains("package c1-2@b:1: pending (0.010 s to 0.100 s); named by a broken invariant"));
+        // A check that names the id alone ("package c1-1 was refused ...") names it too.
+        t.mark(Mark::Violation { t: 80 * MS, what: "exactly once: package c1-1 was refused to its client (422) but b committed it".into() });
+        assert_eq!(t.implicated().into_iter().collect::<Vec<_>>(), vec!["c1-1@b:1", "c1-2@b:1"]);
         assert_eq!(t.token_spans(20 * MS), vec![(1, "1@a".to_string(), 0 * MS, 5 * MS, 1), (2, "2@b".to_string(), 50 * MS, 60 * MS, 1)]);
         t.mark(Mark::Pass { t: 65 * MS, from: Some(0), to: 1, gen: 2, epoch: "2@b".into(), hop: 2 });
         t.mark(Mark::Pass { t: 95 * MS, from: Some(1), to: 0, gen: 2, epoch: "2@b".into(), hop: 3 });
