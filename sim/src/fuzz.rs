@@ -152,6 +152,24 @@ pub fn generate(seed: u64) -> Scenario {
             _ => Fault::Slow { at_ms, bank, for_ms, latency_ms: part.random_range(20..=300), loss: part.random_range(0..=30) as f64 / 100.0 },
         });
     }
+    // A third of the runs compact history as they go, from a stream of their own: packages
+    // valid 1.5-3 s and a 1.5 s skew allowance, so records and legs are dropped within the
+    // run, under whatever else it does. The allowance must hold the real skew: a skewed
+    // clock stays within it.
+    let mut cmp = ChaCha8Rng::seed_from_u64(mix(seed, 0xc0c0));
+    let mut timing = crate::scenario::TimingSpec::default();
+    let mut workload = workload;
+    if cmp.random_bool(0.33) {
+        timing.clock_skew_ms = 1_500;
+        timing.compact_every_ms = cmp.random_range(100..=300);
+        timing.compact_batch = cmp.random_range(4..=32);
+        workload.package_valid_ms = cmp.random_range(1_500..=3_000);
+        for f in &mut faults {
+            if let Fault::Skew { ms, .. } = f {
+                *ms = (*ms).clamp(-1_000, 1_000);
+            }
+        }
+    }
     faults.sort_by_key(Fault::at_ms);
     let s = Scenario {
         name: format!("fuzz-{seed}"),
@@ -163,6 +181,7 @@ pub fn generate(seed: u64) -> Scenario {
         network,
         workload,
         faults,
+        timing,
         ..Scenario::default()
     };
     debug_assert!(s.check().is_ok(), "generated scenario is invalid: {:?}", s.check());

@@ -385,9 +385,16 @@ async fn malicious_loop(sh: Arc<Shared>, t: Arc<dyn Transport>, accounts: Arc<Ve
             continue;
         }
         // A package another client sent, as the adversary saw it on the wire.
+        // An origin keeps a package's id only while it keeps its record: once every bank
+        // acknowledged the outcome and `expires_ms + 2 × clock_skew_ms` passed, compaction
+        // frees it, and a package of other content under it is a new package (the checks
+        // name packages by origin and id, so the adversary leaves those ids alone). A bank's
+        // clock may run ahead by up to the allowance: the margin is one allowance.
+        let held_until = |t: &Track| t.package.expires_ms + sc.timing.clock_skew_ms;
+        let now_ms = crate::run::sim_wall_ms();
         let victim = {
             let st = sh.lock();
-            let seen: Vec<&Track> = st.acks.packages.values().filter(|t| t.accepted).collect();
+            let seen: Vec<&Track> = st.acks.packages.values().filter(|t| t.accepted && (sc.timing.compact_every_ms == 0 || now_ms + 500 < held_until(t))).collect();
             if seen.is_empty() {
                 continue;
             }
