@@ -69,6 +69,9 @@ impl Error {
     pub fn rule(code: &'static str, m: impl Into<String>) -> Error {
         Error::new(Kind::Rule, code, m)
     }
+    pub fn gone(code: &'static str, m: impl Into<String>) -> Error {
+        Error::new(Kind::Gone, code, m)
+    }
     pub fn unavailable(code: &'static str, m: impl Into<String>) -> Error {
         Error::new(Kind::Unavailable, code, m)
     }

@@ -47,6 +47,35 @@ pub struct Statement {
     pub next: Option<u64>,
 }
 
+/// An export of a statement a page at a time: which page to ask for next, and the pages
+/// joined. `node admin statement` reads the pages from the store, `bank admin statement` from
+/// the bank; the walk is this one piece of plain code.
+#[derive(Clone, Debug)]
+pub struct Export {
+    pub statement: Statement,
+    limit: Option<u64>,
+}
+
+impl Export {
+    /// Entries from `from` on: `limit` of them, or with `None` every one to the end.
+    pub fn new(account: &str, from: u64, limit: Option<u64>) -> Export {
+        Export { statement: Statement { account: account.to_string(), entries: Vec::new(), next: Some(from) }, limit }
+    }
+
+    /// The next page to ask for (from, at most this many), or `None`: done.
+    pub fn next(&self) -> Option<(u64, u32)> {
+        let at = self.statement.next?;
+        let left = self.limit.map_or(u64::MAX, |l| l.saturating_sub(self.statement.entries.len() as u64));
+        (left > 0).then(|| (at, left.min(MAX_STATEMENT_PAGE as u64) as u32))
+    }
+
+    /// The page asked for. An empty page ends the walk, whatever it says comes next.
+    pub fn add(&mut self, page: Statement) {
+        self.statement.next = page.next.filter(|_| !page.entries.is_empty());
+        self.statement.entries.extend(page.entries);
+    }
+}
+
 /// The highest entry number a page may start from: 2^53 - 1, the largest integer every JSON
 /// reader holds exactly (no account comes near it; a larger `from` is a malformed request,
 /// as the published API document says).
@@ -106,6 +135,37 @@ mod tests {
         assert!(check_journal(&a, &gap).unwrap_err().contains("numbered 3"));
         let wrong_total = vec![entry(1, Side::Credit, 10, 10), entry(2, Side::Debit, 3, 8)];
         assert!(check_journal(&a, &wrong_total).is_err());
+    }
+
+    #[test]
+    fn an_export_asks_page_after_page_until_the_end_or_the_limit() {
+        let entry = |n: u64| JournalEntry { n, time_ms: n, side: crate::package::Side::Credit, amount: Cents(1), origin: "o".into(), package: format!("p{n}"), index: 0, total_after: Cents(n) };
+        // A journal of 1,200 entries, served as the store serves it.
+        let serve = |from: u64, limit: u32| {
+            let entries: Vec<_> = (from..=1_200).take(limit as usize).map(entry).collect();
+            let next = entries.last().map(|e| e.n + 1).filter(|n| *n <= 1_200);
+            Statement { account: "a".into(), entries, next }
+        };
+        let walk = |from, limit| {
+            let mut ex = Export::new("a", from, limit);
+            let mut asked = Vec::new();
+            while let Some((at, n)) = ex.next() {
+                asked.push((at, n));
+                ex.add(serve(at, n));
+            }
+            (ex.statement, asked)
+        };
+        let (all, asked) = walk(1, None);
+        assert_eq!(asked, vec![(1, MAX_STATEMENT_PAGE), (501, MAX_STATEMENT_PAGE), (1_001, MAX_STATEMENT_PAGE)]);
+        assert_eq!((all.entries.len(), all.next), (1_200, None));
+        let (some, asked) = walk(700, Some(600));
+        assert_eq!(asked, vec![(700, MAX_STATEMENT_PAGE), (1_200, 100)]);
+        assert_eq!((some.entries.len(), some.entries[0].n, some.next), (501, 700, None));
+        let (cut, _) = walk(2, Some(3));
+        assert_eq!((cut.entries.len(), cut.next), (3, Some(5)), "where the next page would start");
+        let mut ex = Export::new("a", 1, None);
+        ex.add(Statement { account: "a".into(), entries: vec![], next: Some(9) });
+        assert_eq!(ex.next(), None, "an empty page ends the walk");
     }
 
     #[test]

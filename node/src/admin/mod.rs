@@ -20,7 +20,7 @@ pub mod run;
 use crate::error::Error;
 use crate::store::Store;
 use crate::wire::{Fingerprints, InDoubtList, InDoubtView, KeyFingerprint, ReconcileView};
-use consortium_core::domain::journal::{Statement, MAX_STATEMENT_PAGE};
+use consortium_core::domain::journal::{Export, Statement};
 use consortium_core::trust::fingerprint;
 use consortium_core::trust::keys::PublicKey;
 use consortium_core::trust::manifest::Manifest;
@@ -29,17 +29,11 @@ use std::path::Path;
 /// An account's statement from entry `from`: `limit` entries, or with `None` every one to the
 /// end (an export), read a page at a time so no read transaction holds more than a page.
 pub fn statement(store: &Store, account: &str, from: u64, limit: Option<u64>) -> Result<Statement, Error> {
-    let mut out = Statement { account: account.to_string(), entries: Vec::new(), next: Some(from) };
-    while let Some(at) = out.next {
-        let left = limit.map_or(u64::MAX, |l| l - out.entries.len() as u64);
-        if left == 0 {
-            break;
-        }
-        let page = store.statement(account, at, left.min(MAX_STATEMENT_PAGE as u64) as u32)?;
-        out.entries.extend(page.entries);
-        out.next = page.next;
+    let mut export = Export::new(account, from, limit);
+    while let Some((at, n)) = export.next() {
+        export.add(store.statement(account, at, n)?);
     }
-    Ok(out)
+    Ok(export.statement)
 }
 
 /// The in-doubt packages, oldest first, with their age on this bank's clock `now_ms`.

@@ -9,6 +9,7 @@ use crate::node::Node;
 use crate::wire::{Fingerprints, InDoubtList, ReconcileView};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use super::client::Page;
 use consortium_core::domain::journal::Statement;
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
@@ -45,14 +46,6 @@ async fn in_doubt(State(node): S, headers: HeaderMap) -> Result<Json<InDoubtList
     Ok(Json(node.storage.db(move |s| crate::admin::in_doubt(s, &me, now)).await?))
 }
 
-/// Paging of an exported statement: `?from=N&limit=M` (entries from N; at most M, 1 to 500).
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Page {
-    from: Option<u64>,
-    limit: Option<u32>,
-}
-
 /// Any account's statement, a page at a time (the operator's export; a holder reads their own
 /// at `/accounts/{key}/statement`). The scope names the account: a statement signed for one
 /// account reads no other.
@@ -62,9 +55,7 @@ async fn statement(
     Path(key): Path<String>,
     page: Result<Query<Page>, QueryRejection>,
 ) -> Result<Json<Statement>, ApiError> {
-    let page = page.map_err(|e| Error::bad_request("bad_page", format!("bad paging: {e}")))?.0;
-    let (from, limit) = (page.from.unwrap_or(1), page.limit.unwrap_or(100));
-    consortium_core::domain::journal::check_page(from, limit)?;
+    let (from, limit) = Page::of(page)?;
     operator(&node, &headers, &format!("statement/{key}")).await?;
     Ok(Json(node.storage.db(move |s| s.statement(&key, from, limit)).await?))
 }

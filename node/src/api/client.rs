@@ -241,17 +241,28 @@ async fn get_account(State(node): S, headers: HeaderMap, Path(key): Path<String>
     }
 }
 
-/// Paging of a statement: `?from=N&limit=M` (entries from N, 1 = the first; at most M).
+/// Paging of a statement: `?from=N&limit=M` (entries from N, 1 = the first; at most M). The
+/// holder's route and the operator's (`admin`) page alike.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct Page {
+pub(super) struct Page {
     /// The first entry of the page (1 = the account's first; default 1).
     #[param(minimum = 1, maximum = 9007199254740991_u64, example = 1)]
     from: Option<u64>,
     /// At most this many entries (1 to 500; default 100).
     #[param(minimum = 1, maximum = 500, example = 100)]
     limit: Option<u32>,
+}
+
+impl Page {
+    /// The page asked for, with its defaults, within `journal::check_page`'s bounds.
+    pub(super) fn of(q: Result<axum::extract::Query<Page>, axum::extract::rejection::QueryRejection>) -> Result<(u64, u32), Error> {
+        let page = q.map_err(|e| Error::bad_request("bad_page", format!("bad paging: {e}")))?.0;
+        let (from, limit) = (page.from.unwrap_or(1), page.limit.unwrap_or(100));
+        consortium_core::domain::journal::check_page(from, limit)?;
+        Ok((from, limit))
+    }
 }
 
 /// An account's statement (its journal), to its holders only, a page at a time. Like a
@@ -267,9 +278,7 @@ async fn get_statement(
     Path(key): Path<String>,
     page: Result<axum::extract::Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<consortium_core::domain::journal::Statement>, ApiError> {
-    let page = page.map_err(|e| Error::bad_request("bad_page", format!("bad paging: {e}")))?.0;
-    let (from, limit) = (page.from.unwrap_or(1), page.limit.unwrap_or(100));
-    consortium_core::domain::journal::check_page(from, limit)?;
+    let (from, limit) = Page::of(page)?;
     let who = reader(&node, &headers, &read::scope_statement(&key)).await?;
     let k = key.clone();
     match node.storage.db(move |s| s.account(&k)).await? {
@@ -380,8 +389,7 @@ async fn submit_package(State(node): S, Body(p): Body<Package>) -> Result<(Statu
         let (id, expires) = (p.id.clone(), p.expires_ms);
         return match node.storage.db(move |s| s.lookup(&id, Some(expires))).await? {
             Lookup::Found(r) if r.package.same_content(&p) => Ok((StatusCode::OK, Json(view(&r)))),
-            Lookup::Unknown(Unknown::MaybeCompacted) => Err(Error::new(
-                crate::error::Kind::Gone,
+            Lookup::Unknown(Unknown::MaybeCompacted) => Err(Error::gone(
                 "package_compacted",
                 format!("{why}, and this bank has since compacted the history of packages that old: if it was accepted here before it expired, its outcome is in its accounts' statements; check them before sending it again under a new id"),
             )

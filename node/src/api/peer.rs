@@ -233,7 +233,7 @@ async fn outcome(
         (_, Some(why)) => Err(Error::conflict("lost_in_restore", format!("package {id}: this bank cannot know its outcome since a restore ({why}); its operator settles it")).into()),
         (Lookup::Found(r), None) => Ok(Json(node.executor.view(&r))),
         (Lookup::Unknown(Unknown::MaybeCompacted), None) => {
-            Err(Error::new(crate::error::Kind::Gone, "package_compacted", format!("no record of {id} here now: it may have been decided, settled everywhere and compacted")).into())
+            Err(Error::gone("package_compacted", format!("no record of {id} here now: it may have been decided, settled everywhere and compacted")).into())
         }
         (Lookup::Unknown(Unknown::NeverRecorded), None) if node.ctx.is_reconciling() => {
             Err(Error::unavailable("reconciling", format!("package {id}: this bank is re-learning its decisions after a restore; ask again later")).into())

@@ -362,17 +362,11 @@ async fn admin(ctx: &Ctx, cmd: AdminCmd) -> Result<(), Fail> {
         AdminCmd::Reconcile => print_answer(ctx, &c.call::<serde_json::Value>(ApiCall::admin("reconcile")).await?, pretty),
         AdminCmd::Statement { account, from, limit } => {
             // Page by page (the bank answers at most 500 entries at once) into one export.
-            let mut all = consortium_core::domain::journal::Statement { account: account.clone(), entries: Vec::new(), next: Some(from) };
-            while let Some(at) = all.next {
-                let left = limit.map_or(u64::MAX, |l| l - all.entries.len() as u64);
-                if left == 0 {
-                    break;
-                }
-                let page: consortium_core::domain::journal::Statement = c.call(ApiCall::admin_statement(&account, at, left.min(500) as u32)).await?.value;
-                all.entries.extend(page.entries);
-                all.next = page.next;
+            let mut export = consortium_core::domain::journal::Export::new(&account, from, limit);
+            while let Some((at, n)) = export.next() {
+                export.add(c.call(ApiCall::admin_statement(&account, at, n)).await?.value);
             }
-            println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+            println!("{}", serde_json::to_string_pretty(&export.statement).unwrap_or_default());
         }
         AdminCmd::Backup { out } => {
             if out.exists() {
